@@ -1,0 +1,101 @@
+"""What a zoo model is made of: the block-by-block layout (widths, strides, attention) at a given input."""
+
+from __future__ import annotations
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .models import input_shape
+from .nn.m2 import M2Block, window_grid
+from .zoo import ZooEntry
+
+
+def _attention_label(block: M2Block, h: int, w: int) -> str:
+    """e.g. ``grid 7x7 x4 pre``, ``global post``, ``grid 7x7 x9 pad 5/5 pre`` (pad = bottom/right tokens)."""
+    att = block.cfg.attention
+    if att is None:
+        return "off"
+    wh, ww, pb, pr = window_grid(h, w, att)
+    n = ((h + pb) // wh) * ((w + pr) // ww)
+    kind = "global" if n == 1 else f"{att.window} {wh}x{ww} x{n}"
+    pad = f" pad {pb}/{pr}" if pb or pr else ""
+    return f"{kind}{pad} {'pre' if att.attn_pre else 'post'}"
+
+
+def block_table(entry: ZooEntry, resolution: tuple[int, int] | None = None) -> pd.DataFrame:
+    """One row per M² block: path, widths (in → mid → out), depth-wise kernel and stride, pre-norm/activation,
+    attention (window layout at this input), heads, residual, output map and parameters, for an input of the
+    entry's size (or ``resolution``)."""
+    shape = input_shape(entry, resolution)
+    with torch.device("meta"):
+        model = _build(entry)
+    # Rows: every M² block, plus the layers outside blocks (stem conv, final norm, classifier).
+    parts: list[tuple[str, nn.Module]] = [("", model)] if isinstance(model, M2Block) else []
+    for name, m in model.named_modules() if not parts else ():
+        if any(name.startswith(p + ".") for p, _ in parts) or isinstance(m, nn.Sequential):
+            continue
+        if isinstance(m, M2Block) or (name and any(True for _ in m.parameters(recurse=True))):
+            parts.append((name, m))
+    shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+    hooks = [
+        m.register_forward_hook(lambda mod, i, o, name=name: shapes.__setitem__(name, (tuple(i[0].shape), tuple(o.shape))))
+        for name, m in parts
+    ]
+    with torch.no_grad():
+        model.eval()(torch.empty(shape, device="meta"))
+    for h in hooks:
+        h.remove()
+    rows = []
+    for name, m in parts:
+        (i_shape, out) = shapes[name]
+        params = sum(p.numel() for p in m.parameters())
+        if not isinstance(m, M2Block):
+            rows.append({"block": name, "in→mid→out": f"{i_shape[1]}→{out[1]}", "dw": "", "norm/act": "",
+                         "attention": type(m).__name__, "heads": 0, "skip": False,
+                         "output": "x".join(map(str, out[2:])) or "-", "params": params})
+            continue
+        cfg = m.cfg
+        hi, wi = i_shape[-2:]
+        rows.append(
+            {
+                "block": name or "(block)",
+                "in→mid→out": f"{cfg.dim_in}→{cfg.dim_mid}→{cfg.dim_out}",
+                "dw": f"{cfg.dw_kernel}x{cfg.dw_kernel} s{cfg.stride}" if cfg.dw_kernel else "off",
+                "norm/act": f"{cfg.norm}/{cfg.act}",
+                "attention": _attention_label(m, hi, wi),
+                "heads": cfg.num_heads,
+                "skip": cfg.has_skip,
+                "output": f"{out[-2]}x{out[-1]}",
+                "params": params,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _build(entry: ZooEntry) -> nn.Module:
+    from .nn import FAMILIES
+
+    return FAMILIES[entry.family].build(entry.config)
+
+
+def zoo_table(names: list[str]) -> pd.DataFrame:
+    """name, family, parameters and summary of each zoo entry (parameters counted on a meta-device build)."""
+    from .zoo import get_entry
+
+    rows = []
+    for name in names:
+        entry = get_entry(name)
+        with torch.device("meta"):
+            model = _build(entry)
+        rows.append(
+            {
+                "name": name,
+                "family": entry.family,
+                "params": sum(p.numel() for p in model.parameters()),
+                "input": "x".join(map(str, entry.input_size)),
+                "tags": ",".join(entry.tags),
+                "summary": entry.summary,
+            }
+        )
+    return pd.DataFrame(rows)

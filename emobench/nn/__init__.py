@@ -1,0 +1,8 @@
+"""Blocks and models. Importing this package registers every model family."""
+
+from .emo import EMO, EMOConfig, EMOFeatures
+from .fused import fuse
+from .m2 import AttentionConfig, M2Block, M2BlockConfig
+from .registry import FAMILIES, Family
+
+__all__ = ["EMO", "EMOConfig", "EMOFeatures", "M2Block", "M2BlockConfig", "AttentionConfig", "fuse", "FAMILIES", "Family"]

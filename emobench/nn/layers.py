@@ -1,0 +1,119 @@
+"""Small layers shared by every model family, named so state-dict keys match the official EMO code."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ActName = Literal["none", "relu", "relu6", "silu", "gelu", "hardswish", "sigmoid"]
+NormName = Literal["none", "bn", "ln"]
+
+_ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "none": nn.Identity,
+    "relu": nn.ReLU,
+    "relu6": nn.ReLU6,
+    "silu": nn.SiLU,
+    "gelu": nn.GELU,
+    "hardswish": nn.Hardswish,
+    "sigmoid": nn.Sigmoid,
+}
+
+
+def make_act(name: ActName) -> nn.Module:
+    return _ACTIVATIONS[name]()
+
+
+def act_fn(name: ActName):
+    """The functional form of an activation, for the fused inference path."""
+    return {
+        "none": None,
+        "relu": F.relu,
+        "relu6": F.relu6,
+        "silu": F.silu,
+        "gelu": F.gelu,
+        "hardswish": F.hardswish,
+        "sigmoid": torch.sigmoid,
+    }[name]
+
+
+class LayerNorm2d(nn.Module):
+    """LayerNorm over the channels of an NCHW map (the official ``ln_2d``: the parameters live in ``.norm``)."""
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels, eps=eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def make_norm(name: NormName, channels: int, eps: float) -> nn.Module:
+    if name == "bn":
+        return nn.BatchNorm2d(channels, eps=eps)
+    if name == "ln":
+        return LayerNorm2d(channels, eps=eps)
+    return nn.Identity()
+
+
+class ConvNormAct(nn.Module):
+    """Conv2d → norm → activation, with the official sub-module names ``conv``, ``norm``, ``act``."""
+
+    def __init__(
+        self,
+        dim_in: int,
+        dim_out: int,
+        kernel_size: int = 1,
+        stride: int = 1,
+        dilation: int = 1,
+        groups: int = 1,
+        bias: bool = False,
+        norm: NormName = "none",
+        act: ActName = "none",
+        norm_eps: float = 1e-6,
+    ) -> None:
+        super().__init__()
+        # ceil((k_eff - stride) / 2): the official padding rule, "same" for stride 1.
+        k_eff = (kernel_size - 1) * dilation + 1
+        padding = -(-(k_eff - stride) // 2)
+        self.conv = nn.Conv2d(dim_in, dim_out, kernel_size, stride, padding, dilation, groups, bias=bias)
+        self.norm = make_norm(norm, dim_out, norm_eps)
+        self.act = make_act(act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.norm(self.conv(x)))
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation as in timm (``conv_reduce`` / ``conv_expand``), sigmoid gate."""
+
+    def __init__(self, channels: int, rd_ratio: float, act: ActName) -> None:
+        super().__init__()
+        rd = round(channels * rd_ratio)
+        self.conv_reduce = nn.Conv2d(channels, rd, 1, bias=True)
+        self.act = make_act(act)
+        self.conv_expand = nn.Conv2d(rd, channels, 1, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.mean((2, 3), keepdim=True)
+        return x * self.conv_expand(self.act(self.conv_reduce(s))).sigmoid()
+
+
+class DropPath(nn.Module):
+    """Stochastic depth per sample; the identity outside training."""
+
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"

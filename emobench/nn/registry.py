@@ -1,0 +1,31 @@
+"""Model families: a zoo file names a family, whose pydantic config validates the file and whose builder
+turns the validated config into a module (timm's config → module → factory, with the variants as data)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from pydantic import BaseModel
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    config: type[BaseModel]
+    build: Callable[[BaseModel], nn.Module]
+    description: str
+
+
+FAMILIES: dict[str, Family] = {}
+
+
+def register_family(name: str, config: type[BaseModel], description: str):
+    """Decorator for a builder ``fn(config) -> nn.Module`` of the family ``name``."""
+
+    def wrap(build: Callable[[BaseModel], nn.Module]) -> Callable[[BaseModel], nn.Module]:
+        FAMILIES[name] = Family(name, config, build, description)
+        return build
+
+    return wrap

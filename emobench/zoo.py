@@ -1,0 +1,219 @@
+"""The model zoo: one TOML file per model, validated on load.
+
+A file ``NAME.toml`` holds::
+
+    family = "emo"                 # a registered family (emobench.nn.FAMILIES): "emo" or "m2"
+    summary = "one line"
+    source = "where the architecture comes from"
+    extends = "emo_5m"             # optional: start from another entry and override
+    input_size = [3, 224, 224]     # C, H, W of the default input
+    tags = ["paper", "ablation"]
+
+    [config]                       # the family's configuration (emobench.nn.EMOConfig, M2BlockConfig)
+    depths = [2, 2, 8, 3]
+
+Built-in entries live in the ``zoo/`` folder; more folders come from ``EMOBENCH_ZOO_PATH`` (``os.pathsep``
+separated) or the CLI's ``--zoo``. TOML is data only: loading never executes anything.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ZooError
+from .nn import FAMILIES
+
+ENV_ZOO_PATH = "EMOBENCH_ZOO_PATH"
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+def builtin_zoo_dir() -> Path:
+    """The shipped entries: packaged as ``emobench/zoo_data`` in a wheel, ``zoo/`` in a source checkout."""
+    packaged = Path(__file__).parent / "zoo_data"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[1] / "zoo"
+
+
+class ZooFile(BaseModel):
+    """The top level of a zoo file; ``config`` is validated by the family's own schema."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    family: str | None = None
+    summary: str | None = None
+    source: str | None = None
+    extends: str | None = None
+    input_size: tuple[int, int, int] | None = Field(None, description="C, H, W")
+    tags: list[str] | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """A resolved, validated zoo entry."""
+
+    name: str
+    family: str
+    summary: str
+    source: str
+    input_size: tuple[int, int, int]
+    tags: tuple[str, ...]
+    config: Any  # the family's pydantic config
+    path: Path
+    extends: str | None = None
+    raw_config: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def with_overrides(self, **overrides: Any) -> "ZooEntry":
+        """The same entry with config fields replaced (validated like the file itself)."""
+        if not overrides:
+            return self
+        merged = _merge(self.raw_config, overrides)
+        config = _validate_config(self.family, merged, f"{self.name} (overrides {sorted(overrides)})")
+        return ZooEntry(
+            self.name, self.family, self.summary, self.source, self.input_size, self.tags, config, self.path,
+            self.extends, merged,
+        )
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _format_validation(err: ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{more}"
+
+
+def _validate_config(family: str, config: dict[str, Any], where: str) -> Any:
+    try:
+        return FAMILIES[family].config.model_validate(config)
+    except ValidationError as err:
+        raise ZooError(f"{where}: config.{_format_validation(err)}") from None
+
+
+class Zoo:
+    """An index of the zoo files found on a search path (names → files), loading entries on demand."""
+
+    def __init__(self, dirs: tuple[Path, ...]) -> None:
+        self.dirs = dirs
+        self.files: dict[str, Path] = {}
+        for d in dirs:
+            if not d.is_dir():
+                raise ZooError(f"zoo folder not found: {d}")
+            for path in sorted(d.glob("*.toml")):
+                name = path.stem
+                if not _NAME.match(name):
+                    raise ZooError(f"{path}: a zoo file name must be lower-case letters, digits, '_', '-' or '.'")
+                if name in self.files:
+                    raise ZooError(f"model '{name}' is defined twice: {self.files[name]} and {path}")
+                self.files[name] = path
+        self._entries: dict[str, ZooEntry] = {}
+
+    def names(self) -> list[str]:
+        return sorted(self.files, key=_natural_key)
+
+    def resolve_name(self, name: str) -> Path:
+        if name in self.files:
+            return self.files[name]
+        close = difflib.get_close_matches(name, list(self.files), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; `emobench zoo list` shows them all"
+        raise ZooError(f"unknown model '{name}'{hint}")
+
+    def _read(self, path: Path) -> ZooFile:
+        try:
+            with path.open("rb") as f:
+                data = tomllib.load(f)
+        except tomllib.TOMLDecodeError as err:
+            raise ZooError(f"{path}: not valid TOML: {err}") from None
+        except OSError as err:
+            raise ZooError(f"{path}: cannot read: {err.strerror}") from None
+        try:
+            return ZooFile.model_validate(data)
+        except ValidationError as err:
+            raise ZooError(f"{path}: {_format_validation(err)}") from None
+
+    def get(self, name: str, _chain: tuple[str, ...] = ()) -> ZooEntry:
+        if name in self._entries:
+            return self._entries[name]
+        path = self.resolve_name(name)
+        if name in _chain:
+            raise ZooError(f"{path}: 'extends' forms a cycle: {' -> '.join((*_chain, name))}")
+        f = self._read(path)
+        base = self.get(f.extends, (*_chain, name)) if f.extends else None
+        family = f.family or (base.family if base else None)
+        if family is None:
+            raise ZooError(f"{path}: family: field required (one of {', '.join(sorted(FAMILIES))})")
+        if family not in FAMILIES:
+            raise ZooError(f"{path}: family: unknown family '{family}' (known: {', '.join(sorted(FAMILIES))})")
+        if base is not None and base.family != family:
+            raise ZooError(f"{path}: family '{family}' differs from the family '{base.family}' of '{f.extends}'")
+        raw = _merge(base.raw_config, f.config) if base else f.config
+        input_size = f.input_size or (base.input_size if base else None)
+        if input_size is None:
+            raise ZooError(f"{path}: input_size: field required ([C, H, W])")
+        if min(input_size) < 1:
+            raise ZooError(f"{path}: input_size: every dimension must be >= 1, got {list(input_size)}")
+        entry = ZooEntry(
+            name=name,
+            family=family,
+            summary=f.summary or (base.summary if base else ""),
+            source=f.source or (base.source if base else ""),
+            input_size=tuple(input_size),
+            tags=tuple(f.tags if f.tags is not None else (base.tags if base else ())),
+            config=_validate_config(family, raw, str(path)),
+            path=path,
+            extends=f.extends,
+            raw_config=raw,
+        )
+        self._entries[name] = entry
+        return entry
+
+
+def _natural_key(name: str) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def search_path(extra: tuple[str | os.PathLike, ...] = ()) -> tuple[Path, ...]:
+    env = tuple(p for p in os.environ.get(ENV_ZOO_PATH, "").split(os.pathsep) if p)
+    return tuple(Path(p).expanduser().resolve() for p in (builtin_zoo_dir(), *env, *extra))
+
+
+@cache
+def _zoo(dirs: tuple[Path, ...]) -> Zoo:
+    return Zoo(dirs)
+
+
+def get_zoo(extra: tuple[str | os.PathLike, ...] = ()) -> Zoo:
+    """The zoo of the built-in folder, ``EMOBENCH_ZOO_PATH`` and ``extra`` folders (cached per search path)."""
+    return _zoo(search_path(extra))
+
+
+def list_models(pattern: str = "*", family: str | None = None) -> list[str]:
+    """Zoo names matching a shell-style ``pattern``, naturally sorted (``emo_1m`` before ``emo_10m``)."""
+    import fnmatch
+
+    zoo = get_zoo()
+    names = [n for n in zoo.names() if fnmatch.fnmatchcase(n, pattern)]
+    if family is not None:
+        names = [n for n in names if zoo.get(n).family == family]
+    return names
+
+
+def get_entry(name: str) -> ZooEntry:
+    return get_zoo().get(name)
