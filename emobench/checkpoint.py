@@ -21,12 +21,12 @@ def read_state_dict(path: str | os.PathLike, prefer_ema: bool = True) -> tuple[d
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorsError
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         try:
             return load_file(str(path)), "(safetensors)"
-        except (SafetensorsError, OSError) as err:
+        except (SafetensorError, OSError) as err:
             raise CheckpointError(f"{path}: not a readable safetensors file: {err}") from None
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .errors import EmobenchError
 
@@ -49,17 +51,21 @@ def _format(value: str | None):
         raise EmobenchError(f"unknown format '{value}' (choose table, json, csv or md)") from None
 
 
-def _use_zoo(dirs: list[Path] | None) -> None:
-    if dirs:
-        import os
+def zoo_scoped(command):
+    """Run a command with its ``--zoo`` folders on the zoo search path (and only for its duration)."""
 
-        from .zoo import ENV_ZOO_PATH
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        from .zoo import extra_zoo_dirs
 
-        extra = os.pathsep.join(str(d) for d in dirs)
-        os.environ[ENV_ZOO_PATH] = os.pathsep.join(p for p in (os.environ.get(ENV_ZOO_PATH, ""), extra) if p)
+        with extra_zoo_dirs(kwargs.get("zoo")):
+            return command(*args, **kwargs)
+
+    return run
 
 
 @zoo_app.command("list")
+@zoo_scoped
 def zoo_list(
     pattern: Annotated[str, typer.Argument(help="Shell-style filter, e.g. 'emo_*'.")] = "*",
     family: Annotated[Optional[str], typer.Option(help="Only this family (emo, m2).")] = None,
@@ -72,7 +78,6 @@ def zoo_list(
     from .render import emit
     from .zoo import get_zoo, list_models
 
-    _use_zoo(zoo)
     names = list_models(pattern, family)
     if not names:
         raise EmobenchError(f"no zoo model matches '{pattern}'" + (f" in family '{family}'" if family else ""))
@@ -82,6 +87,7 @@ def zoo_list(
 
 
 @zoo_app.command("show")
+@zoo_scoped
 def zoo_show(
     name: Annotated[str, typer.Argument(help="A zoo model, e.g. emo_5m.")],
     resolution: Annotated[Optional[str], typer.Option("--resolution", "-r", help="Input H or HxW, e.g. 256 or 192x320 (default: the entry's).")] = None,
@@ -97,7 +103,6 @@ def zoo_show(
     from .render import Format, emit
     from .zoo import get_entry
 
-    _use_zoo(zoo)
     entry = get_entry(name)
     res = parse_resolution(resolution) if resolution else None
     df = block_table(entry, res)
@@ -120,6 +125,7 @@ def zoo_show(
 
 
 @zoo_app.command("load")
+@zoo_scoped
 def zoo_load(
     name: Annotated[str, typer.Argument(help="A zoo model, e.g. emo_1m.")],
     checkpoint: Annotated[Path, typer.Argument(help="A checkpoint: net.pth (raw, 'net' or 'net_E'), or .safetensors.")],
@@ -129,7 +135,6 @@ def zoo_load(
     from .checkpoint import load_checkpoint
     from .models import create_model
 
-    _use_zoo(zoo)
     model = create_model(name)
     where = load_checkpoint(model, checkpoint)
     n = sum(p.numel() for p in model.parameters())
@@ -137,24 +142,12 @@ def zoo_load(
 
 
 def main() -> None:
-    """Entry point: user errors become one line on stderr and exit code 2."""
+    """Entry point. Usage errors exit 2 through typer; emobench's own user errors become one line and exit 2."""
     try:
-        app(standalone_mode=False)
+        app()
     except EmobenchError as err:
-        err_console.print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
-    except typer.Abort:
-        err_console.print("aborted")
-        sys.exit(130)
-    except Exception as err:  # click usage errors
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
-            sys.exit(2)
-        raise
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,11 @@ class Zoo:
         if name in _chain:
             raise ZooError(f"{path}: 'extends' forms a cycle: {' -> '.join((*_chain, name))}")
         f = self._read(path)
+        if f.extends and f.extends not in self.files:
+            try:
+                self.resolve_name(f.extends)
+            except ZooError as err:
+                raise ZooError(f"{path}: extends: {err}") from None
         base = self.get(f.extends, (*_chain, name)) if f.extends else None
         family = f.family or (base.family if base else None)
         if family is None:
@@ -189,9 +195,25 @@ def _natural_key(name: str) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
+_extra_dirs: tuple[Path, ...] = ()
+
+
+@contextmanager
+def extra_zoo_dirs(dirs: list[str | os.PathLike] | None):
+    """Search these folders too while the block runs (the CLI's ``--zoo``)."""
+    global _extra_dirs
+    saved = _extra_dirs
+    _extra_dirs = saved + tuple(Path(d) for d in dirs or ())
+    try:
+        yield
+    finally:
+        _extra_dirs = saved
+
+
 def search_path(extra: tuple[str | os.PathLike, ...] = ()) -> tuple[Path, ...]:
     env = tuple(p for p in os.environ.get(ENV_ZOO_PATH, "").split(os.pathsep) if p)
-    return tuple(Path(p).expanduser().resolve() for p in (builtin_zoo_dir(), *env, *extra))
+    dirs = (builtin_zoo_dir(), *env, *_extra_dirs, *extra)
+    return tuple(dict.fromkeys(Path(p).expanduser().resolve() for p in dirs))
 
 
 @cache

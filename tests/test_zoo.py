@@ -1,0 +1,150 @@
+"""Every registered zoo model builds, runs and fuses; zoo files are validated with clear errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import randomize_norms
+
+import emobench
+from emobench.errors import InputSizeError, ZooError
+from emobench.nn import EMOFeatures
+from emobench.models import input_shape, parse_resolution
+from emobench.zoo import Zoo
+
+ALL = emobench.list_models()
+
+
+def test_zoo_has_the_required_entries():
+    required = {"emo_1m", "emo_2m", "emo_5m", "emo_6m", "irb", "mhsa", "ffn", "irmb", "irmb_contiguous", "wmhsa", "dwconv"}
+    assert required <= set(ALL)
+    assert emobench.list_models("emo_?m") == ["emo_1m", "emo_2m", "emo_5m", "emo_6m"]
+    assert set(emobench.list_models(family="m2")) >= {"irb", "mhsa", "ffn", "irmb"}
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_model_runs_and_fuses(name):
+    model = randomize_norms(emobench.create_model(name)).eval()
+    entry = model.zoo_entry
+    assert entry.source and entry.summary, "every zoo entry names its source"
+    shape = input_shape(entry, resolution=(64, 64) if entry.family == "emo" else None, batch=2)
+    x = torch.randn(shape)
+    with torch.no_grad():
+        y = model(x)
+        fused = emobench.fuse(model)
+        assert torch.isfinite(y).all()
+        assert torch.allclose(fused(x), y, atol=1e-4, rtol=0), "the fused form computes the same function"
+    if entry.family == "emo":
+        assert y.shape == (2, entry.config.num_classes)
+    else:
+        assert y.shape == (2, entry.config.dim_out, shape[2] // entry.config.stride, shape[3] // entry.config.stride)
+
+
+def test_features_mode_returns_strides_4_to_32():
+    model = emobench.create_model("emo_1m", features_only=True).eval()
+    with torch.no_grad():
+        feats = model(torch.randn(1, 3, 224, 224))
+    assert [f.shape[1] for f in feats] == [32, 48, 80, 168]
+    assert [224 // f.shape[-1] for f in feats] == [4, 8, 16, 32]
+    assert [i["reduction"] for i in model.feature_info] == [4, 8, 16, 32]
+    fused = EMOFeatures(emobench.fuse(model.model))
+    assert emobench.create_model("emo_1m", fused=True, features_only=True).feature_info == model.feature_info
+    with torch.no_grad():
+        x = torch.randn(1, 3, 96, 128)
+        for a, b in zip(model(x), fused(x)):
+            assert torch.allclose(a, b, atol=1e-4)
+
+
+def test_overrides_and_forward_features():
+    model = emobench.create_model("emo_1m", num_classes=10, window="contiguous").eval()
+    assert model.head.out_features == 10 and model.cfg.window == "contiguous"
+    with torch.no_grad():
+        assert model.forward_features(torch.randn(1, 3, 64, 64)).shape == (1, 168, 2, 2)
+    headless = emobench.create_model("emo_1m", num_classes=0).eval()
+    with torch.no_grad():
+        assert headless(torch.randn(1, 3, 64, 64)).shape == (1, 168)
+    with pytest.raises(ZooError, match="depths"):
+        emobench.create_model("emo_1m", depths=[1, 2])
+    with pytest.raises(ZooError, match="no_such_field"):
+        emobench.create_model("emo_1m", no_such_field=1)
+
+
+def test_unknown_name_suggests_close_matches():
+    with pytest.raises(ZooError, match="did you mean emo_5m"):
+        emobench.create_model("emo5m")
+
+
+def test_input_sizes():
+    entry = emobench.get_entry("emo_1m")
+    assert input_shape(entry) == (1, 3, 224, 224)
+    assert input_shape(entry, (192, 320), batch=4) == (4, 3, 192, 320)
+    with pytest.raises(InputSizeError):
+        input_shape(entry, (16, 16))
+    with pytest.raises(InputSizeError):
+        input_shape(entry, batch=0)
+    assert parse_resolution("256") == (256, 256) and parse_resolution("192x320") == (192, 320)
+    for bad in ["0", "axb", "1x2x3", "-5"]:
+        with pytest.raises(InputSizeError):
+            parse_resolution(bad)
+
+
+def _zoo(tmp_path, files: dict[str, str]) -> Zoo:
+    for name, text in files.items():
+        (tmp_path / f"{name}.toml").write_text(text)
+    return Zoo((tmp_path,))
+
+
+GOOD_BLOCK = 'family = "m2"\nsummary = "s"\nsource = "t"\ninput_size = [8, 7, 7]\n[config]\ndim_in = 8\ndim_out = 8\n'
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("family = \n", "not valid TOML"),
+        ('family = "m2"\ninput_size = [8, 7, 7]\ncolour = 1\n', "colour: Extra inputs"),
+        ('family = "nope"\ninput_size = [8, 7, 7]\n', "unknown family 'nope'"),
+        ('family = "m2"\n[config]\ndim_in = 8\ndim_out = 8\n', "input_size: field required"),
+        ('family = "m2"\ninput_size = [8, 7, 7]\n[config]\ndim_in = "eight"\ndim_out = 8\n', "config.dim_in"),
+        ('family = "m2"\ninput_size = [8, 0, 7]\n[config]\ndim_in = 8\ndim_out = 8\n', "input_size"),
+        ('extends = "bad"\n', "'extends' forms a cycle"),
+        ('extends = "missing"\n', "unknown model 'missing'"),
+    ],
+)
+def test_invalid_zoo_files_name_file_and_field(tmp_path, text, message):
+    zoo = _zoo(tmp_path, {"bad": text})
+    with pytest.raises(ZooError, match=message) as err:
+        zoo.get("bad")
+    assert "bad.toml" in str(err.value)
+
+
+def test_extends_merges_nested_config(tmp_path):
+    zoo = _zoo(
+        tmp_path,
+        {
+            "base": GOOD_BLOCK + "[config.attention]\nwindow_size = 7\ndim_head = 4\n",
+            "child": 'extends = "base"\nsummary = "child"\n[config.attention]\nwindow = "contiguous"\n',
+        },
+    )
+    child = zoo.get("child")
+    assert child.config.attention.window == "contiguous" and child.config.attention.dim_head == 4
+    assert child.source == "t" and child.summary == "child" and child.input_size == (8, 7, 7)
+
+
+def test_duplicate_names_and_bad_file_names(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "x.toml").write_text(GOOD_BLOCK)
+    (tmp_path / "b" / "x.toml").write_text(GOOD_BLOCK)
+    with pytest.raises(ZooError, match="defined twice"):
+        Zoo((tmp_path / "a", tmp_path / "b"))
+    (tmp_path / "a" / "Bad Name.toml").write_text(GOOD_BLOCK)
+    with pytest.raises(ZooError, match="file name"):
+        Zoo((tmp_path / "a",))
+
+
+def test_user_zoo_folder_adds_models_without_code(tmp_path, monkeypatch):
+    (tmp_path / "my_block.toml").write_text(GOOD_BLOCK.replace("dim_out = 8", "dim_out = 16"))
+    monkeypatch.setenv("EMOBENCH_ZOO_PATH", str(tmp_path))
+    assert "my_block" in emobench.list_models()
+    model = emobench.create_model("my_block")
+    assert model(torch.randn(1, 8, 7, 7)).shape == (1, 16, 7, 7)
