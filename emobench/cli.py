@@ -141,6 +141,49 @@ def zoo_load(
     console.print(f"{checkpoint}: loaded into {name} from {where}: {len(model.state_dict())} tensors, {n:,} parameters")
 
 
+@app.command("profile")
+@zoo_scoped
+def profile(
+    models: Annotated[list[str], typer.Argument(help="One or more zoo models (EMO variants or single blocks).")],
+    resolution: Annotated[Optional[str], typer.Option("--resolution", "-r", help="Input H or HxW, e.g. 224 or 192x320 (default: the entry's own; blocks keep their channels).")] = None,
+    batch: Annotated[int, typer.Option("--batch", "-b", help="Batch size.")] = 1,
+    depth: Annotated[int, typer.Option("--depth", "-d", help="Per-layer table down to this module depth (0: none).")] = 1,
+    fused: Annotated[bool, typer.Option("--fused", help="Profile the fused inference form instead of the reference form.")] = False,
+    counts_only: Annotated[bool, typer.Option("--counts-only", help="Parameters and MACs only: skip memory and latency.")] = False,
+    threads: Annotated[Optional[int], typer.Option("--threads", "-t", help="CPU threads for the latency figure (default: torch's).")] = None,
+    layers: Annotated[bool, typer.Option("--layers", help="With --format csv: the per-layer table instead of the metrics.")] = False,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+    zoo: ZooDirs = None,
+) -> None:
+    """Parameters, MACs from three counters (emobench, fvcore, ptflops) side by side, activations, peak memory,
+    a quick latency figure and a per-layer table.
+
+    MACs count one multiply-accumulate as 1 (FLOPs = 2 × MACs); emobench registers handles for what fvcore and
+    ptflops skip (scaled_dot_product_attention, norms) and reports their own figures too. JSON schema:
+    emobench.profile/1 (every metric has value, unit, method, status)."""
+    from rich.progress import Progress
+
+    from .models import parse_resolution
+    from .profile import environment, profile_model
+    from .views import render_profiles
+
+    fmt_ = _format(fmt)
+    res = parse_resolution(resolution) if resolution else None
+    if batch < 1:
+        raise EmobenchError(f"batch must be >= 1, got {batch}")
+    results = []
+    with Progress(console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
+        task = progress.add_task("profiling", total=len(models))
+        for name in models:
+            progress.update(task, description=f"profiling {name}")
+            results.append(
+                profile_model(name, res, batch, depth, fused, latency=not counts_only, memory=not counts_only, threads=threads)
+            )
+            progress.advance(task)
+    render_profiles(results, fmt_, output, environment(), layers, console)
+
+
 def main() -> None:
     """Entry point. Usage errors exit 2 through typer; emobench's own user errors become one line and exit 2."""
     try:

@@ -230,6 +230,9 @@ class M2Block(nn.Module):
     and the fvcore counts of the paper); :func:`emobench.nn.fused.fuse` derives the fast inference form.
     """
 
+    #: compute the window attention with ``F.scaled_dot_product_attention`` (same function, fused kernel)
+    sdpa: bool = False
+
     def __init__(self, cfg: M2BlockConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -279,6 +282,7 @@ class M2Block(nn.Module):
             lambda t: pointwise(self.qk, t),
             self._expand_tokens if cfg.expand else None,
             values=None if values is None else values.permute(0, 2, 3, 1),
+            sdpa=self.sdpa,
             attn_drop=cfg.attention.attn_drop if self.training else 0.0,
         )
         return out.permute(0, 3, 1, 2)
@@ -307,3 +311,11 @@ class M2Block(nn.Module):
 @register_family("m2", M2BlockConfig, "one Meta Mobile block (IRB, MHSA, FFN, iRMB, ...)")
 def build_m2(cfg: M2BlockConfig) -> M2Block:
     return M2Block(cfg)
+
+
+def set_sdpa(model: nn.Module, enabled: bool = True) -> nn.Module:
+    """Switch every M² block of ``model`` between explicit attention matmuls and SDPA; returns ``model``."""
+    for m in model.modules():
+        if isinstance(m, M2Block):
+            m.sdpa = enabled
+    return model

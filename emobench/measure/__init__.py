@@ -1,0 +1,1 @@
+"""Measurement: operation counts, memory and latency of a model on an input."""

@@ -1,0 +1,305 @@
+"""Three MAC counters side by side: emobench's own, fvcore's and ptflops' (aten backend).
+
+Every counter misses something on attention models (see ``docs/`` and ../shared/docs/profilers.md): fvcore and
+ptflops count ``scaled_dot_product_attention`` as 0, ptflops' aten backend skips normalisation. emobench adds
+handles for what they skip, reports the tool's own figure too (``macs_without_handles``), and lists every
+operation that is still uncounted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from . import formulas
+
+aten = torch.ops.aten
+
+#: Operations no counter charges for: element-wise arithmetic, activations, softmax, pooling means.
+ELEMENTWISE = frozenset(
+    """add sub mul div neg exp log sqrt rsqrt pow sigmoid silu gelu relu relu6 hardtanh hardswish hardsigmoid
+    tanh softmax _softmax log_softmax mean sum clamp clamp_min clamp_max where maximum minimum abs erf bernoulli
+    dropout native_dropout avg_pool2d adaptive_avg_pool2d max_pool2d max_pool2d_with_indices
+    _adaptive_avg_pool2d leaky_relu elu rsub reciprocal sign floor ceil round eq ne lt gt le ge logical_and
+    logical_or logical_not fill masked_fill""".split()
+)
+#: Operations that move or view memory without arithmetic.
+DATA_MOVEMENT = frozenset(
+    """view _unsafe_view reshape permute transpose t expand clone copy copy_ contiguous slice select unbind split
+    split_with_sizes chunk constant_pad_nd pad empty empty_like empty_strided zeros zeros_like ones ones_like
+    full detach alias as_strided _to_copy to unsqueeze squeeze cat stack flatten unflatten lift_fresh
+    new_empty new_zeros new_ones arange linspace _reshape_alias index index_select narrow repeat roll flip
+    lift_fresh_copy scalar_tensor _local_scalar_dense item""".split()
+)
+
+
+def _is_free(name: str) -> bool:
+    return name in ELEMENTWISE or name in DATA_MOVEMENT
+
+
+def _opname(func) -> str:
+    return func._overloadpacket.__name__
+
+
+# --- emobench's own counter (aten dispatch level) -------------------------------------------------------------
+
+def _sdpa(args, out):
+    return formulas.sdpa_macs(args[0].shape, args[1].shape, args[2].shape)
+
+
+def _bn(training_arg: int | None):
+    def count(args, out):
+        training = bool(args[training_arg]) if training_arg is not None else False
+        return formulas.norm_ops(args[0].shape, args[1] is not None, "batch_norm", training)
+
+    return count
+
+
+OWN_FORMULAS: dict[Any, Callable[[tuple, Any], int]] = {
+    aten.convolution: lambda a, o: formulas.conv_macs(a[1].shape, o.shape, bool(a[6]), a[0].shape),
+    aten.mm: lambda a, o: formulas.matmul_macs(a[0].shape, a[1].shape),
+    aten.addmm: lambda a, o: formulas.matmul_macs(a[1].shape, a[2].shape),
+    aten.bmm: lambda a, o: formulas.matmul_macs(a[0].shape, a[1].shape),
+    aten.baddbmm: lambda a, o: formulas.matmul_macs(a[1].shape, a[2].shape),
+    aten._scaled_dot_product_flash_attention_for_cpu: _sdpa,
+    aten._scaled_dot_product_flash_attention: _sdpa,
+    aten._scaled_dot_product_efficient_attention: _sdpa,
+    aten._scaled_dot_product_cudnn_attention: _sdpa,
+    aten._native_batch_norm_legit_no_training: _bn(None),
+    aten._native_batch_norm_legit: _bn(5),
+    aten.native_batch_norm: _bn(5),
+    aten.native_layer_norm: lambda a, o: formulas.norm_ops(a[0].shape, a[2] is not None, "layer_norm"),
+    aten.native_group_norm: lambda a, o: formulas.norm_ops(a[0].shape, a[1] is not None, "group_norm"),
+}
+_OWN_PACKETS = {f._overloadpacket if hasattr(f, "_overloadpacket") else f: fn for f, fn in OWN_FORMULAS.items()}
+
+
+@dataclass
+class ModuleRecord:
+    type: str
+    output_shape: tuple[int, ...] | None = None
+    macs: int = 0
+    calls: int = 0
+
+
+@dataclass
+class CountResult:
+    """One counter's view of one forward pass. ``macs`` is None when the counter could not run."""
+
+    counter: str
+    method: str
+    macs: int | None
+    macs_without_handles: int | None = None
+    handles: list[str] = field(default_factory=list)
+    uncounted: list[str] = field(default_factory=list)  # ops with arithmetic that no formula covers
+    not_counted_by_convention: list[str] = field(default_factory=list)  # element-wise ops
+    by_operator: dict[str, int] = field(default_factory=dict)
+    by_module: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+    bias_adds: int | None = None  # bias additions in the forward pass (not included in ``macs``)
+
+    @property
+    def status(self) -> str:
+        if self.macs is None:
+            return "unavailable"
+        return "partial" if self.uncounted else "complete"
+
+
+class _OwnCounter(TorchDispatchMode):
+    def __init__(self, modules: dict[str, ModuleRecord]) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.modules = modules
+        self.by_operator: Counter[str] = Counter()
+        self.uncounted: set[str] = set()
+        self.elementwise: set[str] = set()
+        self.bias_adds = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        fn = _OWN_PACKETS.get(func._overloadpacket)
+        name = _opname(func)
+        if fn is None:
+            if name in ELEMENTWISE:
+                self.elementwise.add(name)
+            elif name not in DATA_MOVEMENT:
+                self.uncounted.add(name)
+            return out
+        first = out[0] if isinstance(out, (tuple, list)) else out
+        n = int(fn(args, first))
+        # Bias additions are not MACs; tallied so a counter that includes them (ptflops) can be reconciled.
+        if func._overloadpacket in (aten.addmm, aten.baddbmm) and args[0] is not None:
+            self.bias_adds += first.numel()
+        elif func._overloadpacket is aten.convolution and args[2] is not None:
+            self.bias_adds += first.numel()
+        self.by_operator[name] += n
+        for path in set(self.stack):
+            self.modules[path].macs += n
+        return out
+
+
+def count_emobench(model: nn.Module, x: torch.Tensor) -> tuple[CountResult, dict[str, ModuleRecord]]:
+    """emobench's own exact count, per operator and per module (with output shapes)."""
+    records: dict[str, ModuleRecord] = {name: ModuleRecord(type(m).__name__) for name, m in model.named_modules()}
+    counter = _OwnCounter(records)
+    handles = []
+    for name, m in model.named_modules():
+        def pre(mod, inp, name=name):
+            counter.stack.append(name)
+
+        def post(mod, inp, out, name=name):
+            counter.stack.pop()
+            rec = records[name]
+            rec.calls += 1
+            if rec.output_shape is None and isinstance(out, torch.Tensor):
+                rec.output_shape = tuple(out.shape)
+
+        handles += [m.register_forward_pre_hook(pre), m.register_forward_hook(post)]
+    try:
+        with torch.no_grad(), counter:
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    total = sum(counter.by_operator.values())
+    result = CountResult(
+        counter="emobench",
+        method="aten dispatch (TorchDispatchMode), shape formulas in emobench.measure.formulas",
+        macs=total,
+        macs_without_handles=total,
+        uncounted=sorted(counter.uncounted),
+        not_counted_by_convention=sorted(counter.elementwise),
+        by_operator=dict(counter.by_operator),
+        by_module={k: v.macs for k, v in records.items()},
+        bias_adds=counter.bias_adds,
+    )
+    return result, records
+
+
+@contextlib.contextmanager
+def quiet_tracing():
+    """fvcore traces with torch.jit, which warns on every call (deprecation, tracer warnings): not the user's concern."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        yield
+
+
+# --- fvcore -------------------------------------------------------------------------------------------------
+
+def _fvcore_handles() -> dict[str, Callable]:
+    from fvcore.nn.jit_handles import get_shape
+
+    def sdpa(inputs, outputs):
+        return formulas.sdpa_macs(get_shape(inputs[0]), get_shape(inputs[1]), get_shape(inputs[2]))
+
+    def baddbmm(inputs, outputs):
+        return formulas.matmul_macs(get_shape(inputs[1]), get_shape(inputs[2]))
+
+    return {
+        "aten::scaled_dot_product_attention": sdpa,
+        "aten::_scaled_dot_product_flash_attention_for_cpu": sdpa,
+        "aten::baddbmm": baddbmm,
+    }
+
+
+def count_fvcore(model: nn.Module, x: torch.Tensor) -> CountResult:
+    """fvcore's ``FlopCountAnalysis`` (jit trace; the counter the EMO authors used), plus emobench's handles."""
+    method = "fvcore FlopCountAnalysis (jit trace)"
+    try:
+        with quiet_tracing():  # fvcore scripts functions with torch.jit at import
+            from fvcore.nn import FlopCountAnalysis
+    except ImportError as err:  # pragma: no cover - a core dependency
+        return CountResult("fvcore", method, None, error=f"fvcore is not installed: {err}")
+    handles = _fvcore_handles()
+    try:
+        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()), quiet_tracing():
+            analysis = (
+                FlopCountAnalysis(model, x)
+                .set_op_handle(**handles)
+                .unsupported_ops_warnings(False)
+                .uncalled_modules_warnings(False)
+                .tracer_warnings("none")
+            )
+            total = analysis.total()
+            by_op = dict(analysis.by_operator())
+            by_module = dict(analysis.by_module())
+            unsupported = dict(analysis.unsupported_ops())
+    except Exception as err:  # noqa: BLE001 - tracing failures are reported, not raised
+        return CountResult("fvcore", method, None, error=f"{type(err).__name__}: {err}".splitlines()[0])
+    handled = {k.split("::")[-1] for k in handles}
+    added = sum(v for k, v in by_op.items() if k in handled)
+    names = {k.split("::")[-1] for k in unsupported}
+    return CountResult(
+        counter="fvcore",
+        method=method,
+        macs=int(total),
+        macs_without_handles=int(total - added),
+        handles=sorted(k for k in handled if by_op.get(k)),
+        uncounted=sorted(n for n in names if not _is_free(n)),
+        not_counted_by_convention=sorted(n for n in names if _is_free(n)),
+        by_operator={k: int(v) for k, v in by_op.items()},
+        by_module={k: int(v) for k, v in by_module.items()},
+    )
+
+
+# --- ptflops (aten backend) --------------------------------------------------------------------------------
+
+def _ptflops_handles() -> dict[Any, Callable]:
+    own = dict(_OWN_PACKETS)
+    for packet in (aten.convolution, aten.mm, aten.addmm, aten.bmm):
+        own.pop(packet)  # ptflops has its own formulas for these (which also count biases)
+    return own
+
+
+def count_ptflops(model: nn.Module, x: torch.Tensor) -> CountResult:
+    """ptflops' aten backend (TorchDispatchMode over mm/addmm/bmm/convolution), plus emobench's handles."""
+    method = "ptflops aten backend (counts biases; attention/norms via emobench handles)"
+    try:
+        from ptflops.aten_engine import FlopCounterMode
+    except ImportError as err:
+        return CountResult("ptflops", method, None, error=f"ptflops is not installed: {err}")
+    handles = _ptflops_handles()
+    model = copy.deepcopy(model)  # ptflops leaves hooks on the model's children
+    sink = io.StringIO()
+    try:
+        mode = FlopCounterMode(
+            model,
+            verbose=False,
+            print_per_layer_stat=False,
+            output_params={"print_params": {"file": sink}, "serialize_params": {"units": None, "precision": 2}},
+            custom_hooks=handles,
+        )
+        with torch.no_grad(), mode:
+            model(x)
+        by_op = {p.__name__: int(v) for p, v in mode.flop_counts["Global"].items()}
+        by_module = {k: int(sum(v.values())) for k, v in mode.flop_counts.items() if k != "Global"}
+    except Exception as err:  # noqa: BLE001
+        return CountResult("ptflops", method, None, error=f"{type(err).__name__}: {err}".splitlines()[0])
+    handled = {p.__name__ for p in handles}
+    total = sum(by_op.values())
+    added = sum(v for k, v in by_op.items() if k in handled)
+    by_module[""] = total
+    return CountResult(
+        counter="ptflops",
+        method=method,
+        macs=total,
+        macs_without_handles=total - added,
+        handles=sorted(k for k in handled if by_op.get(k)),
+        by_operator=by_op,
+        by_module=by_module,
+    )
+
+
+def count_all(model: nn.Module, x: torch.Tensor) -> tuple[list[CountResult], dict[str, ModuleRecord]]:
+    own, records = count_emobench(model, x)
+    return [own, count_fvcore(model, x), count_ptflops(model, x)], records

@@ -1,0 +1,72 @@
+"""Peak memory of one inference.
+
+CPU: live bytes of every tensor storage created during the forward pass, tracked at the aten dispatch level
+(a storage counts from the op that creates it until its last reference dies). Parameters and the input are
+excluded; kernel-internal scratch buffers (oneDNN workspaces, attention temporaries) are invisible at this level.
+CUDA: ``torch.cuda.max_memory_allocated`` around the same forward pass, minus what was allocated before it.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+
+class LiveTensorBytes(TorchDispatchMode):
+    """Tracks the live and peak bytes of the storages that operations create while the mode is active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = 0
+        self.peak = 0
+        self._tracked: set[int] = set()
+
+    def _release(self, key: int, nbytes: int) -> None:
+        self._tracked.discard(key)
+        self.live -= nbytes
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_leaves(out):
+            if not isinstance(t, torch.Tensor) or t.device.type == "meta":
+                continue
+            storage = t.untyped_storage()
+            key = storage.data_ptr()
+            if key in self._tracked or storage.nbytes() == 0:
+                continue  # a view of a storage already counted
+            self._tracked.add(key)
+            self.live += storage.nbytes()
+            self.peak = max(self.peak, self.live)
+            weakref.finalize(storage, self._release, key, storage.nbytes())
+        return out
+
+
+def cpu_peak_bytes(model: nn.Module, x: torch.Tensor) -> int:
+    """Peak live bytes of tensors created by one ``model(x)`` (the output included)."""
+    tracker = LiveTensorBytes()
+    with torch.inference_mode(), tracker:
+        out = model(x)
+    del out
+    return tracker.peak
+
+
+def cuda_peak_bytes(model: nn.Module, x: torch.Tensor) -> int:
+    """Peak bytes the CUDA caching allocator handed out during one ``model(x)``, above what was live before.
+
+    ``model`` and ``x`` must already be on the GPU."""
+    if not torch.cuda.is_available():
+        raise RuntimeError("CUDA is not available")
+    device = x.device
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    with torch.inference_mode():
+        out = model(x)
+    torch.cuda.synchronize(device)
+    peak = torch.cuda.max_memory_allocated(device) - before
+    del out
+    return peak

@@ -1,0 +1,248 @@
+"""``emobench profile``: parameters, MACs from three counters, activations, peak memory, per-layer costs.
+
+Every metric carries its unit, the method that produced it and a status (torchscan's report discipline):
+``complete``, ``partial`` (a lower bound: some operations were not counted), ``unavailable`` (the method
+failed; the note says why) or ``skipped`` (not requested, or no such device).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pandas as pd
+import torch
+
+from .errors import EmobenchError
+from .measure.counters import CountResult, ModuleRecord, count_all
+from .models import create_model, input_shape
+from .zoo import get_entry
+
+SCHEMA = "emobench.profile/1"
+#: Counters disagreeing with emobench's own count by more than this (relative) get a warning.
+GAP_WARNING = 0.005
+
+
+@dataclass
+class Metric:
+    value: float | int | None
+    unit: str
+    method: str
+    status: str = "complete"
+    note: str = ""
+
+
+@dataclass
+class ModelProfile:
+    model: str
+    form: str
+    input_shape: tuple[int, ...]
+    metrics: dict[str, Metric]
+    counters: list[CountResult]
+    layers: pd.DataFrame
+    warnings: list[str] = field(default_factory=list)
+
+    def metrics_frame(self) -> pd.DataFrame:
+        rows = [{"model": self.model, "metric": k, **asdict(m)} for k, m in self.metrics.items()]
+        return pd.DataFrame(rows, columns=["model", "metric", "value", "unit", "method", "status", "note"])
+
+    def counters_frame(self) -> pd.DataFrame:
+        own = self.counters[0].macs
+        rows = []
+        for c in self.counters:
+            rows.append(
+                {
+                    "model": self.model,
+                    "counter": c.counter,
+                    "MACs": c.macs,
+                    "FLOPs (2×MACs)": None if c.macs is None else 2 * c.macs,
+                    "gap vs emobench": None if c.macs is None or not own else (c.macs - own) / own,
+                    "MACs as shipped": c.macs_without_handles,
+                    "emobench handles": ", ".join(c.handles),
+                    "uncounted ops": ", ".join(c.uncounted),
+                    "status": c.status,
+                }
+            )
+        return pd.DataFrame(rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        own = self.counters[0].macs
+        return {
+            "model": self.model,
+            "form": self.form,
+            "input_shape": list(self.input_shape),
+            "metrics": {k: asdict(m) for k, m in self.metrics.items()},
+            "counters": [
+                {
+                    "counter": c.counter,
+                    "method": c.method,
+                    "unit": "MACs",
+                    "macs": c.macs,
+                    "flops": None if c.macs is None else 2 * c.macs,
+                    "relative_gap_vs_emobench": None if c.macs is None or not own else (c.macs - own) / own,
+                    "macs_without_emobench_handles": c.macs_without_handles,
+                    "emobench_handles": c.handles,
+                    "uncounted_ops": c.uncounted,
+                    "not_counted_by_convention": c.not_counted_by_convention,
+                    "by_operator": c.by_operator,
+                    "status": c.status,
+                    "error": c.error,
+                }
+                for c in self.counters
+            ],
+            "layers": self.layers.to_dict(orient="records"),
+            "warnings": self.warnings,
+        }
+
+
+def cpu_name() -> str:
+    """The CPU model as the OS names it (``/proc/cpuinfo`` on Linux), else the platform's word for it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment() -> dict[str, Any]:
+    from . import __version__
+
+    return {
+        "emobench": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": cpu_name(),
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def _layers(model: torch.nn.Module, records: dict[str, ModuleRecord], counters: list[CountResult], depth: int) -> pd.DataFrame:
+    own_total = counters[0].macs or 0
+    fvcore = counters[1].by_module if counters[1].macs is not None else {}
+    rows = []
+    for name, module in model.named_modules():
+        level = name.count(".") + 1 if name else 0
+        if not name or level > depth:
+            continue
+        rec = records[name]
+        params = sum(p.numel() for p in module.parameters())
+        rows.append(
+            {
+                "module": name,
+                "type": rec.type,
+                "depth": level,
+                "output": "x".join(map(str, rec.output_shape)) if rec.output_shape else "",
+                "params": params,
+                "MACs": rec.macs,
+                "fvcore MACs": fvcore.get(name),
+                "share": rec.macs / own_total if own_total else None,
+            }
+        )
+    return pd.DataFrame(rows, columns=["module", "type", "depth", "output", "params", "MACs", "fvcore MACs", "share"])
+
+
+def _warnings(counters: list[CountResult]) -> list[str]:
+    own = counters[0]
+    out = []
+    for c in counters:
+        if c.macs is None:
+            out.append(f"{c.counter} could not count: {c.error}")
+            continue
+        if c.uncounted:
+            out.append(f"{c.counter}: operations still uncounted (the total is a lower bound): {', '.join(c.uncounted)}")
+        if c.macs_without_handles is not None and c.macs_without_handles != c.macs:
+            missed = c.macs - c.macs_without_handles
+            out.append(
+                f"{c.counter} as shipped reports {c.macs_without_handles:,} MACs: it misses {missed:,} "
+                f"({', '.join(c.handles)}), added by emobench's handles"
+            )
+        if c is own or not own.macs:
+            continue
+        gap = (c.macs - own.macs) / own.macs
+        if abs(gap) > GAP_WARNING:
+            reason = ""
+            if own.bias_adds and c.macs - own.macs == own.bias_adds:
+                reason = f": exactly the {own.bias_adds:,} bias additions it counts and emobench/fvcore do not"
+            out.append(f"{c.counter} differs from emobench by {gap:+.2%}{reason}")
+    return out
+
+
+def profile_model(
+    name: str,
+    resolution: tuple[int, int] | None = None,
+    batch: int = 1,
+    depth: int = 1,
+    fused: bool = False,
+    latency: bool = True,
+    memory: bool = True,
+    threads: int | None = None,
+    checkpoint: str | None = None,
+) -> ModelProfile:
+    """Profile one zoo model on a random input of the entry's shape (or ``resolution``)."""
+    if depth < 0:
+        raise EmobenchError(f"depth must be >= 0, got {depth}")
+    if threads is not None and threads < 1:
+        raise EmobenchError(f"threads must be >= 1, got {threads}")
+    entry = get_entry(name)
+    shape = input_shape(entry, resolution, batch)
+    model = create_model(name, checkpoint=checkpoint, fused=fused).eval()
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+
+    counters, records = count_all(model, x)
+    n_params = sum(p.numel() for p in model.parameters())
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    form = "fused" if fused else "reference"
+    own = counters[0]
+    count_method = own.method
+    metrics: dict[str, Metric] = {
+        "params": Metric(n_params, "count", "sum of parameter numel" + (" (derived by fusion)" if fused else "")),
+        "params_trainable": Metric(n_train, "count", "parameters with requires_grad"),
+        "param_memory_fp32": Metric(n_params * 4, "bytes", "params × 4"),
+        "param_memory_fp16": Metric(n_params * 2, "bytes", "params × 2"),
+        "param_memory_int8": Metric(n_params, "bytes", "params × 1 (weights only; no quantisation scales)"),
+        "macs": Metric(own.macs, "MACs", count_method, own.status),
+        "flops": Metric(2 * own.macs if own.macs is not None else None, "FLOPs", "2 × MACs (emobench count)", own.status),
+    }
+    from .measure.counters import quiet_tracing
+
+    try:
+        with torch.no_grad(), quiet_tracing():
+            from fvcore.nn import ActivationCountAnalysis
+
+            acts = ActivationCountAnalysis(model, x).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+            acts.tracer_warnings("none")
+            metrics["activations"] = Metric(int(acts.total()), "elements", "fvcore ActivationCountAnalysis (outputs of conv/linear/matmul)")
+    except Exception as err:  # noqa: BLE001
+        metrics["activations"] = Metric(None, "elements", "fvcore ActivationCountAnalysis", "unavailable", str(err).splitlines()[0])
+
+    if memory:
+        from .measure.memory import cpu_peak_bytes, cuda_peak_bytes
+
+        metrics["peak_memory_cpu"] = Metric(
+            cpu_peak_bytes(model, x), "bytes", "live tensor storages during one forward (aten dispatch; excl. params, input, kernel scratch)"
+        )
+        if torch.cuda.is_available():
+            metrics["peak_memory_cuda"] = Metric(
+                cuda_peak_bytes(model.cuda(), x.cuda()), "bytes", "torch.cuda.max_memory_allocated over one forward"
+            )
+            model, x = model.cpu(), x.cpu()
+        else:
+            metrics["peak_memory_cuda"] = Metric(None, "bytes", "torch.cuda.max_memory_allocated", "skipped", "no CUDA device")
+    if latency:
+        from .measure.latency import quick_latency
+
+        t = quick_latency(model, x, threads)
+        metrics["latency_cpu"] = Metric(
+            t.median_s * 1e3, "ms", f"eager {form}, median of {t.runs} runs (torch.utils.benchmark), {t.threads} threads",
+            note=f"IQR {t.iqr_s * 1e3:.3f} ms; quick figure, see `emobench bench`",
+        )
+    layers = _layers(model, records, counters, depth)
+    return ModelProfile(entry.name, form, shape, metrics, counters, layers, _warnings(counters))
