@@ -184,6 +184,182 @@ def profile(
     render_profiles(results, fmt_, output, environment(), layers, console)
 
 
+StoreOpt = Annotated[
+    Optional[Path],
+    typer.Option("--store", help="Results store (SQLite file; default: the user data folder, or EMOBENCH_STORE).", show_default=False),
+]
+
+
+@app.command("bench")
+@zoo_scoped
+def bench(
+    models: Annotated[list[str], typer.Argument(help="One or more zoo models.")],
+    backend: Annotated[str, typer.Option("--backend", "-B", help="Comma-separated backends, or 'all': torch, torch-cl, torch-compile, onnxruntime, openvino, executorch, litert, cuda, cuda-compile.")] = "torch",
+    batch: Annotated[str, typer.Option("--batch", "-b", help="Batch sizes, e.g. 1,8 (throughput for batch > 1).")] = "1",
+    threads: Annotated[Optional[str], typer.Option("--threads", "-t", help="CPU thread counts, e.g. 1,2 (default: torch's).")] = None,
+    resolution: Annotated[Optional[str], typer.Option("--resolution", "-r", help="Input H or HxW (default: the entry's).")] = None,
+    dtype: Annotated[str, typer.Option(help="fp32, or fp16/bf16 autocast (torch and cuda backends).")] = "fp32",
+    form: Annotated[str, typer.Option(help="fused (the inference form) or reference (the official formulation).")] = "fused",
+    warmup: Annotated[int, typer.Option(help="Untimed calls before timing.")] = 5,
+    min_time: Annotated[float, typer.Option(help="Time at least this many seconds per measurement …")] = 2.0,
+    min_runs: Annotated[int, typer.Option(help="… and at least this many calls.")] = 20,
+    tolerance: Annotated[Optional[float], typer.Option(help="Parity tolerance, max |Δ| vs eager fp32 torch (default 1e-4 for fp32).")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Weights to load first.")] = None,
+    store: StoreOpt = None,
+    no_store: Annotated[bool, typer.Option("--no-store", help="Do not record the results.")] = False,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+    zoo: ZooDirs = None,
+) -> None:
+    """Latency and throughput on every requested backend, one methodology: warm-up, then timed calls until both
+    --min-time and --min-runs are reached; median, p10/p90, IQR, coefficient of variation (noisy runs flagged).
+
+    Each backend's output is first compared with eager fp32 torch on the same input; a backend that computes
+    something else is reported as parity-failed, without a latency. Exports are cached per model, weights and
+    backend version. Every measurement is stored with its environment (see `emobench results`)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .bench import BenchPlan, parse_backends, parse_ints, records_frame, run_bench
+    from .models import parse_resolution
+    from .render import emit
+    from .store import ResultStore
+
+    torch_threads = None
+    if threads is None:
+        import torch
+
+        torch_threads = [torch.get_num_threads()]
+    plan = BenchPlan(
+        models=models, backends=parse_backends(backend), batches=parse_ints(batch, "batch"),
+        threads=parse_ints(threads, "threads") if threads else torch_threads,
+        resolution=parse_resolution(resolution) if resolution else None, dtype=dtype, form=form, warmup=warmup,
+        min_time=min_time, min_runs=min_runs, tolerance=tolerance, checkpoint=str(checkpoint) if checkpoint else None,
+    )
+    plan.validate()
+    fmt_ = _format(fmt)
+    db = None if no_store else ResultStore(store)
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    try:
+        with Progress(*columns, console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
+            task = progress.add_task("bench", total=plan.size)
+
+            def step(label: str) -> None:
+                progress.update(task, description=label)
+                if label.endswith(("timing", "skipped", "failed")):
+                    progress.advance(task)
+
+            records = run_bench(plan, db, step)
+    finally:
+        if db is not None:
+            db.close()
+    df = records_frame(records)
+    meta = {"units": {"median ms": "ms", "img/s": "images/s", "MB": "1e6 bytes"}, "store": None if db is None else str(db.path)}
+    emit(df, fmt_, output, title="emobench bench", meta=meta, console=console)
+    if db is not None and fmt_ in (None,) and output is None:
+        err_console.print(f"[dim]{sum(r.status != 'skipped' for r in records)} record(s) stored in {db.path}[/]")
+
+
+results_app = typer.Typer(help="List, compare, export and merge stored benchmark records.", no_args_is_help=True)
+app.add_typer(results_app, name="results")
+
+
+def _filters(items: list[str] | None) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise EmobenchError(f"filters look like field=value (e.g. backend=onnxruntime), got '{item}'")
+        out[key.strip()] = int(value) if value.strip().isdigit() else value.strip()
+    return out
+
+
+@results_app.command("list")
+def results_list(
+    filters: Annotated[Optional[list[str]], typer.Argument(help="field=value filters, e.g. model=emo_1m backend=torch.")] = None,
+    limit: Annotated[int, typer.Option(help="Show the newest N records (0: all).")] = 50,
+    store: StoreOpt = None,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """Stored records, newest last, with their ratio to torch eager where one exists."""
+    from .bench import records_frame
+    from .render import emit
+    from .store import ResultStore
+
+    with ResultStore(store) as db:
+        df = db.records(**_filters(filters))
+    if limit > 0:
+        df = df.tail(limit)
+    view = records_frame(df)
+    if not view.empty:
+        view.insert(0, "machine", df["machine"].values)
+        view.insert(0, "when", pd_time(df["created"]))
+    emit(view, _format(fmt), output, title=f"{len(view)} record(s)", console=console)
+
+
+def pd_time(seconds):
+    import pandas as pd
+
+    return pd.to_datetime(seconds, unit="s").dt.strftime("%Y-%m-%d %H:%M").values
+
+
+@results_app.command("compare")
+def results_compare(
+    a: Annotated[str, typer.Argument(help="Baseline filter, e.g. backend=torch (comma-separated field=value).")],
+    b: Annotated[str, typer.Argument(help="Candidate filter, e.g. backend=onnxruntime.")],
+    store: StoreOpt = None,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """B vs A as latency ratios, matching records on every key the filters leave free (newest record each)."""
+    from .render import emit
+    from .results import compare
+    from .store import ResultStore
+
+    with ResultStore(store) as db:
+        df = compare(db.records(), _filters(a.split(",")), _filters(b.split(",")))
+    emit(df, _format(fmt), output, title=f"{b} vs {a} (ratio < 1: B is faster)", console=console)
+
+
+@results_app.command("export")
+def results_export(
+    output: Annotated[Path, typer.Argument(help="A .csv or .json file.")],
+    filters: Annotated[Optional[list[str]], typer.Argument(help="field=value filters.")] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Every stored record with all its fields (environment included) as CSV or JSON."""
+    import json
+
+    from .render import write_text
+    from .store import ResultStore
+
+    with ResultStore(store) as db:
+        df = db.records(**_filters(filters))
+    if output.suffix.lower() == ".json":
+        write_text(json.dumps(df.to_dict(orient="records"), indent=2, default=str) + "\n", output)
+    elif output.suffix.lower() == ".csv":
+        flat = df.copy()
+        flat["env"] = [json.dumps(e, sort_keys=True) for e in flat["env"]]
+        flat["params"] = [json.dumps(p, sort_keys=True) for p in flat["params"]]
+        write_text(flat.to_csv(index=False), output)
+    else:
+        raise EmobenchError(f"export writes .csv or .json, got '{output.name}'")
+    console.print(f"{len(df)} record(s) written to {output}")
+
+
+@results_app.command("merge")
+def results_merge(
+    sources: Annotated[list[Path], typer.Argument(help="Stores from other machines to merge in.")],
+    store: StoreOpt = None,
+) -> None:
+    """Copy the records of other stores into this one (by record id: merging twice adds nothing)."""
+    from .store import ResultStore
+
+    with ResultStore(store) as db:
+        added = db.merge(sources)
+        console.print(f"{added} record(s) added to {db.path} ({db.count()} in all)")
+
+
 def main() -> None:
     """Entry point. Usage errors exit 2 through typer; emobench's own user errors become one line and exit 2."""
     try:

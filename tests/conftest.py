@@ -17,6 +17,16 @@ def reference_file(name: str) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_and_store(tmp_path_factory):
+    """Exports and benchmark records of the tests never touch the user's cache or store."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("EMOBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+    mp.setenv("EMOBENCH_STORE", str(tmp_path_factory.mktemp("store") / "results.sqlite"))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)

@@ -59,6 +59,15 @@ def _linear_of(module: nn.Module, pre: tuple[torch.Tensor, torch.Tensor] | None 
     return w, b
 
 
+def token_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``F.linear`` on NHWC tokens through a (B, H·W, C) view: free in eager, and converters that lower a rank-4
+    linear to a rank-4 batch matmul (LiteRT) get the rank-3 form they support."""
+    if x.ndim != 4:
+        return F.linear(x, weight, bias)
+    b, h, w, c = x.shape
+    return F.linear(x.reshape(b, h * w, c), weight, bias).reshape(b, h, w, weight.shape[0])
+
+
 class FusedM2Block(nn.Module):
     """An eval-mode :class:`M2Block` on NHWC tensors (B, H, W, C)."""
 
@@ -105,7 +114,7 @@ class FusedM2Block(nn.Module):
         self.proj_bias = _frozen(b if (block.proj.conv.bias is not None or cfg.proj_norm) else None)
 
     def _expand(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.linear(x, self.v_weight, self.v_bias)
+        x = token_linear(x, self.v_weight, self.v_bias)
         return self.act(x) if self.act is not None else x
 
     def _local(self, x: torch.Tensor) -> torch.Tensor:
@@ -116,9 +125,9 @@ class FusedM2Block(nn.Module):
                 x = self.dw_act(x)
         if self.se:
             s = x.mean((1, 2), keepdim=True)
-            s = F.linear(s, self.se_w1, self.se_b1)
+            s = token_linear(s, self.se_w1, self.se_b1)
             s = self.se_act(s) if self.se_act is not None else s
-            x = x * F.linear(s, self.se_w2, self.se_b2).sigmoid()
+            x = x * token_linear(s, self.se_w2, self.se_b2).sigmoid()
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -140,7 +149,7 @@ class FusedM2Block(nn.Module):
                 x = expand(x)
             local_skip = cfg.has_skip and cfg.local_skip and cfg.dw_kernel is not None
             x = x + self._local(x) if local_skip else self._local(x)
-        x = F.linear(x, self.proj_weight, self.proj_bias)
+        x = token_linear(x, self.proj_weight, self.proj_bias)
         return shortcut + x if cfg.has_skip else x
 
 

@@ -1,0 +1,60 @@
+"""Latency of EMO models on every installed CPU backend as a ratio to torch eager, and the repeatability of
+whole `emobench bench` invocations ((max − min) / median of the per-invocation medians; goal ≤ 5 %).
+
+    python benchmarks/backend_latency.py [--models emo_1m,emo_5m] [--backends ...] [--invocations 5] [--min-time 2]
+
+Each invocation is a separate process (exports come from the cache after the first). Nothing is stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+from collections import defaultdict
+
+CPU = "torch,torch-cl,torch-compile,onnxruntime,openvino,executorch,litert"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="emo_1m,emo_5m")
+    parser.add_argument("--backends", default=CPU)
+    parser.add_argument("--invocations", type=int, default=5)
+    parser.add_argument("--min-time", default="2")
+    parser.add_argument("--threads", default="2")
+    args = parser.parse_args()
+    exe = shutil.which("emobench")
+    base = [exe] if exe else [sys.executable, "-m", "emobench.cli"]
+    cmd = base + ["bench", *args.models.split(","), "-B", args.backends, "-t", args.threads,
+                  "--min-time", args.min_time, "--no-store", "-f", "json"]
+    medians: dict[tuple[str, str], list[float]] = defaultdict(list)
+    notes: dict[tuple[str, str], str] = {}
+    for i in range(args.invocations):
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        for row in json.loads(out)["rows"]:
+            key = (row["model"], row["backend"])
+            if row["status"] == "ok":
+                medians[key].append(row["median ms"])
+            else:
+                notes[key] = f"{row['status']}: {row['note']}"
+        print(f"invocation {i + 1}/{args.invocations} done", file=sys.stderr)
+    print(f"{'model':8s} {'backend':14s} {'median ms':>10s} {'× eager':>8s} {'spread':>8s}  per-invocation medians (ms)")
+    for model in args.models.split(","):
+        eager = statistics.median(medians[(model, "torch")]) if medians.get((model, "torch")) else None
+        for backend in args.backends.split(","):
+            runs = medians.get((model, backend))
+            if not runs:
+                print(f"{model:8s} {backend:14s} {'–':>10s} {'–':>8s} {'–':>8s}  {notes.get((model, backend), 'no result')}")
+                continue
+            med = statistics.median(runs)
+            spread = (max(runs) - min(runs)) / med
+            ratio = f"{med / eager:.2f}" if eager else "–"
+            print(f"{model:8s} {backend:14s} {med:10.2f} {ratio:>8s} {spread:8.1%}  {', '.join(f'{r:.2f}' for r in runs)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""The results store: every benchmark measurement as a record with its environment, in SQLite.
+
+One file (default: the user's data directory; ``--store`` or ``EMOBENCH_STORE`` override). Each record is
+written in its own transaction in WAL mode, so concurrent benchmark processes and a run killed mid-way lose
+no stored record. Stores from several machines merge by record id.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import uuid
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from .errors import EmobenchError
+
+ENV_STORE = "EMOBENCH_STORE"
+
+
+def default_store_path() -> Path:
+    env = os.environ.get(ENV_STORE)
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("emobench", appauthor=False)) / "results.sqlite"
+
+
+@dataclass
+class BenchRecord:
+    """One measurement: a model on a backend at one batch size, thread count, resolution and dtype."""
+
+    model: str
+    backend: str
+    form: str
+    batch: int
+    threads: int
+    resolution: str
+    dtype: str
+    status: str  # ok | parity-failed | error | skipped
+    median_ms: float | None = None
+    mean_ms: float | None = None
+    p10_ms: float | None = None
+    p90_ms: float | None = None
+    iqr_ms: float | None = None
+    cv: float | None = None
+    noisy: bool | None = None
+    runs: int | None = None
+    throughput: float | None = None  # images / s
+    parity_max_abs: float | None = None
+    parity_ok: bool | None = None
+    tolerance: float | None = None
+    export_s: float | None = None
+    artifact_bytes: int | None = None
+    cached: bool | None = None
+    error: str | None = None
+    machine: str = ""
+    env: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    created: float = 0.0
+    uuid: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+_JSON_FIELDS = {"env", "params"}
+_COLUMNS = [f.name for f in fields(BenchRecord)]
+
+
+def _create_table() -> str:
+    cols = []
+    for f in fields(BenchRecord):
+        if f.name == "uuid":
+            cols.append("uuid TEXT PRIMARY KEY")
+        elif f.name in _JSON_FIELDS:
+            cols.append(f"{f.name} TEXT")
+        else:
+            base = str(f.type).split("|")[0].strip()
+            cols.append(f"{f.name} { {'int': 'INTEGER', 'float': 'REAL', 'bool': 'INTEGER'}.get(base, 'TEXT')}")
+    return f"CREATE TABLE IF NOT EXISTS records ({', '.join(cols)})"
+
+
+class ResultStore:
+    """An SQLite file of :class:`BenchRecord` rows."""
+
+    def __init__(self, path: str | os.PathLike | None = None) -> None:
+        self.path = Path(path).expanduser() if path else default_store_path()
+        if self.path.is_dir():
+            raise EmobenchError(f"results store is a folder, not a file: {self.path}")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            self._conn.execute("PRAGMA busy_timeout = 30000")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute(_create_table())
+            missing = set(_COLUMNS) - {row[1] for row in self._conn.execute("PRAGMA table_info(records)")}
+        except sqlite3.DatabaseError as err:
+            raise EmobenchError(f"cannot use results store {self.path}: {err}") from None
+        except OSError as err:
+            raise EmobenchError(f"cannot create results store {self.path}: {err.strerror or err}") from None
+        if missing:
+            raise EmobenchError(f"results store {self.path} lacks columns {sorted(missing)}: not an emobench store")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> "ResultStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def add(self, record: BenchRecord) -> None:
+        """Insert one record in its own transaction (atomic: all of it or nothing)."""
+        row = asdict(record)
+        for key in _JSON_FIELDS:
+            row[key] = json.dumps(row[key], sort_keys=True, default=str)
+        placeholders = ", ".join("?" for _ in _COLUMNS)
+        try:
+            with self._conn:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.execute(
+                    f"INSERT OR IGNORE INTO records ({', '.join(_COLUMNS)}) VALUES ({placeholders})",
+                    [row[c] for c in _COLUMNS],
+                )
+                self._conn.execute("COMMIT")
+        except sqlite3.DatabaseError as err:
+            raise EmobenchError(f"cannot write to results store {self.path}: {err}") from None
+
+    def records(self, **filters: Any) -> pd.DataFrame:
+        """All records (newest last), filtered by equality on any column (``model="emo_1m"``, ``backend=...``)."""
+        unknown = set(filters) - set(_COLUMNS)
+        if unknown:
+            raise EmobenchError(f"unknown record field(s) {sorted(unknown)}; fields: {', '.join(_COLUMNS)}")
+        where = " AND ".join(f"{k} = ?" for k in filters)
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM records" + (f" WHERE {where}" if where else "") + " ORDER BY created"
+        try:
+            rows = self._conn.execute(sql, list(filters.values())).fetchall()
+        except sqlite3.DatabaseError as err:
+            raise EmobenchError(f"cannot read results store {self.path}: {err}") from None
+        df = pd.DataFrame(rows, columns=_COLUMNS)
+        for key in _JSON_FIELDS:
+            df[key] = [json.loads(v) if v else {} for v in df[key]]
+        return df
+
+    def merge(self, others: Iterable[str | os.PathLike]) -> int:
+        """Copy every record of other stores into this one (records already here are kept as they are)."""
+        added = 0
+        for other in others:
+            other = Path(other).expanduser()
+            if not other.is_file():
+                raise EmobenchError(f"no results store at {other}")
+            with ResultStore(other) as src:
+                df = src.records()
+            before = self.count()
+            for row in df.to_dict(orient="records"):
+                self.add(BenchRecord(**{k: (None if _isnan(v) else v) for k, v in row.items()}))
+            added += self.count() - before
+        return added
+
+    def count(self) -> int:
+        return self._conn.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+
+
+def _isnan(value: Any) -> bool:
+    return isinstance(value, float) and value != value
