@@ -360,6 +360,184 @@ def results_merge(
         console.print(f"{added} record(s) added to {db.path} ({db.count()} in all)")
 
 
+@app.command("rf")
+@zoo_scoped
+def rf(
+    model: Annotated[str, typer.Argument(help="A zoo model (network or block).")],
+    resolution: Annotated[Optional[str], typer.Option("--resolution", "-r", help="Input H or HxW (default: the entry's).")] = None,
+    se_as_global: Annotated[bool, typer.Option("--se-as-global", help="Count SE's global pool as a global mixing layer (papers do not).")] = False,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+    zoo: ZooDirs = None,
+) -> None:
+    """Theoretical receptive field per layer: output size, jump, the exact bounding box of the centre output's
+    input pixels (clipped), the unclipped size while the network is translation-equivariant, coverage (the
+    fraction of input pixels that reach the centre), and where the centre output / every output becomes global.
+
+    Residual branches are unions; window attention follows the model's partition (grid, contiguous, global)."""
+    from .analysis.rf import entry_receptive_field
+    from .models import parse_resolution
+    from .render import emit
+    from .zoo import get_entry
+
+    entry = get_entry(model)
+    result = entry_receptive_field(entry, parse_resolution(resolution) if resolution else None, se_as_global)
+    h, w = result.input_size
+    caption = (f"centre output global from {result.first_centre_global or 'never'}; "
+               f"every output global from {result.first_all_global or 'never'}")
+    emit(result.table, _format(fmt), output, title=f"{model}: receptive field at {h}x{w}",
+         meta={"caption": caption, "input": [h, w], "first_centre_global": result.first_centre_global,
+               "first_all_global": result.first_all_global, "se_as_global": se_as_global,
+               "units": {"jump": "input pixels", "rf": "input pixels (H x W)", "coverage": "fraction of input pixels"}},
+         console=console)
+
+
+@app.command("erf")
+@zoo_scoped
+def erf(
+    models: Annotated[list[str], typer.Argument(help="One or more zoo models.")],
+    resolution: Annotated[str, typer.Option("--resolution", "-r", help="Input H or HxW (RepLKNet used 1024).")] = "224",
+    images: Annotated[Optional[Path], typer.Option("--images", help="A folder of real images (default: random images).")] = None,
+    num_images: Annotated[int, typer.Option("--num-images", "-n", help="Images to average over.")] = 50,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Trained weights (one model only).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the random weights and images.")] = 0,
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="Where the heatmaps go.")] = Path("reports/erf"),
+    png: Annotated[bool, typer.Option("--png", help="Also write a PNG (needs kaleido and Chrome/Chromium).")] = False,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+    zoo: ZooDirs = None,
+) -> None:
+    """Effective receptive field by RepLKNet's method: gradient of the centre feature (ReLU, summed over
+    channels), ReLU'd and averaged over images; log10(x+1), max-normalised; high-contribution area ratios at
+    t = 20/30/50/99 %. Heatmaps of all models side by side as offline HTML."""
+    import torch
+    from rich.progress import Progress
+
+    from .analysis.erf import effective_receptive_field, folder_images, random_images
+    from .models import create_model, input_shape, parse_resolution
+    from .render import emit
+    from .report.plots import erf_figure, write_figure
+    from .zoo import get_entry
+
+    if num_images < 1:
+        raise EmobenchError(f"--num-images must be >= 1, got {num_images}")
+    if checkpoint and len(models) > 1:
+        raise EmobenchError("--checkpoint applies to one model; give one model")
+    res = parse_resolution(resolution)
+    results = []
+    with Progress(console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
+        for name in models:
+            entry = get_entry(name)
+            shape = input_shape(entry, res)
+            if images is not None and shape[1] != 3:
+                raise EmobenchError(f"'{name}' takes {shape[1]} channels; --images needs an RGB model")
+            torch.manual_seed(seed)
+            model = create_model(name, checkpoint=checkpoint)
+            source = f"{num_images} images from {images}" if images else f"{num_images} random images (seed {seed})"
+            stream = folder_images(images, num_images, res) if images else (
+                x[:, :1].expand(-1, shape[1], -1, -1).clone() if shape[1] != 3 else x for x in random_images(num_images, res, seed))
+            task = progress.add_task(f"ERF {name}", total=num_images)
+            results.append(effective_receptive_field(model, stream, name, source, lambda n, t=task: progress.advance(t, n)))
+    files = write_figure(erf_figure(results), out_dir / f"erf_{'_'.join(models)}_{res[0]}x{res[1]}.html", png)
+    rows = [{"model": r.model, "images": r.images, "skipped": r.skipped,
+             **{f"r(t={int(t * 100)}%)": v for t, v in r.area_ratios().items()}} for r in results]
+    import pandas as pd
+
+    emit(pd.DataFrame(rows), _format(fmt), output, title=f"ERF high-contribution area ratios at {res[0]}x{res[1]}",
+         meta={"caption": f"transform log10(x+1)/max; ratio = side²/(H·W) of the smallest centred square above t; "
+                          f"heatmap: {files['html']}" + (f", {files['png']}" if files["png"] else ""),
+               "files": files, "inputs": results[0].source if results else None}, console=console)
+    if png and files["png_note"]:
+        err_console.print(f"[yellow]warning:[/] {files['png_note']}")
+
+
+@app.command("mpl")
+@zoo_scoped
+def mpl(
+    blocks: Annotated[str, typer.Option("--blocks", help="Zoo blocks, comma-separated.")] = "irmb,irmb_contiguous,dwconv,wmhsa,mhsa",
+    width: Annotated[str, typer.Option("--width", "-W", help="Map widths W, comma-separated.")] = "7,14,28,56",
+    kernel: Annotated[Optional[int], typer.Option("--kernel", "-k", help="Override the depth-wise kernel of every block.")] = None,
+    window: Annotated[Optional[int], typer.Option("--window", "-w", help="Override the attention window of every block.")] = None,
+    count: Annotated[str, typer.Option(help="blocks (the paper's sense: one block = 1) or layers (each spatial op = 1).")] = "blocks",
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Instead: the per-stage MPL of a network at a real resolution.")] = None,
+    resolution: Annotated[Optional[str], typer.Option("--resolution", "-r", help="With --model: input H or HxW.")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write an MPL-vs-W plot (HTML) here.")] = None,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+    zoo: ZooDirs = None,
+) -> None:
+    """Maximum path length: exact (boolean reachability per axis; ∞ when a stack never connects), mean path
+    length, and the paper's asymptotic forms (MHSA 1, W-MHSA ∞, DW-Conv 2W/(k−1), iRMB 2W/(k−1+2w))."""
+    from .analysis.mpl import mpl_table, stage_table
+    from .bench import parse_ints
+    from .render import emit
+    from .zoo import get_entry
+
+    if model:
+        from .analysis.rf import entry_receptive_field
+        from .models import parse_resolution
+
+        entry = get_entry(model)
+        res = parse_resolution(resolution) if resolution else None
+        df = stage_table(entry, res, count)
+        rf_result = entry_receptive_field(entry, res)
+        caption = (f"centre output global from {rf_result.first_centre_global or 'never'}; "
+                   f"every output global from {rf_result.first_all_global or 'never'}")
+        emit(df, _format(fmt), output, title=f"{model}: path lengths per stage ({count})", meta={"caption": caption}, console=console)
+        return
+    overrides: dict = {}
+    if kernel is not None:
+        overrides["dw_kernel"] = kernel
+    if window is not None:
+        overrides["attention"] = {"window_size": window}
+    names = [b.strip() for b in blocks.split(",") if b.strip()]
+    widths = parse_ints(width, "widths")
+    df = _mpl_with_overrides(names, widths, count, overrides) if overrides else mpl_table(names, widths, count)
+    files = None
+    if plot is not None:
+        from .report.plots import mpl_figure, write_figure
+
+        files = write_figure(mpl_figure(df), plot)
+    emit(df, _format(fmt), output, title=f"maximum path length ({count})",
+         meta={"caption": f"plot: {files['html']}" if files else None}, console=console)
+
+
+def _mpl_with_overrides(names, widths, count, overrides):
+    """Apply overrides only to the blocks that have the overridden parts."""
+    import pandas as pd
+
+    from .analysis.mpl import mpl_table
+    from .zoo import get_entry
+
+    frames = []
+    for name in names:
+        cfg = get_entry(name).config
+        own = {k: v for k, v in overrides.items() if (k != "dw_kernel" or cfg.dw_kernel) and (k != "attention" or cfg.attention)}
+        frames.append(mpl_table([name], widths, count, own or None))
+    return pd.concat(frames, ignore_index=True)
+
+
+@app.command("modules")
+def modules(
+    channels: Annotated[int, typer.Option("--channels", "-C", help="Channels C.")] = 64,
+    width: Annotated[int, typer.Option("--width", "-W", help="Map width W (L = W² tokens).")] = 14,
+    window: Annotated[int, typer.Option("--window", "-w", help="Attention window w (l = w² tokens).")] = 7,
+    kernel: Annotated[int, typer.Option("--kernel", "-k", help="Convolution kernel k.")] = 3,
+    expansion: Annotated[float, typer.Option("--expansion", "-e", help="iRMB expansion ratio λ.")] = 4.0,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """The paper's module comparison: params, FLOPs and MPL of MHSA, W-MHSA, Conv, DW-Conv and iRMB, closed
+    forms beside the modules built and counted (FLOPs = 2 × MACs; the formulas also count softmax)."""
+    from .analysis.modules import module_table
+    from .render import emit
+
+    df = module_table(channels, width, window, kernel, expansion)
+    emit(df, _format(fmt), output, title=f"modules at C={channels}, W={width}, w={window}, k={kernel}, λ={expansion}",
+         meta={"units": {"FLOPs": "2 × MACs"}, "caption": "formula FLOPs include softmax/scaling terms (3L², 3Ll) that counters skip"},
+         console=console)
+
+
 def main() -> None:
     """Entry point. Usage errors exit 2 through typer; emobench's own user errors become one line and exit 2."""
     try:

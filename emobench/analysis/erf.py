@@ -1,0 +1,138 @@
+"""Effective receptive field, exactly as RepLKNet measures it (Ding et al., CVPR 2022, ``erf/visualize_erf.py``
+and ``erf/analyze_erf.py``).
+
+1. The model returns its last feature map (no pooling or head), in eval mode.
+2. Per image: the feature vector at the spatial centre (H//2, W//2), ReLU, summed over channels → a scalar;
+   its gradient with respect to the input; ReLU of the gradient; summed over RGB → an H×W map. Images whose map
+   has a NaN are skipped; the others are averaged.
+3. Analysis: ``log10(map + 1)``, divided by its maximum. For each threshold t, the smallest centred square of
+   side 2i+1 whose share of the total is strictly greater than t gives the high-contribution area ratio
+   side² / (H·W). When no square up to the map's size gets there, the ratio is reported as missing (the
+   original script crashes there).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import EmobenchError
+
+THRESHOLDS = (0.2, 0.3, 0.5, 0.99)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+@dataclass
+class ERFResult:
+    model: str
+    mean_gradient: np.ndarray  # H × W, the averaged ReLU'd gradient (raw)
+    images: int
+    skipped: int
+    source: str
+
+    @property
+    def scaled(self) -> np.ndarray:
+        """log10(x + 1), max-normalised: the map the thresholds are applied to."""
+        data = np.log10(self.mean_gradient + 1)
+        peak = data.max()
+        return data / peak if peak > 0 else data
+
+    def area_ratios(self, thresholds=THRESHOLDS) -> dict[float, float | None]:
+        return {t: high_contribution_area_ratio(self.scaled, t) for t in thresholds}
+
+
+def high_contribution_area_ratio(data: np.ndarray, threshold: float) -> float | None:
+    """side² / (H·W) of the smallest centred square (side 2i+1, i ≥ 1) holding strictly more than
+    ``threshold`` of the map's total; None when none does."""
+    h, w = data.shape
+    total = data.sum()
+    if total <= 0:
+        return None
+    ch, cw = h // 2, w // 2
+    for i in range(1, max(h, w) // 2 + 1):
+        top, left = max(ch - i, 0), max(cw - i, 0)
+        part = data[top : ch + i + 1, left : cw + i + 1].sum()
+        if part / total > threshold:
+            side = 2 * i + 1
+            return min(side * side / (h * w), 1.0)
+    return None
+
+
+def random_images(count: int, size: tuple[int, int], seed: int = 0):
+    """Standard-normal images (the default input when no folder is given)."""
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(count):
+        yield torch.randn(1, 3, *size, generator=g)
+
+
+def folder_images(folder: str | Path, count: int, size: tuple[int, int]):
+    """Images from a folder (sorted by name), resized bicubically to ``size`` and ImageNet-normalised."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise EmobenchError(f"image folder not found: {folder}")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise EmobenchError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
+    try:
+        from PIL import Image
+    except ImportError:
+        raise EmobenchError("reading images needs Pillow: pip install pillow") from None
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    for path in files[:count]:
+        try:
+            img = Image.open(path).convert("RGB").resize((size[1], size[0]), Image.BICUBIC)
+        except OSError as err:
+            raise EmobenchError(f"cannot read image {path}: {err}") from None
+        arr = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1).unsqueeze(0)
+        yield (arr - mean) / std
+
+
+def feature_map(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model.forward_features(x) if hasattr(model, "forward_features") else model(x)
+
+
+def _batches(images, size: int):
+    batch = []
+    for x in images:
+        batch.append(x)
+        if len(batch) == size:
+            yield torch.cat(batch)
+            batch = []
+    if batch:
+        yield torch.cat(batch)
+
+
+def effective_receptive_field(
+    model: nn.Module, images, name: str = "", source: str = "random", progress=None, batch_size: int = 8
+) -> ERFResult:
+    """Average the ReLU'd input gradient of the centre feature over ``images`` (an iterable of 1×C×H×W).
+
+    Images are processed ``batch_size`` at a time; in eval mode they do not interact, so each image's gradient
+    is the one a batch of one would give (RepLKNet's setting)."""
+    model = model.eval()
+    total, used, skipped = None, 0, 0
+    for x in _batches(images, batch_size):
+        x = x.clone().requires_grad_(True)
+        with torch.enable_grad():
+            out = feature_map(model, x)
+            h, w = out.shape[-2:]
+            torch.relu(out[:, :, h // 2, w // 2]).sum().backward()
+        grads = torch.relu(x.grad).sum(dim=1).detach().numpy().astype(np.float64)  # per image, summed over RGB
+        for grad in grads:
+            if np.isnan(grad).any():
+                skipped += 1
+                continue
+            total = grad if total is None else total + grad
+            used += 1
+        if progress:
+            progress(len(grads))
+    if used == 0:
+        raise EmobenchError("no image gave a usable gradient (all NaN or none given)")
+    return ERFResult(name, total / used, used, skipped, source)

@@ -1,0 +1,128 @@
+"""Maximum path length (MPL): how many layers a signal needs to connect the two farthest positions.
+
+The paper's closed forms (asymptotic) beside the exact value from boolean reachability: per axis, a homogeneous
+stack of one block's relation is iterated until every position reaches every other one, or until nothing
+changes any more (then the MPL is infinite). Counting: ``blocks`` (the paper's sense: one iRMB = 1) or
+``layers`` (every spatial operator inside a block = 1).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from ..errors import EmobenchError
+from ..nn.m2 import M2BlockConfig
+from ..zoo import ZooEntry, get_entry
+from . import reach
+from .reach import BlockOps
+
+
+def block_kind(cfg: M2BlockConfig) -> str:
+    """Which row of the paper's module table a block instantiates."""
+    att = cfg.attention
+    if att is None:
+        return "DW-Conv" if cfg.dw_kernel else "MLP"
+    if cfg.dw_kernel is None:
+        return "MHSA" if att.window == "global" else "W-MHSA"
+    return "iRMB"
+
+
+def paper_mpl(cfg: M2BlockConfig, width: int) -> float:
+    """The paper's asymptotic MPL (module table): MHSA O(1); W-MHSA O(∞); (DW-)Conv O(2W/(k−1));
+    iRMB O(2W/(k−1+2w)). NaN where the paper gives none."""
+    kind = block_kind(cfg)
+    k = cfg.dw_kernel or 1
+    if kind == "MHSA":
+        return 1.0
+    if kind == "W-MHSA":
+        return math.inf
+    if kind == "DW-Conv":
+        return 2 * width / (k - 1) if k > 1 else math.inf
+    if kind == "iRMB":
+        w = cfg.attention.window_size if cfg.attention.window != "global" else width
+        return 2 * width / (k - 1 + 2 * w)
+    return math.nan
+
+
+def _steps(cfg: M2BlockConfig, count: str, se_as_global: bool):
+    """The per-axis relation of one counted step: the whole block, or each spatial layer in turn."""
+    ops = BlockOps(cfg, se_as_global)
+    if cfg.stride != 1 or cfg.dim_in != cfg.dim_out and cfg.has_skip:
+        raise EmobenchError("path lengths are defined for size-preserving blocks (stride 1)")
+    if count == "blocks":
+        return [ops.relation]
+    if count == "layers":
+        # Each spatial operator is a step; the block's residual lets a path skip any of them.
+        return [lambda n, i=i: reach.union_with_identity(ops.layers(n)[i]) for i in range(len(ops.layers(7)))]
+    raise EmobenchError(f"count must be 'blocks' or 'layers', got '{count}'")
+
+
+def axis_distances(cfg: M2BlockConfig, n: int, count: str = "blocks", se_as_global: bool = False) -> np.ndarray:
+    """Per-axis shortest path lengths (outputs × inputs) for a stack of this block at width ``n``."""
+    steps = _steps(cfg, count, se_as_global)
+    if not steps:
+        return np.where(reach.identity(n), 0.0, np.inf)
+    if len(steps) == 1:
+        return reach.distances(steps[0], n)
+    # Alternate the layers: distance = index of the first layer after which the pair is connected.
+    relations = [s(n) for s in steps]
+    dist = np.where(reach.identity(n), 0.0, np.inf)
+    current = reach.identity(n)
+    layer, unchanged = 0, 0
+    while not current.all() and unchanged < len(relations):
+        nxt = reach.compose(relations[layer % len(relations)], current)
+        layer += 1
+        unchanged = unchanged + 1 if np.array_equal(nxt, current) else 0
+        dist[nxt & ~current] = layer
+        current = nxt
+    return dist
+
+
+def block_mpl(cfg: M2BlockConfig, height: int, width: int | None = None, count: str = "blocks", se_as_global: bool = False) -> tuple[float, float]:
+    """(MPL, mean path length) of a homogeneous stack of ``cfg`` on an H × W map."""
+    width = width or height
+    rows = axis_distances(cfg, height, count, se_as_global)
+    cols = rows if width == height else axis_distances(cfg, width, count, se_as_global)
+    return reach.path_lengths(rows, cols)
+
+
+def mpl_table(blocks: list[str], widths: list[int], count: str = "blocks", overrides: dict | None = None) -> pd.DataFrame:
+    """MPL of zoo blocks at each width: exact, mean, and the paper's asymptotic value."""
+    rows = []
+    for name in blocks:
+        entry = get_entry(name)
+        if entry.family != "m2":
+            raise EmobenchError(f"'{name}' is a network; `emobench mpl --model {name}` gives its per-stage MPL")
+        cfg = entry.with_overrides(**overrides).config if overrides else entry.config
+        for w in widths:
+            if w < 1:
+                raise EmobenchError(f"widths must be >= 1, got {w}")
+            exact, mean = block_mpl(cfg, w, count=count)
+            rows.append({"block": name, "kind": block_kind(cfg), "W": w, "MPL": exact, "mean path": mean,
+                         "paper (asymptotic)": paper_mpl(cfg, w),
+                         "k": cfg.dw_kernel or 0, "w": cfg.attention.window_size if cfg.attention else 0})
+    return pd.DataFrame(rows)
+
+
+def stage_table(entry: ZooEntry, resolution: tuple[int, int] | None = None, count: str = "blocks", se_as_global: bool = False) -> pd.DataFrame:
+    """Per stage of a network at a real resolution: the MPL and mean path length of its repeated block at the
+    stage's map size, and how many of those blocks the stage has."""
+    from .rf import entry_receptive_field
+
+    if entry.family != "emo":
+        raise EmobenchError(f"'{entry.name}' is a single block: use --blocks")
+    rf = entry_receptive_field(entry, resolution, se_as_global).table
+    rows = []
+    for i, stage in enumerate(entry.config.block_configs()[1:], start=1):
+        size = rf[rf["layer"] == f"stage{i}.0"]["output"].iloc[0]
+        h, w = map(int, size.split("x"))
+        repeated = stage[1:]
+        if not repeated:
+            continue
+        exact, mean = block_mpl(repeated[0], h, w, count, se_as_global)
+        rows.append({"stage": f"stage{i}", "map": size, "blocks": len(repeated), "kind": block_kind(repeated[0]),
+                     "MPL": exact, "mean path": mean, "connects within stage": exact <= len(repeated)})
+    return pd.DataFrame(rows)

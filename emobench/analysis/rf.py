@@ -1,0 +1,188 @@
+"""Theoretical receptive field of a network, layer by layer, from exact per-axis reach.
+
+Per unit (a stem conv, an M² block, a plain conv or pool): the output size, the jump (effective stride), the
+bounding box of the input pixels the centre output depends on (clipped to the image), the unclipped size from
+the Araujo et al. (Distill 2019) recurrence while the network is still translation-equivariant (window attention
+ends that), the coverage (fraction of input pixels that reach the centre output: a dilated grid gives a large
+box but a sparse one), and whether the centre output, or every output, sees the whole image.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ..errors import EmobenchError
+from ..nn.emo import EMOConfig
+from ..zoo import ZooEntry
+from . import reach
+from .reach import BlockOps, Relation
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One layer of the analysis: its per-axis relation, and its kernel for the recurrence (None when the
+    unit is not translation-equivariant, e.g. window attention)."""
+
+    name: str
+    stage: str
+    op: str
+    relation: Callable[[int], Relation]
+    kernel: int | None = 1
+    stride: int = 1
+    padding: int = 0
+    global_op: bool = False
+
+
+def conv_unit(name: str, kernel: int, stride: int = 1, padding: int | None = None, dilation: int = 1, stage: str = "") -> Unit:
+    k_eff = (kernel - 1) * dilation + 1
+    pad = -(-(k_eff - stride) // 2) if padding is None else padding
+    return Unit(name, stage, f"conv {kernel}x{kernel} s{stride}" + (f" d{dilation}" if dilation > 1 else ""),
+                lambda n: reach.conv(n, kernel, stride, dilation, pad), k_eff, stride, pad)
+
+
+def residual_unit(name: str, inner: list[Unit], stage: str = "") -> Unit:
+    """x + f(x): the union of the identity and the inner chain (stride 1, same size)."""
+
+    def relation(n: int) -> Relation:
+        d = reach.identity(n)
+        for u in inner:
+            d = reach.compose(u.relation(d.shape[0]), d)
+        return reach.union_with_identity(d)
+
+    equivariant = all(u.kernel is not None for u in inner)
+    extent = 1 + sum(u.kernel - 1 for u in inner) if equivariant else None
+    return Unit(name, stage, "residual(" + ", ".join(u.op for u in inner) + ")", relation, extent, 1, (extent - 1) // 2 if extent else 0)
+
+
+def block_unit(name: str, stage: str, cfg, se_as_global: bool) -> Unit:
+    ops = BlockOps(cfg, se_as_global)
+    att = cfg.attention
+    parts = []
+    if att is not None:
+        parts.append("global attn" if att.window == "global" else f"{att.window} {att.window_size}x{att.window_size} attn")
+    if cfg.dw_kernel:
+        parts.append(f"dw {cfg.dw_kernel}x{cfg.dw_kernel} s{cfg.stride}")
+    if cfg.se_ratio > 0:
+        parts.append("SE (global)" if se_as_global else "SE")
+    equivariant = att is None and not (cfg.se_ratio > 0 and se_as_global)
+    k = ((cfg.dw_kernel - 1) * cfg.dw_dilation + 1) if cfg.dw_kernel else 1
+    pad = -(-(k - cfg.stride) // 2)
+    op = " → ".join(parts) or "pointwise"
+    if cfg.has_skip:
+        op = f"residual({op})"
+    return Unit(name, stage, op, ops.relation, k if equivariant else None, cfg.stride, pad,
+                global_op=att is not None and att.window == "global")
+
+
+def units_for(entry: ZooEntry, se_as_global: bool = False) -> list[Unit]:
+    cfg = entry.config
+    if entry.family == "m2":
+        return [block_unit(entry.name, "block", cfg, se_as_global)]
+    assert isinstance(cfg, EMOConfig)
+    configs = cfg.block_configs()
+    units = [conv_unit("stage0.0", cfg.dw_kss[0], 2, stage="stage0")]
+    units.append(block_unit("stage0.1", "stage0", configs[0][0], se_as_global))
+    for i, stage in enumerate(configs[1:], start=1):
+        units += [block_unit(f"stage{i}.{j}", f"stage{i}", c, se_as_global) for j, c in enumerate(stage)]
+    return units
+
+
+@dataclass
+class RFResult:
+    table: pd.DataFrame
+    input_size: tuple[int, int]
+    first_centre_global: str | None
+    first_all_global: str | None
+
+
+def receptive_field(units: list[Unit], size: tuple[int, int]) -> RFResult:
+    """Walk the units over an input of ``size`` (H, W), composing the per-axis relations."""
+    composed = [reach.identity(n) for n in size]
+    rf_unclipped: float | None = 1.0
+    jump = 1
+    start = 0.5  # pixel-centre convention
+    rows = []
+    first_centre = first_all = None
+    for u in units:
+        try:
+            composed = [reach.compose(u.relation(r.shape[0]), r) for r in composed]
+        except EmobenchError as err:
+            raise EmobenchError(f"{u.name}: {err}") from None
+        if u.kernel is not None and rf_unclipped is not None:
+            rf_unclipped += (u.kernel - 1) * jump
+            start += ((u.kernel - 1) / 2 - u.padding) * jump
+        else:
+            rf_unclipped = None
+        jump *= u.stride
+        centre_rows = [r[r.shape[0] // 2] for r in composed]
+        boxes = [int(np.flatnonzero(c)[-1] - np.flatnonzero(c)[0] + 1) for c in centre_rows]
+        coverage = float(np.prod([c.mean() for c in centre_rows]))
+        centre_global = all(c.all() for c in centre_rows)
+        all_global = all(r.all() for r in composed)
+        if centre_global and first_centre is None:
+            first_centre = u.name
+        if all_global and first_all is None:
+            first_all = u.name
+        rows.append(
+            {
+                "layer": u.name,
+                "stage": u.stage,
+                "op": u.op,
+                "output": f"{composed[0].shape[0]}x{composed[1].shape[0]}",
+                "jump": jump,
+                "rf": f"{boxes[0]}x{boxes[1]}",
+                "rf unclipped": rf_unclipped,
+                "start": start if rf_unclipped is not None else None,
+                "coverage": coverage,
+                "centre global": centre_global,
+                "all global": all_global,
+            }
+        )
+    return RFResult(pd.DataFrame(rows), size, first_centre, first_all)
+
+
+def entry_receptive_field(entry: ZooEntry, resolution: tuple[int, int] | None = None, se_as_global: bool = False) -> RFResult:
+    size = resolution or tuple(entry.input_size[1:])
+    if min(size) < 1:
+        raise EmobenchError(f"resolution must be positive, got {size}")
+    if entry.family == "emo" and min(size) < 32:
+        raise EmobenchError(f"input {size[0]}x{size[1]} is smaller than the network's stride 32")
+    return receptive_field(units_for(entry, se_as_global), size)
+
+
+def reach_mask(units: list[Unit], size: tuple[int, int], position: tuple[int, int]) -> np.ndarray:
+    """The 2-D set of input pixels that output ``position`` depends on (H_in × W_in bool)."""
+    composed = [reach.identity(n) for n in size]
+    for u in units:
+        composed = [reach.compose(u.relation(r.shape[0]), r) for r in composed]
+    return np.outer(composed[0][position[0]], composed[1][position[1]])
+
+
+@torch.no_grad()
+def _randomise(model: nn.Module, seed: int) -> nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    for p in model.parameters():
+        p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype))
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g, dtype=m.running_var.dtype) + 0.5)
+            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g, dtype=m.running_mean.dtype))
+    return model
+
+
+def gradient_support(model: nn.Module, input_shape: tuple[int, ...], position: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """Input pixels with a non-zero gradient of one output position, in a float64 copy of ``model`` with random
+    non-zero weights: the empirical counterpart of :func:`reach_mask`."""
+    m = _randomise(copy.deepcopy(model).double().eval(), seed)
+    x = torch.randn(input_shape, dtype=torch.float64, generator=torch.Generator().manual_seed(seed + 1), requires_grad=True)
+    with torch.enable_grad():
+        out = m.forward_features(x) if hasattr(m, "forward_features") else m(x)
+        out[0, :, position[0], position[1]].sum().backward()
+    return (x.grad[0].abs().sum(0) > 0).numpy()

@@ -1,0 +1,1 @@
+"""Report: figures and tables built from measurement and analysis results."""

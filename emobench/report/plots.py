@@ -1,0 +1,79 @@
+"""Plotly figures: self-contained HTML that opens offline (plotly.js inlined), PNG where a static exporter
+(kaleido with a Chrome/Chromium) is available."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ..errors import EmobenchError
+
+
+def erf_figure(results, thresholds=(0.2, 0.3, 0.5, 0.99)) -> go.Figure:
+    """One heatmap per model, side by side: the log10(x+1), max-normalised ERF map, with its area ratios."""
+    titles = []
+    for r in results:
+        ratios = r.area_ratios(thresholds)
+        text = ", ".join(f"{int(t * 100)}%: {'–' if v is None else f'{100 * v:.1f}%'}" for t, v in ratios.items())
+        titles.append(f"{r.model}<br><sub>{text}</sub>")
+    fig = make_subplots(rows=1, cols=len(results), subplot_titles=titles, horizontal_spacing=0.04)
+    for i, r in enumerate(results, start=1):
+        fig.add_trace(
+            go.Heatmap(z=r.scaled[::-1], colorscale="RdYlGn", zmin=0, zmax=1, showscale=i == len(results),
+                       colorbar={"title": "log10(g+1)/max"}),
+            row=1, col=i,
+        )
+        fig.update_xaxes(showticklabels=False, row=1, col=i)
+        fig.update_yaxes(showticklabels=False, scaleanchor=f"x{i if i > 1 else ''}", row=1, col=i)
+    fig.update_layout(title="Effective receptive field (RepLKNet method; high-contribution area ratio at t)",
+                      height=420, width=max(420, 360 * len(results)), margin={"t": 110})
+    return fig
+
+
+def mpl_figure(df: pd.DataFrame) -> go.Figure:
+    """MPL against map width: exact (markers) and the paper's asymptotic form (dashed) per block."""
+    fig = go.Figure()
+    for name, rows in df.groupby("block", sort=False):
+        exact = [None if math.isinf(v) else v for v in rows["MPL"]]
+        label = name + (" (∞ where missing)" if any(v is None for v in exact) else "")
+        fig.add_trace(go.Scatter(x=rows["W"], y=exact, mode="lines+markers", name=f"{label}: exact"))
+        paper = [None if (math.isinf(v) or math.isnan(v)) else v for v in rows["paper (asymptotic)"]]
+        if any(v is not None for v in paper):
+            fig.add_trace(go.Scatter(x=rows["W"], y=paper, mode="lines", line={"dash": "dash"}, name=f"{name}: paper"))
+    fig.update_layout(title="Maximum path length vs map width W (blocks)", xaxis_title="W (tokens per side)",
+                      yaxis_title="MPL (blocks)", height=480, width=760)
+    return fig
+
+
+def png_exporter_problem() -> str | None:
+    """None when PNG export works here, else why not."""
+    try:
+        import kaleido  # noqa: F401
+    except ImportError:
+        return "PNG needs kaleido (pip install kaleido) and a Chrome/Chromium browser"
+    return None
+
+
+def write_figure(fig: go.Figure, html: Path, png: bool = False) -> dict[str, str | None]:
+    """Write ``html`` (self-contained, offline) and, if asked and possible, a PNG beside it."""
+    html = Path(html)
+    try:
+        html.parent.mkdir(parents=True, exist_ok=True)
+        fig.write_html(str(html), include_plotlyjs=True, full_html=True)
+    except OSError as err:
+        raise EmobenchError(f"cannot write {html}: {err.strerror or err}") from None
+    out: dict[str, str | None] = {"html": str(html), "png": None, "png_note": None}
+    if png:
+        problem = png_exporter_problem()
+        if problem is None:
+            try:
+                fig.write_image(str(html.with_suffix(".png")))
+                out["png"] = str(html.with_suffix(".png"))
+            except Exception as err:  # noqa: BLE001 - the exporter's own failure (no browser, ...)
+                problem = f"PNG export failed: {str(err).splitlines()[0]}"
+        out["png_note"] = problem
+    return out
