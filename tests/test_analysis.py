@@ -39,7 +39,7 @@ def test_residual_is_a_union():
     assert table.iloc[0]["rf"] == "5x5" and table.iloc[0]["rf unclipped"] == 5
 
 
-@pytest.mark.parametrize("name", ["irmb", "irmb_contiguous", "irmb_global", "irmb_no_attn"])
+@pytest.mark.parametrize("name", ["irmb", "irmb_contiguous", "irmb_global", "irmb_no_attn", "swmhsa"])
 @pytest.mark.parametrize("width", [14, 28])
 def test_reach_equals_gradient_support(name, width):
     model = emobench.create_model(name)
@@ -88,6 +88,20 @@ def test_mpl_known_values():
     assert block_mpl(emobench.get_entry("wmhsa").config, 7)[0] == 1  # …unless one window covers the map
     # a stack of 3-tap convs with dilation 2 never reaches odd offsets
     assert math.isinf(reach.distances(lambda n: reach.conv(n, 3, 1, 2), 14).max())
+
+
+def test_shifted_windows_alternating_with_plain_windows():
+    """Swin: W-MSA then SW-MSA (shift 3, cyclic), each attention layer one step. W = 14: after the plain
+    windows token 0 holds 0…6 (token 7: 7…13), and either set meets both shifted windows {3…9} and
+    {10…13, 0…2}, so 2 layers connect every pair."""
+    table = mpl_table(["wmhsa+swmhsa"], [14, 28])
+    assert table["MPL"].tolist() == [2, 4]
+    # shifted windows alone do not connect either
+    assert math.isinf(block_mpl(emobench.get_entry("swmhsa").config, 14)[0])
+    # the shifted partition by hand, 14 tokens, w = 7: roll by −3 → windows {3..9} and {10..13, 0..2}
+    d = reach.window(14, 7, "shifted")
+    assert np.flatnonzero(d[0]).tolist() == [0, 1, 2, 10, 11, 12, 13]
+    assert np.flatnonzero(d[5]).tolist() == list(range(3, 10))
 
 
 def test_mpl_of_irmb_grid_and_contiguous():

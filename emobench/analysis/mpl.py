@@ -50,7 +50,7 @@ def paper_mpl(cfg: M2BlockConfig, width: int) -> float:
 def _steps(cfg: M2BlockConfig, count: str, se_as_global: bool):
     """The per-axis relation of one counted step: the whole block, or each spatial layer in turn."""
     ops = BlockOps(cfg, se_as_global)
-    if cfg.stride != 1 or cfg.dim_in != cfg.dim_out and cfg.has_skip:
+    if cfg.stride != 1 or cfg.dim_in != cfg.dim_out:
         raise EmobenchError("path lengths are defined for size-preserving blocks (stride 1)")
     if count == "blocks":
         return [ops.relation]
@@ -60,15 +60,22 @@ def _steps(cfg: M2BlockConfig, count: str, se_as_global: bool):
     raise EmobenchError(f"count must be 'blocks' or 'layers', got '{count}'")
 
 
-def axis_distances(cfg: M2BlockConfig, n: int, count: str = "blocks", se_as_global: bool = False) -> np.ndarray:
-    """Per-axis shortest path lengths (outputs × inputs) for a stack of this block at width ``n``."""
-    steps = _steps(cfg, count, se_as_global)
+def axis_distances(cfg: M2BlockConfig | list[M2BlockConfig], n: int, count: str = "blocks", se_as_global: bool = False) -> np.ndarray:
+    """Per-axis shortest path lengths (outputs × inputs) for a stack of this block at width ``n``; a list of
+    blocks stacks them in turn (e.g. W-MSA, SW-MSA, W-MSA, …)."""
+    cfgs = cfg if isinstance(cfg, list) else [cfg]
+    steps = [s for c in cfgs for s in _steps(c, count, se_as_global)]
     if not steps:
         return np.where(reach.identity(n), 0.0, np.inf)
     if len(steps) == 1:
         return reach.distances(steps[0], n)
-    # Alternate the layers: distance = index of the first layer after which the pair is connected.
-    relations = [s(n) for s in steps]
+    return cycle_distances([s(n) for s in steps])
+
+
+def cycle_distances(relations: list[np.ndarray]) -> np.ndarray:
+    """Distances through a stack that applies ``relations`` in turn (each reflexive): the index of the first
+    layer after which a pair is connected; ∞ when a whole cycle changes nothing."""
+    n = relations[0].shape[0]
     dist = np.where(reach.identity(n), 0.0, np.inf)
     current = reach.identity(n)
     layer, unchanged = 0, 0
@@ -81,7 +88,7 @@ def axis_distances(cfg: M2BlockConfig, n: int, count: str = "blocks", se_as_glob
     return dist
 
 
-def block_mpl(cfg: M2BlockConfig, height: int, width: int | None = None, count: str = "blocks", se_as_global: bool = False) -> tuple[float, float]:
+def block_mpl(cfg: M2BlockConfig | list[M2BlockConfig], height: int, width: int | None = None, count: str = "blocks", se_as_global: bool = False) -> tuple[float, float]:
     """(MPL, mean path length) of a homogeneous stack of ``cfg`` on an H × W map."""
     width = width or height
     rows = axis_distances(cfg, height, count, se_as_global)
@@ -93,16 +100,19 @@ def mpl_table(blocks: list[str], widths: list[int], count: str = "blocks", overr
     """MPL of zoo blocks at each width: exact, mean, and the paper's asymptotic value."""
     rows = []
     for name in blocks:
-        entry = get_entry(name)
-        if entry.family != "m2":
-            raise EmobenchError(f"'{name}' is a network; `emobench mpl --model {name}` gives its per-stage MPL")
-        cfg = entry.with_overrides(**overrides).config if overrides else entry.config
+        cfgs = []
+        for part in name.split("+"):  # "wmhsa+swmhsa": the two blocks in turn
+            entry = get_entry(part)
+            if entry.family != "m2":
+                raise EmobenchError(f"'{part}' is a network; `emobench mpl --model {part}` gives its per-stage MPL")
+            cfgs.append(entry.with_overrides(**overrides).config if overrides else entry.config)
+        cfg = cfgs[0]
         for w in widths:
             if w < 1:
                 raise EmobenchError(f"widths must be >= 1, got {w}")
-            exact, mean = block_mpl(cfg, w, count=count)
-            rows.append({"block": name, "kind": block_kind(cfg), "W": w, "MPL": exact, "mean path": mean,
-                         "paper (asymptotic)": paper_mpl(cfg, w),
+            exact, mean = block_mpl(cfgs if len(cfgs) > 1 else cfg, w, count=count)
+            rows.append({"block": name, "kind": "+".join(block_kind(c) for c in cfgs), "W": w, "MPL": exact,
+                         "mean path": mean, "paper (asymptotic)": paper_mpl(cfg, w) if len(cfgs) == 1 else math.nan,
                          "k": cfg.dw_kernel or 0, "w": cfg.attention.window_size if cfg.attention else 0})
     return pd.DataFrame(rows)
 

@@ -61,12 +61,18 @@ def full(n_out: int, n_in: int) -> Relation:
 def window(n: int, size: int, mode: str) -> Relation:
     """Window attention along one axis, zero-padded on the right to a multiple of ``size`` (padded tokens depend
     on no input, so they add nothing). ``grid``: the official dilated partition, token i in group i mod n_win;
-    ``contiguous``: group i // size; ``global``: one group."""
+    ``contiguous``: group i // size; ``shifted``: contiguous after a cyclic shift by size // 2 (Swin's SW-MSA
+    without a mask); ``global``: one group."""
     if mode == "global":
         return full(n, n)
     n_win = -(-n // size)
     idx = np.arange(n)
-    group = idx % n_win if mode == "grid" else idx // size
+    if mode == "grid":
+        group = idx % n_win
+    elif mode == "shifted":  # cyclic roll by -size//2 over the padded length, then contiguous windows
+        group = ((idx - size // 2) % (n_win * size)) // size
+    else:
+        group = idx // size
     return group[:, None] == group[None, :]
 
 

@@ -21,7 +21,7 @@ from torch import nn
 from .layers import ActName, ConvNormAct, DropPath, NormName, SqueezeExcite, make_norm
 from .registry import register_family
 
-WindowMode = Literal["grid", "contiguous", "global"]
+WindowMode = Literal["grid", "contiguous", "shifted", "global"]
 
 
 class AttentionConfig(BaseModel):
@@ -29,7 +29,11 @@ class AttentionConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    window: WindowMode = Field("grid", description="grid: the official dilated partition; contiguous: local windows; global")
+    window: WindowMode = Field(
+        "grid",
+        description="grid: the official dilated partition; contiguous: local windows; shifted: local windows after "
+        "a cyclic shift by half a window (Swin's SW-MSA, no mask); global",
+    )
     window_size: int = Field(7, ge=1, description="window side in tokens (ignored for global)")
     dim_head: int = Field(64, ge=1, description="channels per head of Q/K; heads = dim_in // dim_head")
     attn_pre: bool = Field(True, description="attend over the un-expanded input, then expand (official default)")
@@ -132,7 +136,8 @@ def partition(x: torch.Tensor, wh: int, ww: int, mode: WindowMode) -> torch.Tens
     """NHWC (B, Hp, Wp, C) → windows (B·nh·nw, wh·ww, C); at most 6-D on the way.
 
     ``grid`` is the official einops pattern ``b c (h1 n1) (w1 n2)``: window (i, j) holds rows i, i+nh, …,
-    a dilated grid over the whole map. ``contiguous`` holds rows i·wh … i·wh+wh-1 (Swin-style local windows).
+    a dilated grid over the whole map. ``contiguous`` (and ``shifted``, after its roll) holds rows
+    i·wh … i·wh+wh-1 (Swin-style local windows).
     """
     b, hp, wp, c = x.shape
     nh, nw = hp // wh, wp // ww
@@ -198,6 +203,11 @@ def window_attention(
         if values is not None:
             values = F.pad(values, (0, 0, 0, pad_r, 0, pad_b))
     hp, wp = h + pad_b, w + pad_r
+    shift = (wh // 2, ww // 2) if attention.window == "shifted" else None
+    if shift:
+        x = torch.roll(x, (-shift[0], -shift[1]), dims=(1, 2))
+        if values is not None:
+            values = torch.roll(values, (-shift[0], -shift[1]), dims=(1, 2))
     tokens = partition(x, wh, ww, attention.window)  # (G, N, C)
     g, n, _ = tokens.shape
     d = attention.dim_head
@@ -220,6 +230,8 @@ def window_attention(
     if pre and expand is not None:
         out = expand(out)
     out = unpartition(out, b, hp, wp, wh, ww, attention.window)
+    if shift:
+        out = torch.roll(out, shift, dims=(1, 2))
     return out[:, :h, :w] if pad_b or pad_r else out
 
 
