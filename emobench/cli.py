@@ -538,6 +538,34 @@ def modules(
          console=console)
 
 
+@app.command("table")
+def table(
+    name: Annotated[str, typer.Argument(help="imagenet, boost, modules, downstream or speed.")],
+    fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="table, md, csv, json, latex (booktabs) or html.")] = None,
+    output: OutputOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """A comparison table of the paper: every reported number read from zoo/papers with its source, beside
+    emobench's measurement for the models the zoo has (params; MACs = the paper's "FLOPs"), with the
+    difference; differences beyond 2 % are flagged and explained where they are the README's truncation."""
+    from .render import emit, write_text
+    from .tables import build_table, to_html, to_latex
+
+    df, meta = build_table(name, store)
+    kind = (fmt or (output.suffix.lstrip(".") if output is not None else "table")).lower()
+    kind = {"tex": "latex", "htm": "html", "markdown": "md", "txt": "table"}.get(kind, kind)
+    if kind not in ("table", "md", "csv", "json", "latex", "html"):
+        raise EmobenchError(f"unknown format '{kind}' (choose table, md, csv, json, latex or html)")
+    if kind in ("latex", "html"):
+        text = to_latex(df, meta["title"]) if kind == "latex" else to_html(df, meta["title"])
+        if output is None:
+            print(text, end="")
+        else:
+            write_text(text, output)
+        return
+    emit(df, _format(kind), output, title=meta["title"], meta=meta, console=console)
+
+
 def main() -> None:
     """Entry point. Usage errors exit 2 through typer; emobench's own user errors become one line and exit 2."""
     try:

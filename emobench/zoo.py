@@ -101,6 +101,21 @@ def _format_validation(err: ValidationError) -> str:
     return f"{where}: {first['msg']}{more}"
 
 
+def read_validated(path: Path, schema: type[BaseModel]) -> Any:
+    """A TOML data file validated by ``schema``; any problem is one :class:`ZooError` naming the file and field."""
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except tomllib.TOMLDecodeError as err:
+        raise ZooError(f"{path}: not valid TOML: {err}") from None
+    except OSError as err:
+        raise ZooError(f"{path}: cannot read: {err.strerror}") from None
+    try:
+        return schema.model_validate(data)
+    except ValidationError as err:
+        raise ZooError(f"{path}: {_format_validation(err)}") from None
+
+
 def _validate_config(family: str, config: dict[str, Any], where: str) -> Any:
     try:
         return FAMILIES[family].config.model_validate(config)
@@ -137,17 +152,7 @@ class Zoo:
         raise ZooError(f"unknown model '{name}'{hint}")
 
     def _read(self, path: Path) -> ZooFile:
-        try:
-            with path.open("rb") as f:
-                data = tomllib.load(f)
-        except tomllib.TOMLDecodeError as err:
-            raise ZooError(f"{path}: not valid TOML: {err}") from None
-        except OSError as err:
-            raise ZooError(f"{path}: cannot read: {err.strerror}") from None
-        try:
-            return ZooFile.model_validate(data)
-        except ValidationError as err:
-            raise ZooError(f"{path}: {_format_validation(err)}") from None
+        return read_validated(path, ZooFile)
 
     def get(self, name: str, _chain: tuple[str, ...] = ()) -> ZooEntry:
         if name in self._entries:

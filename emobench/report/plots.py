@@ -18,8 +18,9 @@ def erf_figure(results, thresholds=(0.2, 0.3, 0.5, 0.99)) -> go.Figure:
     titles = []
     for r in results:
         ratios = r.area_ratios(thresholds)
-        text = ", ".join(f"{int(t * 100)}%: {'–' if v is None else f'{100 * v:.1f}%'}" for t, v in ratios.items())
-        titles.append(f"{r.model}<br><sub>{text}</sub>")
+        parts = [f"{int(t * 100)}%: {'–' if v is None else f'{100 * v:.1f}%'}" for t, v in ratios.items()]
+        half = (len(parts) + 1) // 2
+        titles.append(f"{r.model}<br><sub>{' · '.join(parts[:half])}<br>{' · '.join(parts[half:])}</sub>")
     fig = make_subplots(rows=1, cols=len(results), subplot_titles=titles, horizontal_spacing=0.04)
     for i, r in enumerate(results, start=1):
         fig.add_trace(
@@ -30,20 +31,25 @@ def erf_figure(results, thresholds=(0.2, 0.3, 0.5, 0.99)) -> go.Figure:
         fig.update_xaxes(showticklabels=False, row=1, col=i)
         fig.update_yaxes(showticklabels=False, scaleanchor=f"x{i if i > 1 else ''}", row=1, col=i)
     fig.update_layout(title="Effective receptive field (RepLKNet method; high-contribution area ratio at t)",
-                      height=420, width=max(420, 360 * len(results)), margin={"t": 110})
+                      height=460, width=max(460, 380 * len(results)), margin={"t": 130})
     return fig
 
 
 def mpl_figure(df: pd.DataFrame) -> go.Figure:
     """MPL against map width: exact (markers) and the paper's asymptotic form (dashed) per block."""
+    import plotly.colors
+
+    palette = plotly.colors.qualitative.Plotly
     fig = go.Figure()
-    for name, rows in df.groupby("block", sort=False):
+    for i, (name, rows) in enumerate(df.groupby("block", sort=False)):
+        colour = palette[i % len(palette)]
         exact = [None if math.isinf(v) else v for v in rows["MPL"]]
         label = name + (" (∞ where missing)" if any(v is None for v in exact) else "")
-        fig.add_trace(go.Scatter(x=rows["W"], y=exact, mode="lines+markers", name=f"{label}: exact"))
+        fig.add_trace(go.Scatter(x=rows["W"], y=exact, mode="lines+markers", name=f"{label}: exact", line={"color": colour}))
         paper = [None if (math.isinf(v) or math.isnan(v)) else v for v in rows["paper (asymptotic)"]]
         if any(v is not None for v in paper):
-            fig.add_trace(go.Scatter(x=rows["W"], y=paper, mode="lines", line={"dash": "dash"}, name=f"{name}: paper"))
+            fig.add_trace(go.Scatter(x=rows["W"], y=paper, mode="lines", line={"dash": "dash", "color": colour},
+                                     name=f"{name}: paper"))
     fig.update_layout(title="Maximum path length vs map width W (blocks)", xaxis_title="W (tokens per side)",
                       yaxis_title="MPL (blocks)", height=480, width=760)
     return fig
