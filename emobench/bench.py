@@ -29,6 +29,7 @@ from .measure.backends import BACKENDS, TOLERANCE, Backend, cuda_event_seconds, 
 from .measure.timing import NOISY_CV, summarize, time_calls
 from .models import create_model, input_shape
 from .nn import fuse
+from .nn.fused import has_fused_form
 from .profile import cpu_name
 from .store import BenchRecord, ResultStore
 from .zoo import get_entry
@@ -153,7 +154,9 @@ def run_bench(
         entry = get_entry(name)
         torch.manual_seed(0)  # deterministic weights: cached exports stay valid across runs
         reference = create_model(name, checkpoint=plan.checkpoint).eval()
-        model = fuse(reference) if plan.form == "fused" else reference
+        # Families without a fused form are measured in their reference form (and recorded so).
+        form = plan.form if plan.form == "reference" or has_fused_form(reference) else "reference"
+        model = fuse(reference) if form == "fused" else reference
         fingerprint = weights_fingerprint(reference)
         for backend_name in plan.backends:
             backend = BACKENDS[backend_name]
@@ -163,7 +166,7 @@ def run_bench(
             for batch in plan.batches:
                 shape = input_shape(entry, plan.resolution, batch)
                 common = dict(
-                    model=name, backend=backend.name, form=plan.form, batch=batch, resolution=f"{shape[2]}x{shape[3]}",
+                    model=name, backend=backend.name, form=form, batch=batch, resolution=f"{shape[2]}x{shape[3]}",
                     dtype=plan.dtype, tolerance=tolerance,
                     params={"warmup": plan.warmup, "min_time": plan.min_time, "min_runs": plan.min_runs,
                             "input_shape": list(shape), "checkpoint": plan.checkpoint, "noisy_cv": plan.noisy_cv},
@@ -180,7 +183,7 @@ def run_bench(
                 try:
                     # A private copy: some converters leave state on the module they convert.
                     artifact = backend.prepare(
-                        copy.deepcopy(model), x.to(backend.device), _artifact_key(entry, plan.form, shape, backend, fingerprint)
+                        copy.deepcopy(model), x.to(backend.device), _artifact_key(entry, form, shape, backend, fingerprint)
                     )
                 except Exception as err:  # noqa: BLE001 - an export failure is a result, not a crash
                     for threads in plan.threads:

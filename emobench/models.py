@@ -11,7 +11,6 @@ from torch import nn
 from .checkpoint import load_checkpoint
 from .errors import InputSizeError
 from .nn import FAMILIES, EMOFeatures, fuse
-from .nn.emo import check_image_input
 from .zoo import ZooEntry, get_entry
 
 
@@ -57,17 +56,15 @@ def input_shape(entry: ZooEntry, resolution: tuple[int, int] | None = None, batc
     if resolution is not None:
         h, w = resolution
     shape = (batch, c, h, w)
-    check_input(entry, torch.empty(shape, device="meta"))
+    check_input(entry, shape)
     return shape
 
 
-def check_input(entry: ZooEntry, x: torch.Tensor) -> None:
-    """Raise :class:`InputSizeError` for an input the entry's model cannot take."""
-    cfg = entry.config
-    if entry.family == "emo":
-        check_image_input(x, cfg.in_chans, min_side=32)
-    else:
-        check_image_input(x, cfg.dim_in, min_side=cfg.stride)
+def check_input(entry: ZooEntry, shape: tuple[int, ...]) -> None:
+    """Raise :class:`InputSizeError` for an input shape the entry's model cannot take."""
+    check = FAMILIES[entry.family].check_input
+    if check is not None:
+        check(entry.config, tuple(shape))
 
 
 def parse_resolution(text: str) -> tuple[int, int]:

@@ -37,7 +37,9 @@ def _truncation_note(measured: float, reported: float, unit: str) -> str:
     factor = 10**decimals
     truncated = math.floor(measured * factor) / factor
     rounded = round(measured, decimals)
-    if math.isclose(truncated, reported) and not math.isclose(rounded, reported):
+    if math.isclose(rounded, reported):
+        return f"{measured:.4g}{unit} rounds to the reported {reported}{unit}" if not math.isclose(measured, reported) else ""
+    if math.isclose(truncated, reported):
         return f"reported {reported}{unit} is {measured:.4f}{unit} truncated, not rounded ({rounded}{unit})"
     return ""
 
@@ -69,10 +71,10 @@ def reported_vs_measured(table: ReportedTable, flag: float = FLAG) -> pd.DataFra
                 out[f"{label} Δ %"] = None if delta is None else 100 * delta
                 if delta is not None:
                     note = _truncation_note(m, value, "M" if key != "flops_g" else "G")
-                    if note:
+                    if abs(delta) > flag and "rounds to" not in note:
+                        notes.append(note or f"FLAG {label}: {delta:+.1%} beyond ±{flag:.0%}")
+                    elif "truncated" in note:
                         notes.append(note)
-                    elif abs(delta) > flag:
-                        notes.append(f"FLAG {label}: {delta:+.1%} beyond ±{flag:.0%}")
         if row.zoo and measured is None:
             notes.append(f"zoo model '{row.zoo}' not available yet: reported only")
         elif not row.zoo:

@@ -85,7 +85,8 @@ def units_for(entry: ZooEntry, se_as_global: bool = False) -> list[Unit]:
     cfg = entry.config
     if entry.family == "m2":
         return [block_unit(entry.name, "block", cfg, se_as_global)]
-    assert isinstance(cfg, EMOConfig)
+    if not isinstance(cfg, EMOConfig):
+        raise EmobenchError(f"reach analysis covers the emo and m2 families, not '{entry.family}' ({entry.name})")
     configs = cfg.block_configs()
     units = [conv_unit("stage0.0", cfg.dw_kss[0], 2, stage="stage0")]
     units.append(block_unit("stage0.1", "stage0", configs[0][0], se_as_global))

@@ -2,7 +2,10 @@
 
 from .emo import EMO, EMOConfig, EMOFeatures
 from .fused import fuse
+from .vit import ViT, ViTConfig
+from .pvt import PVT, PVTConfig
 from .m2 import AttentionConfig, M2Block, M2BlockConfig
+from .mobilenetv2 import MobileNetV2, MobileNetV2Config
 from .registry import FAMILIES, Family
 
 __all__ = ["EMO", "EMOConfig", "EMOFeatures", "M2Block", "M2BlockConfig", "AttentionConfig", "fuse", "FAMILIES", "Family"]

@@ -177,8 +177,6 @@ class EMO(nn.Module):
     def stages(self) -> list[nn.Module]:
         return [getattr(self, f"stage{i}") for i in range(5)]
 
-    def check_input(self, x: torch.Tensor) -> None:
-        check_image_input(x, self.in_chans, min_side=self.reductions[-1])
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Outputs of stage0 … stage4 (strides 2, 4, 8, 16, 32), NCHW."""
@@ -223,14 +221,16 @@ class EMOFeatures(nn.Module):
         return [outs[i] for i in self.out_indices]
 
 
-def check_image_input(x: torch.Tensor, channels: int, min_side: int) -> None:
-    """Raise :class:`InputSizeError` for a tensor a network of this stride cannot take."""
-    if x.ndim != 4 or x.shape[1] != channels:
-        raise InputSizeError(f"expected an input of shape (B, {channels}, H, W), got {tuple(x.shape)}")
-    if min(x.shape[-2:]) < min_side:
-        raise InputSizeError(f"input {x.shape[-2]}x{x.shape[-1]} is smaller than the network's stride {min_side}")
+def check_image_input(x, channels: int, min_side: int) -> None:
+    """Raise :class:`InputSizeError` for a tensor (or shape) a network of this stride cannot take."""
+    shape = tuple(x.shape) if hasattr(x, "shape") else tuple(x)
+    if len(shape) != 4 or shape[1] != channels:
+        raise InputSizeError(f"expected an input of shape (B, {channels}, H, W), got {shape}")
+    if min(shape[-2:]) < min_side:
+        raise InputSizeError(f"input {shape[-2]}x{shape[-1]} is smaller than the network's stride {min_side}")
 
 
-@register_family("emo", EMOConfig, "EMO classifier: a stem and four stages of iRMBs")
+@register_family("emo", EMOConfig, "EMO classifier: a stem and four stages of iRMBs",
+                 check_input=lambda cfg, shape: check_image_input(shape, cfg.in_chans, 32))
 def build_emo(cfg: EMOConfig) -> EMO:
     return EMO(cfg)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .emo import EMO, check_image_input
+from .emo import EMO
 from .layers import LayerNorm2d, act_fn
 from .m2 import M2Block, window_attention
 
@@ -92,6 +92,11 @@ class FusedM2Block(nn.Module):
         if cfg.attention is not None:
             w, b = _linear_of(block.qk)
             self.qk_weight, self.qk_bias = _frozen(w), _frozen(b if block.qk.conv.bias is not None else None)
+            if cfg.attention.sr_ratio > 1:
+                self.sr_weight, self.sr_bias = _frozen(block.sr.weight), _frozen(block.sr.bias)
+                self.sr_args = dict(stride=block.sr.stride)
+                self.sr_norm_weight, self.sr_norm_bias = _frozen(block.sr_norm.weight), _frozen(block.sr_norm.bias)
+                self.sr_eps = block.sr_norm.eps
         self.v_weight = self.v_bias = None
         if cfg.expand:
             w, b = _linear_of(block.v, pre if fold_norm else None)
@@ -112,6 +117,10 @@ class FusedM2Block(nn.Module):
         w, b = _linear_of(block.proj)
         self.proj_weight = _frozen(w)
         self.proj_bias = _frozen(b if (block.proj.conv.bias is not None or cfg.proj_norm) else None)
+
+    def _reduce(self, x: torch.Tensor) -> torch.Tensor:
+        r = F.conv2d(x.permute(0, 3, 1, 2), self.sr_weight, self.sr_bias, **self.sr_args)
+        return F.layer_norm(r.flatten(2).transpose(1, 2), r.shape[1:2], self.sr_norm_weight, self.sr_norm_bias, self.sr_eps)
 
     def _expand(self, x: torch.Tensor) -> torch.Tensor:
         x = token_linear(x, self.v_weight, self.v_bias)
@@ -137,14 +146,15 @@ class FusedM2Block(nn.Module):
             x = F.layer_norm(x, x.shape[-1:], None, None, self.ln_eps)
         if self.norm_scale is not None:
             x = x * self.norm_scale + self.norm_shift
-        qk = (lambda t: F.linear(t, self.qk_weight, self.qk_bias)) if cfg.attention is not None else None
         expand = self._expand if cfg.expand else None
         if cfg.cascade == "parallel":
             e = expand(x) if expand else x
-            x = window_attention(x, cfg.attention, self.num_heads, qk, expand, values=e, sdpa=True) + self._local(e)
+            x = window_attention(x, cfg.attention, self.num_heads, self.qk_weight, self.qk_bias, expand, values=e, sdpa=True)
+            x = x + self._local(e)
         else:
             if cfg.attention is not None:
-                x = window_attention(x, cfg.attention, self.num_heads, qk, expand, sdpa=True)
+                reduce = self._reduce if cfg.attention.sr_ratio > 1 else None
+                x = window_attention(x, cfg.attention, self.num_heads, self.qk_weight, self.qk_bias, expand, sdpa=True, reduce=reduce)
             elif expand is not None:
                 x = expand(x)
             local_skip = cfg.has_skip and cfg.local_skip and cfg.dw_kernel is not None
@@ -182,8 +192,6 @@ class FusedEMO(nn.Module):
             self.head_weight = _frozen(model.head.weight * ln.weight)
             self.head_bias = _frozen(model.head.bias + model.head.weight @ ln.bias)
 
-    def check_input(self, x: torch.Tensor) -> None:
-        check_image_input(x, self.in_chans, min_side=self.reductions[-1])
 
     def _stem(self, x: torch.Tensor) -> torch.Tensor:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -235,4 +243,10 @@ def fuse(model: nn.Module) -> nn.Module:
         return FusedEMO(model).eval()
     if isinstance(model, M2Block):
         return FusedBlock(model).eval()
-    raise TypeError(f"cannot fuse {type(model).__name__}: only EMO models and M² blocks have a fused form")
+    from ..errors import EmobenchError
+
+    raise EmobenchError(f"{type(model).__name__} has no fused form (EMO models and single M² blocks have one)")
+
+
+def has_fused_form(model: nn.Module) -> bool:
+    return isinstance(model, (EMO, M2Block))

@@ -39,6 +39,15 @@ class AttentionConfig(BaseModel):
     attn_pre: bool = Field(True, description="attend over the un-expanded input, then expand (official default)")
     qk_bias: bool = True
     attn_drop: float = Field(0.0, ge=0.0, lt=1.0)
+    sr_ratio: int = Field(
+        1, ge=1, description="spatial reduction (PVT's SRA): K/V from a stride-r conv + LayerNorm of the input; global windows only"
+    )
+
+    @model_validator(mode="after")
+    def _check_sr(self) -> "AttentionConfig":
+        if self.sr_ratio > 1 and self.window != "global":
+            raise ValueError("sr_ratio > 1 (spatial-reduction attention) needs window = 'global'")
+        return self
 
 
 class M2BlockConfig(BaseModel):
@@ -113,6 +122,8 @@ class M2BlockConfig(BaseModel):
         if self.v_group and self.attention is None:
             raise ValueError("v_group groups MLP_e per attention head: it needs attention")
         if self.cascade == "parallel":
+            if self.attention is not None and self.attention.sr_ratio > 1:
+                raise ValueError("cascade='parallel' does not combine with spatial-reduction attention")
             if self.attention is None or self.dw_kernel is None:
                 raise ValueError("cascade='parallel' needs both attention and dw_kernel")
             if self.attention.attn_pre:
@@ -182,15 +193,19 @@ def window_attention(
     x: torch.Tensor,
     attention: AttentionConfig,
     num_heads: int,
-    qk: Callable[[torch.Tensor], torch.Tensor],
+    qk_weight: torch.Tensor,
+    qk_bias: torch.Tensor | None,
     expand: Callable[[torch.Tensor], torch.Tensor] | None,
     values: torch.Tensor | None = None,
     sdpa: bool = False,
     attn_drop: float = 0.0,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """EW-MHSA on an NHWC map ``x`` (the normalised block input); returns an NHWC map.
 
-    Q and K are ``qk`` of the (zero-padded, partitioned) tokens of ``x``. The values are
+    Q and K are the projection (``qk_weight``, ``qk_bias``: first all Q heads, then all K heads) of the
+    (zero-padded, partitioned) tokens of ``x``; with ``reduce`` (spatial-reduction attention, global window), K
+    and the values come from the reduced tokens ``reduce(x)`` instead. The values are
     - ``attn_pre``: the tokens of ``x`` itself, and ``expand`` (MLP_e) runs after the attention;
     - otherwise ``expand`` of the padded tokens (the official post-attn), or a given ``values`` map
       (zero-padded; the parallel arrangement, whose DW-conv branch reads the same expanded map).
@@ -211,16 +226,24 @@ def window_attention(
     tokens = partition(x, wh, ww, attention.window)  # (G, N, C)
     g, n, _ = tokens.shape
     d = attention.dim_head
-    q, k = qk(tokens).reshape(g, n, 2, num_heads, d).permute(2, 0, 3, 1, 4).unbind(0)
+    kv_tokens = tokens
+    if reduce is not None:
+        kv_tokens = reduce(x)  # (B, N_r, C)
+        q = F.linear(tokens, qk_weight[:c], None if qk_bias is None else qk_bias[:c])
+        k = F.linear(kv_tokens, qk_weight[c:], None if qk_bias is None else qk_bias[c:])
+        q = q.reshape(g, n, num_heads, d).transpose(1, 2)
+        k = k.reshape(g, kv_tokens.shape[1], num_heads, d).transpose(1, 2)
+    else:
+        q, k = F.linear(tokens, qk_weight, qk_bias).reshape(g, n, 2, num_heads, d).permute(2, 0, 3, 1, 4).unbind(0)
     pre = attention.attn_pre and values is None
     if values is not None:
         v = partition(values, wh, ww, attention.window)
     elif pre or expand is None:
-        v = tokens
+        v = kv_tokens
     else:
-        v = expand(tokens)
+        v = expand(kv_tokens)
     width = v.shape[-1]
-    v = v.reshape(g, n, num_heads, width // num_heads).transpose(1, 2)
+    v = v.reshape(g, v.shape[1], num_heads, width // num_heads).transpose(1, 2)
     if sdpa:
         out = F.scaled_dot_product_attention(q, k, v, dropout_p=attn_drop, scale=d**-0.5)
     else:
@@ -253,6 +276,10 @@ class M2Block(nn.Module):
         if cfg.attention is not None:
             self.num_heads = cfg.num_heads
             self.qk = ConvNormAct(cfg.dim_in, 2 * cfg.dim_in, bias=cfg.attention.qk_bias)
+            sr = cfg.attention.sr_ratio
+            if sr > 1:
+                self.sr = nn.Conv2d(cfg.dim_in, cfg.dim_in, sr, sr)
+                self.sr_norm = nn.LayerNorm(cfg.dim_in, eps=cfg.norm_eps)
         if cfg.expand:
             self.v = ConvNormAct(
                 cfg.dim_in,
@@ -285,17 +312,24 @@ class M2Block(nn.Module):
     def _expand_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         return pointwise(self.v, tokens)
 
+    def _reduce(self, x: torch.Tensor) -> torch.Tensor:
+        """PVT's spatial reduction of an NHWC map: stride-r conv, then LayerNorm, as (B, N_r, C) tokens."""
+        r = self.sr(x.permute(0, 3, 1, 2))
+        return self.sr_norm(r.flatten(2).transpose(1, 2))
+
     def _attend(self, x: torch.Tensor, values: torch.Tensor | None = None) -> torch.Tensor:
         cfg = self.cfg
         out = window_attention(
             x.permute(0, 2, 3, 1),
             cfg.attention,
             self.num_heads,
-            lambda t: pointwise(self.qk, t),
+            self.qk.conv.weight.flatten(1),
+            self.qk.conv.bias,
             self._expand_tokens if cfg.expand else None,
             values=None if values is None else values.permute(0, 2, 3, 1),
             sdpa=self.sdpa,
             attn_drop=cfg.attention.attn_drop if self.training else 0.0,
+            reduce=self._reduce if cfg.attention.sr_ratio > 1 else None,
         )
         return out.permute(0, 3, 1, 2)
 
@@ -320,7 +354,16 @@ class M2Block(nn.Module):
         return shortcut + self.drop_path(x) if cfg.has_skip else x
 
 
-@register_family("m2", M2BlockConfig, "one Meta Mobile block (IRB, MHSA, FFN, iRMB, ...)")
+def _check_block_input(cfg: M2BlockConfig, shape: tuple[int, ...]) -> None:
+    from ..errors import InputSizeError
+
+    if len(shape) != 4 or shape[1] != cfg.dim_in:
+        raise InputSizeError(f"expected an input of shape (B, {cfg.dim_in}, H, W), got {tuple(shape)}")
+    if min(shape[-2:]) < max(cfg.stride, cfg.attention.sr_ratio if cfg.attention else 1):
+        raise InputSizeError(f"input {shape[-2]}x{shape[-1]} is too small for this block")
+
+
+@register_family("m2", M2BlockConfig, "one Meta Mobile block (IRB, MHSA, FFN, iRMB, ...)", check_input=_check_block_input)
 def build_m2(cfg: M2BlockConfig) -> M2Block:
     return M2Block(cfg)
 

@@ -16,16 +16,18 @@ class Family:
     config: type[BaseModel]
     build: Callable[[BaseModel], nn.Module]
     description: str
+    #: raises InputSizeError for an input shape (B, C, H, W) the configured model cannot take
+    check_input: Callable[[BaseModel, tuple[int, ...]], None] | None = None
 
 
 FAMILIES: dict[str, Family] = {}
 
 
-def register_family(name: str, config: type[BaseModel], description: str):
+def register_family(name: str, config: type[BaseModel], description: str, check_input=None):
     """Decorator for a builder ``fn(config) -> nn.Module`` of the family ``name``."""
 
     def wrap(build: Callable[[BaseModel], nn.Module]) -> Callable[[BaseModel], nn.Module]:
-        FAMILIES[name] = Family(name, config, build, description)
+        FAMILIES[name] = Family(name, config, build, description, check_input)
         return build
 
     return wrap

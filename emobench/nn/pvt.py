@@ -1,0 +1,109 @@
+"""Pyramid Vision Transformer (PVT v1, Wang et al., ICCV 2021) built from M² blocks, and its iRMB version.
+
+Four stages, each a patch embedding (stride-p conv + LayerNorm) with a learned position map, then Transformer
+layers whose attention reads keys and values from a spatially reduced map (SRA: stride-r conv + LayerNorm).
+In M² terms a layer is an MHSA block with ``sr_ratio`` (λ = 1) and an FFN block; ``block = "irmb"`` replaces the
+pair by one iRMB (λ = 4) keeping the stage's spatial reduction. The last map is pooled instead of a class token.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import nn
+
+from .emo import check_image_input
+from .layers import LayerNorm2d
+from .m2 import M2Block
+from .registry import register_family
+from .vit import irmb_layer, transformer_layer
+
+
+class PVTConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    img_size: int = Field(224, ge=1)
+    in_chans: int = 3
+    num_classes: int = Field(1000, ge=0)
+    patch_sizes: list[int] = Field([4, 2, 2, 2], min_length=4, max_length=4)
+    embed_dims: list[int] = Field([64, 128, 320, 512], min_length=4, max_length=4)
+    depths: list[int] = Field([2, 2, 2, 2], min_length=4, max_length=4)
+    dim_head: int = Field(64, ge=1)
+    mlp_ratios: list[float] = Field([8.0, 8.0, 4.0, 4.0], min_length=4, max_length=4)
+    sr_ratios: list[int] = Field([8, 4, 2, 1], min_length=4, max_length=4)
+    block: Literal["transformer", "irmb"] = "transformer"
+    irmb_ratio: float = Field(4.0, gt=0)
+    irmb_kernel: int = Field(3, ge=1)
+    attn_pre: bool = True
+    norm_eps: float = 1e-6
+    drop_path: float = Field(0.0, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> "PVTConfig":
+        for d in self.embed_dims:
+            if d % self.dim_head:
+                raise ValueError(f"dim_head={self.dim_head} must divide every embed dim, not {d}")
+        return self
+
+
+class PatchEmbed(nn.Module):
+    def __init__(self, dim_in: int, dim_out: int, patch: int, eps: float) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(dim_in, dim_out, patch, patch)
+        self.norm = LayerNorm2d(dim_out, eps=eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.proj(x))
+
+
+class PVT(nn.Module):
+    def __init__(self, cfg: PVTConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.in_chans = cfg.in_chans
+        rates = iter(torch.linspace(0, cfg.drop_path, sum(cfg.depths), device="cpu").tolist())
+        size, dim_in = cfg.img_size, cfg.in_chans
+        self.embeds, self.stages = nn.ModuleList(), nn.ModuleList()
+        self.pos_embeds = nn.ParameterList()
+        for i in range(4):
+            d, size = cfg.embed_dims[i], size // cfg.patch_sizes[i]
+            self.embeds.append(PatchEmbed(dim_in, d, cfg.patch_sizes[i], cfg.norm_eps))
+            pos = nn.Parameter(torch.zeros(1, d, size, size))
+            nn.init.trunc_normal_(pos, std=0.02)
+            self.pos_embeds.append(pos)
+            configs = []
+            for _ in range(cfg.depths[i]):
+                rate = next(rates)
+                if cfg.block == "transformer":
+                    configs += transformer_layer(d, cfg.dim_head, cfg.mlp_ratios[i], cfg.norm_eps, rate, cfg.sr_ratios[i])
+                else:
+                    configs.append(irmb_layer(d, cfg.dim_head, cfg.irmb_ratio, cfg.irmb_kernel, "global", 7, cfg.attn_pre,
+                                              cfg.norm_eps, rate, cfg.sr_ratios[i]))
+            self.stages.append(nn.Sequential(*[M2Block(c) for c in configs]))
+            dim_in = d
+        self.norm = LayerNorm2d(dim_in, eps=cfg.norm_eps)
+        self.num_features = dim_in
+        self.head = nn.Linear(dim_in, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        for embed, pos, stage in zip(self.embeds, self.pos_embeds, self.stages):
+            x = stage(embed(x) + pos)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.norm(self.forward_features(x)).mean((2, 3)))
+
+
+def _check_pvt_input(cfg: PVTConfig, shape: tuple[int, ...]) -> None:
+    from ..errors import InputSizeError
+
+    check_image_input(shape, cfg.in_chans, 32)
+    if tuple(shape[-2:]) != (cfg.img_size, cfg.img_size):
+        raise InputSizeError(f"this PVT's position maps are fixed at {cfg.img_size}x{cfg.img_size}, got {shape[-2]}x{shape[-1]}")
+
+
+@register_family("pvt", PVTConfig, "Pyramid Vision Transformer from M² blocks (SRA attention), or with iRMBs", check_input=_check_pvt_input)
+def build_pvt(cfg: PVTConfig) -> PVT:
+    return PVT(cfg)

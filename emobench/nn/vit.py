@@ -1,0 +1,104 @@
+"""Plain vision transformers (DeiT, Touvron et al., ICML 2021) built from M² blocks, and their iRMB versions.
+
+The paper's point: a Transformer layer *is* two M² blocks, an MHSA block (λ = 1, F = attention) followed by an
+FFN block (λ = 4, F = identity). ``block = "irmb"`` replaces each such pair by one iRMB (λ = 4), as in the EMO
+paper's Table 2. Tokens live on the 14×14 patch map; classification pools the map instead of a class token
+(the only departure from DeiT: 384 parameters and one token fewer).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from .emo import check_image_input
+from .layers import LayerNorm2d
+from .m2 import AttentionConfig, M2Block, M2BlockConfig, WindowMode
+from .registry import register_family
+
+
+class ViTConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    img_size: int = Field(224, ge=1)
+    patch_size: int = Field(16, ge=1)
+    in_chans: int = 3
+    num_classes: int = Field(1000, ge=0)
+    embed_dim: int = Field(192, ge=1)
+    depth: int = Field(12, ge=1)
+    dim_head: int = Field(64, ge=1)
+    mlp_ratio: float = Field(4.0, gt=0)
+    block: Literal["transformer", "irmb"] = "transformer"
+    irmb_ratio: float = Field(4.0, gt=0, description="λ of the iRMB that replaces a Transformer layer")
+    irmb_kernel: int = Field(3, ge=1)
+    irmb_window: WindowMode = "global"
+    irmb_window_size: int = Field(7, ge=1)
+    attn_pre: bool = True
+    norm_eps: float = 1e-6
+    drop_path: float = Field(0.0, ge=0, lt=1)
+
+
+def transformer_layer(dim: int, dim_head: int, mlp_ratio: float, eps: float, drop_path: float, sr_ratio: int = 1) -> list[M2BlockConfig]:
+    """A Transformer layer as two M² blocks: MHSA (λ = 1) then FFN (λ = mlp_ratio), both pre-LN with residual.
+    ``sr_ratio`` > 1 gives PVT's spatial-reduction attention."""
+    mhsa = M2BlockConfig(dim_in=dim, dim_out=dim, exp_ratio=1.0, norm="ln", norm_eps=eps, act="none", dw_kernel=None,
+                         proj_bias=True, drop_path=drop_path,
+                         attention=AttentionConfig(window="global", dim_head=dim_head, attn_pre=False, sr_ratio=sr_ratio))
+    ffn = M2BlockConfig(dim_in=dim, dim_out=dim, exp_ratio=mlp_ratio, norm="ln", norm_eps=eps, act="gelu", dw_kernel=None,
+                        proj_bias=True, drop_path=drop_path)
+    return [mhsa, ffn]
+
+
+def irmb_layer(dim: int, dim_head: int, ratio: float, kernel: int, window: WindowMode, window_size: int, attn_pre: bool,
+               eps: float, drop_path: float, sr_ratio: int = 1) -> M2BlockConfig:
+    """The iRMB that replaces a Transformer layer (EMO's settings: LN, GELU, DW conv + skip, no proj bias)."""
+    return M2BlockConfig(dim_in=dim, dim_out=dim, exp_ratio=ratio, norm="ln", norm_eps=eps, act="gelu", dw_kernel=kernel,
+                         drop_path=drop_path,
+                         attention=AttentionConfig(window=window, window_size=window_size, dim_head=dim_head,
+                                                   attn_pre=attn_pre, sr_ratio=sr_ratio))
+
+
+class ViT(nn.Module):
+    def __init__(self, cfg: ViTConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.in_chans = cfg.in_chans
+        self.grid = cfg.img_size // cfg.patch_size
+        d = cfg.embed_dim
+        self.patch_embed = nn.Conv2d(cfg.in_chans, d, cfg.patch_size, cfg.patch_size)
+        self.pos_embed = nn.Parameter(torch.zeros(1, d, self.grid, self.grid))
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        rates = torch.linspace(0, cfg.drop_path, cfg.depth, device="cpu").tolist()
+        configs: list[M2BlockConfig] = []
+        for rate in rates:
+            if cfg.block == "transformer":
+                configs += transformer_layer(d, cfg.dim_head, cfg.mlp_ratio, cfg.norm_eps, rate)
+            else:
+                configs.append(irmb_layer(d, cfg.dim_head, cfg.irmb_ratio, cfg.irmb_kernel, cfg.irmb_window,
+                                          cfg.irmb_window_size, cfg.attn_pre, cfg.norm_eps, rate))
+        self.blocks = nn.Sequential(*[M2Block(c) for c in configs])
+        self.norm = LayerNorm2d(d, eps=cfg.norm_eps)
+        self.num_features = d
+        self.head = nn.Linear(d, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.patch_embed(x) + self.pos_embed)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.norm(self.forward_features(x)).mean((2, 3)))
+
+
+def _check_vit_input(cfg: ViTConfig, shape: tuple[int, ...]) -> None:
+    from ..errors import InputSizeError
+
+    check_image_input(shape, cfg.in_chans, cfg.patch_size)
+    if tuple(shape[-2:]) != (cfg.img_size, cfg.img_size):
+        raise InputSizeError(f"this ViT's position embedding is fixed at {cfg.img_size}x{cfg.img_size}, got {shape[-2]}x{shape[-1]}")
+
+
+@register_family("vit", ViTConfig, "plain ViT/DeiT from MHSA + FFN M² blocks, or with iRMBs", check_input=_check_vit_input)
+def build_vit(cfg: ViTConfig) -> ViT:
+    return ViT(cfg)
