@@ -544,6 +544,7 @@ def table(
     fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="table, md, csv, json, latex (booktabs) or html.")] = None,
     output: OutputOpt = None,
     store: StoreOpt = None,
+    papers: Annotated[Optional[Path], typer.Option("--papers", help="A folder of reported-figure files (default: zoo/papers).")] = None,
 ) -> None:
     """A comparison table of the paper: every reported number read from zoo/papers with its source, beside
     emobench's measurement for the models the zoo has (params; MACs = the paper's "FLOPs"), with the
@@ -551,7 +552,9 @@ def table(
     from .render import emit, write_text
     from .tables import build_table, to_html, to_latex
 
-    df, meta = build_table(name, store)
+    if papers is not None and not papers.is_dir():
+        raise EmobenchError(f"papers folder not found: {papers}")
+    df, meta = build_table(name, store, papers)
     kind = (fmt or (output.suffix.lstrip(".") if output is not None else "table")).lower()
     kind = {"tex": "latex", "htm": "html", "markdown": "md", "txt": "table"}.get(kind, kind)
     if kind not in ("table", "md", "csv", "json", "latex", "html"):
@@ -564,6 +567,29 @@ def table(
             write_text(text, output)
         return
     emit(df, _format(kind), output, title=meta["title"], meta=meta, console=console)
+
+
+@app.command("report")
+def report(
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="Where to write (the repository's reports/ by default).")] = Path("reports"),
+    erf_images: Annotated[int, typer.Option("--erf-images", help="Random images per ERF map.")] = 50,
+    store: StoreOpt = None,
+) -> None:
+    """Regenerate every comparison table (md, csv, tex, html), the Pareto charts, ERF heatmaps and MPL curves into
+    one folder with a README.md index. Deterministic, except what reads the results store (latency)."""
+    from rich.progress import Progress
+
+    from .report.build import build_report
+
+    if erf_images < 1:
+        raise EmobenchError(f"--erf-images must be >= 1, got {erf_images}")
+    with Progress(console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
+        task = progress.add_task("report", total=None)
+        result = build_report(out_dir, erf_images, store, lambda label: progress.update(task, description=label))
+    for f in result.files:
+        console.print(f"{f.path}  {f.what}", highlight=False)
+    for n in result.notes:
+        err_console.print(f"[yellow]note:[/] {n}")
 
 
 def main() -> None:

@@ -70,7 +70,8 @@ def to_text(df: pd.DataFrame, fmt: Format, meta: dict[str, Any] | None = None) -
         buf = io.StringIO()
         if meta and meta.get("title"):
             buf.write(f"**{meta['title']}**\n\n")
-        buf.write(df.to_markdown(index=False, floatfmt=",.6g", intfmt=",", missingval="–"))
+        clean = df.astype(object).where(df.notna(), None)  # NaN in text columns prints as "nan" otherwise
+        buf.write(clean.to_markdown(index=False, floatfmt=",.6g", intfmt=",", missingval="–"))
         buf.write("\n")
         return buf.getvalue()
     raise ValueError(f"no text form for {fmt}")

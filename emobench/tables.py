@@ -18,16 +18,34 @@ _SCALE = {"params_m": 1e6, "flops_m": 1e6, "flops_g": 1e9}
 TABLES = ("imagenet", "boost", "modules", "downstream", "speed")
 
 
+def _count(model: torch.nn.Module, shape: tuple[int, ...]) -> dict[str, float]:
+    from .measure.counters import count_emobench
+
+    result, _ = count_emobench(model.eval(), torch.zeros(shape))
+    return {"params": sum(p.numel() for p in model.parameters()), "macs": result.macs}
+
+
 def _measure(zoo_name: str, resolution: int | None) -> dict[str, float]:
     """Parameters and MACs (emobench's count, reference form; = fvcore's on EMO) of a zoo model."""
-    from .measure.counters import count_emobench
     from .models import create_model, input_shape
 
-    model = create_model(zoo_name).eval()
-    entry = model.zoo_entry
-    shape = input_shape(entry, (resolution, resolution) if resolution else None)
-    result, _ = count_emobench(model, torch.zeros(shape))
-    return {"params": sum(p.numel() for p in model.parameters()), "macs": result.macs}
+    model = create_model(zoo_name)
+    return _count(model, input_shape(model.zoo_entry, (resolution, resolution) if resolution else None))
+
+
+def timm_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("timm") is not None
+
+
+def _measure_timm(name: str, resolution: int | None) -> dict[str, float]:
+    """A peer built by timm (``pretrained=False``: no download), counted the same way."""
+    import timm
+
+    model = timm.create_model(name, pretrained=False)
+    size = resolution or 224
+    return _count(model, (1, 3, size, size))
 
 
 def _truncation_note(measured: float, reported: float, unit: str) -> str:
@@ -44,10 +62,11 @@ def _truncation_note(measured: float, reported: float, unit: str) -> str:
     return ""
 
 
-def reported_vs_measured(table: ReportedTable, flag: float = FLAG) -> pd.DataFrame:
+def reported_vs_measured(table: ReportedTable, flag: float = FLAG, use_timm: bool | None = None) -> pd.DataFrame:
     """One row per reported row: the labels, each reported value, and for rows with a zoo model the measured
     parameters and MACs (in the reported unit) with the relative difference; ``source`` last."""
     zoo = get_zoo()
+    use_timm = timm_available() if use_timm is None else use_timm
     rows = []
     for i, row in enumerate(table.rows):
         out: dict[str, object] = {}
@@ -56,9 +75,12 @@ def reported_vs_measured(table: ReportedTable, flag: float = FLAG) -> pd.DataFra
                 out[key] = getattr(row, key)
         out["model"] = row.model
         values = row.values
-        measured = None
+        measured, via = None, None
+        resolution = int(values["resolution"]) if "resolution" in values else None
         if row.zoo and row.zoo in zoo.files:
-            measured = _measure(row.zoo, int(values["resolution"]) if "resolution" in values else None)
+            measured, via = _measure(row.zoo, resolution), f"zoo:{row.zoo}"
+        elif row.timm and use_timm:
+            measured, via = _measure_timm(row.timm, resolution), f"timm:{row.timm}"
         notes = []
         for key, label in table.columns.items():
             value = values.get(key)
@@ -75,10 +97,9 @@ def reported_vs_measured(table: ReportedTable, flag: float = FLAG) -> pd.DataFra
                         notes.append(note or f"FLAG {label}: {delta:+.1%} beyond ±{flag:.0%}")
                     elif "truncated" in note:
                         notes.append(note)
-        if row.zoo and measured is None:
-            notes.append(f"zoo model '{row.zoo}' not available yet: reported only")
-        elif not row.zoo:
-            notes.append("reported only" + (f" (timm: {row.timm})" if row.timm else ""))
+        if measured is None:
+            notes.append("reported only" + (f" (timm '{row.timm}': install timm to measure)" if row.timm else ""))
+        out["measured by"] = via
         out["note"] = "; ".join(notes)
         out["source"] = table.source_of(i)
         rows.append(out)
@@ -109,16 +130,17 @@ def speed_table(table: ReportedTable, store_path=None) -> pd.DataFrame:
     return base
 
 
-def build_table(name: str, store_path=None, **module_args) -> tuple[pd.DataFrame, dict]:
-    """The table ``name`` (imagenet, boost, modules, downstream, speed) and its metadata (title, sources)."""
+def build_table(name: str, store_path=None, papers=None, **module_args) -> tuple[pd.DataFrame, dict]:
+    """The table ``name`` (imagenet, boost, modules, downstream, speed) and its metadata (title, sources);
+    ``papers``: another folder of reported-figure files (default zoo/papers)."""
     if name == "modules":
         from .analysis.modules import module_table
 
         df = module_table(**module_args)
         return df, {"title": "Module comparison: closed forms vs built and counted", "sources": ["computed by emobench"]}
-    if name not in list_tables():
-        raise EmobenchError(f"unknown table '{name}' (choose {', '.join(TABLES)})")
-    table = get_table(name)
+    if name not in list_tables(papers):
+        raise EmobenchError(f"unknown table '{name}' (choose {', '.join(sorted(set(TABLES) | set(list_tables(papers))))})")
+    table = get_table(name, papers)
     df = speed_table(table, store_path) if name == "speed" else reported_vs_measured(table)
     return df, {"title": table.title, "file": str(table.path), "sources": sorted(set(table.sources))}
 

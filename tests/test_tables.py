@@ -87,3 +87,36 @@ def test_png_export_where_an_exporter_exists(tmp_path):
     if files["png"] is None:
         pytest.skip(files["png_note"])
     assert (tmp_path / "m.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_timm_peers_are_measured_when_timm_is_installed(monkeypatch):
+    """timm cannot be installed beside the CPU torch here; a stand-in module checks the code path."""
+    import sys
+    import types
+
+    import torch
+
+    from emobench.papers import get_table
+    from emobench.tables import reported_vs_measured
+
+    made = []
+
+    def create_model(name, pretrained=False):
+        assert pretrained is False  # never downloads
+        made.append(name)
+        return torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)  # 216 params, 216 MACs per pixel
+
+    monkeypatch.setitem(sys.modules, "timm", types.SimpleNamespace(create_model=create_model))
+    df = reported_vs_measured(get_table("speed"), use_timm=True).set_index("model")
+    assert "edgenext_xx_small" in made
+    assert df.loc["EdgeNeXt-XXS", "measured by"] == "timm:edgenext_xx_small"
+    assert df.loc["EdgeNeXt-XXS", "Params (M) measured"] == pytest.approx(216 / 1e6)
+    assert df.loc["EdgeNeXt-XXS", "FLOPs (M) measured"] == pytest.approx(216 * 224 * 224 / 1e6)
+    without = reported_vs_measured(get_table("speed"), use_timm=False).set_index("model")
+    assert "install timm" in without.loc["EdgeNeXt-XXS", "note"]
+
+
+def test_cli_data_file_without_source(capsys, monkeypatch, tmp_path):
+    (tmp_path / "mine.toml").write_text('name = "mine"\ntitle = "t"\ncolumns = { top1 = "Top-1" }\n[[rows]]\nmodel = "X"\ntop1 = 1.0\n')
+    code, _, err = run(capsys, monkeypatch, "table", "mine", "--papers", str(tmp_path))
+    assert_user_error(code, err, "mine.toml", "no source")
