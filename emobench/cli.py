@@ -573,6 +573,7 @@ def table(
 def report(
     out_dir: Annotated[Path, typer.Option("--out-dir", help="Where to write (the repository's reports/ by default).")] = Path("reports"),
     erf_images: Annotated[int, typer.Option("--erf-images", help="Random images per ERF map.")] = 50,
+    png: Annotated[bool, typer.Option("--png", help="Also write PNGs of the plots (needs kaleido and Chrome/Chromium).")] = False,
     store: StoreOpt = None,
 ) -> None:
     """Regenerate every comparison table (md, csv, tex, html), the Pareto charts, ERF heatmaps and MPL curves into
@@ -585,7 +586,7 @@ def report(
         raise EmobenchError(f"--erf-images must be >= 1, got {erf_images}")
     with Progress(console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
         task = progress.add_task("report", total=None)
-        result = build_report(out_dir, erf_images, store, lambda label: progress.update(task, description=label))
+        result = build_report(out_dir, erf_images, store, lambda label: progress.update(task, description=label), png)
     for f in result.files:
         console.print(f"{f.path}  {f.what}", highlight=False)
     for n in result.notes:

@@ -53,3 +53,21 @@ def test_committed_reports_are_what_the_command_produces(two_runs, rel):
         pytest.skip("reports/ has not been generated in this checkout")
     report, _ = two_runs
     assert (report.folder / rel).read_text() == committed.read_text()
+
+
+def test_plot_png_where_an_exporter_exists(tmp_path, monkeypatch):
+    import plotly.graph_objects as go
+
+    from emobench.report import build, plots
+
+    fig = go.Figure(go.Scatter(x=[1, 2], y=[3, 4]))
+    monkeypatch.setattr(plots, "png_exporter_problem", lambda: "PNG needs kaleido")
+    assert build._write_plot(fig, tmp_path / "a.html", "a", png=True) == "PNG needs kaleido"
+    assert (tmp_path / "a.html").exists() and not (tmp_path / "a.png").exists()
+    monkeypatch.undo()
+    if plots.png_exporter_problem():
+        pytest.skip(plots.png_exporter_problem())
+    problem = build._write_plot(fig, tmp_path / "b.html", "b", png=True)
+    if problem:
+        pytest.skip(problem)
+    assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"

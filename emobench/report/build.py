@@ -37,13 +37,25 @@ class Report:
     notes: list[str] = field(default_factory=list)
 
 
-def _write_plot(fig: go.Figure, path: Path, plot_id: str) -> None:
-    """HTML sharing one plotly.min.js in its folder (offline, small), with a fixed div id (deterministic)."""
+def _write_plot(fig: go.Figure, path: Path, plot_id: str, png: bool = False) -> str | None:
+    """HTML sharing one plotly.min.js in its folder (offline, small), with a fixed div id (deterministic); a PNG
+    beside it when asked and an exporter exists. Returns why no PNG was written, if one was asked for."""
+    from .plots import png_exporter_problem
+
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fig.write_html(str(path), include_plotlyjs="directory", full_html=True, div_id=plot_id)
     except OSError as err:
         raise EmobenchError(f"cannot write {path}: {err.strerror or err}") from None
+    if not png:
+        return None
+    problem = png_exporter_problem()
+    if problem is None:
+        try:
+            fig.write_image(str(path.with_suffix(".png")))
+        except Exception as err:  # noqa: BLE001 - the exporter's own failure (no browser, ...)
+            problem = f"PNG export failed: {str(err).splitlines()[0]}"
+    return problem
 
 
 def pareto_figure(df: pd.DataFrame, x: str, x_title: str, title: str) -> go.Figure:
@@ -84,8 +96,9 @@ def _imagenet_points(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def build_report(folder: Path, erf_images: int = 50, store=None, progress=None) -> Report:
-    """Write tables (md, csv, tex, html), plots and README.md into ``folder``."""
+def build_report(folder: Path, erf_images: int = 50, store=None, progress=None, png: bool = False) -> Report:
+    """Write tables (md, csv, tex, html), plots (HTML, and PNG with ``png`` where an exporter exists) and
+    README.md into ``folder``."""
     from ..analysis.erf import effective_receptive_field, random_images
     from ..analysis.mpl import mpl_table
     from ..models import create_model
@@ -95,6 +108,13 @@ def build_report(folder: Path, erf_images: int = 50, store=None, progress=None) 
     step = progress or (lambda label: None)
     folder = Path(folder)
     report = Report(folder)
+
+    def plot(fig: go.Figure, name: str, what: str, machine_dependent: bool = False) -> None:
+        path = folder / "plots" / f"{name}.html"
+        problem = _write_plot(fig, path, name, png)
+        report.files.append(ReportFile(path, what + (" (+ .png)" if png and problem is None else ""), machine_dependent))
+        if problem and problem not in report.notes:
+            report.notes.append(problem)
     for name in TABLES:
         step(f"table {name}")
         df, meta = build_table(name, store)
@@ -110,18 +130,16 @@ def build_report(folder: Path, erf_images: int = 50, store=None, progress=None) 
     imagenet, _ = build_table("imagenet", store)
     points = _imagenet_points(imagenet)
     for x, label, fname in (("macs_m", "MACs (M) (the paper's FLOPs)", "pareto_macs"), ("params_m", "Parameters (M)", "pareto_params")):
-        _write_plot(pareto_figure(points, x, label, f"ImageNet top-1 vs {label.split(' (')[0]} (filled: measured by emobench)"),
-                    folder / "plots" / f"{fname}.html", fname)
-        report.files.append(ReportFile(folder / "plots" / f"{fname}.html", f"top-1 against {label}"))
+        plot(pareto_figure(points, x, label, f"ImageNet top-1 vs {label.split(' (')[0]} (filled: measured by emobench)"),
+             fname, f"top-1 against {label}")
     with ResultStore(store) as db:
         records = db.records(status="ok", batch=1, backend="torch")
     latency_points = points.merge(_latency_by_model(records, imagenet), on="model") if not records.empty else pd.DataFrame()
     if not latency_points.empty:
         machines = "; ".join(sorted(records["machine"].unique()))
-        _write_plot(pareto_figure(latency_points, "latency_ms", "eager torch latency (ms), batch 1",
-                                  f"ImageNet top-1 vs measured latency ({machines})"),
-                    folder / "plots" / "pareto_latency.html", "pareto_latency")
-        report.files.append(ReportFile(folder / "plots" / "pareto_latency.html", f"top-1 against latency measured on {machines}", True))
+        plot(pareto_figure(latency_points, "latency_ms", "eager torch latency (ms), batch 1",
+                           f"ImageNet top-1 vs measured latency ({machines})"),
+             "pareto_latency", f"top-1 against latency measured on {machines}", machine_dependent=True)
     else:
         report.notes.append("No latency Pareto chart: the results store has no `emobench bench` records (backend torch, batch 1).")
 
@@ -137,12 +155,10 @@ def build_report(folder: Path, erf_images: int = 50, store=None, progress=None) 
     fig = erf_figure(results)
     for trace in fig.data:  # 3 decimals are plenty for a heatmap, and keep the file small
         trace.z = [[round(float(v), 3) for v in row] for row in trace.z]
-    _write_plot(fig, folder / "plots" / "erf_emo.html", "erf_emo")
-    report.files.append(ReportFile(folder / "plots" / "erf_emo.html",
-                                   f"ERF of EMO-1M/2M/5M/6M at 224² (RepLKNet method, {erf_images} random images, untrained weights)"))
+    plot(fig, "erf_emo", f"ERF of EMO-1M/2M/5M/6M at 224² (RepLKNet method, {erf_images} random images, untrained weights)")
     step("MPL curves")
-    _write_plot(mpl_figure(mpl_table(list(MPL_BLOCKS), list(MPL_WIDTHS))), folder / "plots" / "mpl_blocks.html", "mpl_blocks")
-    report.files.append(ReportFile(folder / "plots" / "mpl_blocks.html", "maximum path length against map width: exact and the paper's forms"))
+    plot(mpl_figure(mpl_table(list(MPL_BLOCKS), list(MPL_WIDTHS))), "mpl_blocks",
+         "maximum path length against map width: exact and the paper's forms")
     _write_index(report, erf_images)
     return report
 
