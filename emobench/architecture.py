@@ -23,6 +23,9 @@ def _attention_label(block: M2Block, h: int, w: int) -> str:
     return f"{kind}{pad} {'pre' if att.attn_pre else 'post'}"
 
 
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict, nn.ParameterList, nn.ParameterDict)
+
+
 def block_table(entry: ZooEntry, resolution: tuple[int, int] | None = None) -> pd.DataFrame:
     """One row per M² block: path, widths (in → mid → out), depth-wise kernel and stride, pre-norm/activation,
     attention (window layout at this input), heads, residual, output map and parameters, for an input of the
@@ -33,7 +36,7 @@ def block_table(entry: ZooEntry, resolution: tuple[int, int] | None = None) -> p
     # Rows: every M² block, plus the layers outside blocks (stem conv, final norm, classifier).
     parts: list[tuple[str, nn.Module]] = [("", model)] if isinstance(model, M2Block) else []
     for name, m in model.named_modules() if not parts else ():
-        if any(name.startswith(p + ".") for p, _ in parts) or isinstance(m, nn.Sequential):
+        if any(name.startswith(p + ".") for p, _ in parts) or isinstance(m, _CONTAINERS):
             continue
         if isinstance(m, M2Block) or (name and any(True for _ in m.parameters(recurse=True))):
             parts.append((name, m))
@@ -48,6 +51,8 @@ def block_table(entry: ZooEntry, resolution: tuple[int, int] | None = None) -> p
         h.remove()
     rows = []
     for name, m in parts:
+        if name not in shapes:  # a container (ModuleList, ParameterList) that is never called itself
+            continue
         (i_shape, out) = shapes[name]
         params = sum(p.numel() for p in m.parameters())
         if not isinstance(m, M2Block):
@@ -70,6 +75,12 @@ def block_table(entry: ZooEntry, resolution: tuple[int, int] | None = None) -> p
                 "params": params,
             }
         )
+    covered = {id(p) for name, m in parts if name in shapes for p in m.parameters()}
+    other = [(n, p) for n, p in model.named_parameters() if id(p) not in covered]
+    if other:  # parameters used outside any called module, e.g. position embeddings
+        rows.append({"block": ", ".join(sorted({n.rsplit(".", 1)[0] if n.rsplit(".", 1)[-1].isdigit() else n for n, _ in other})),
+                     "in→mid→out": "", "dw": "", "norm/act": "", "attention": "parameters", "heads": 0, "skip": False,
+                     "output": "", "params": sum(p.numel() for _, p in other)})
     return pd.DataFrame(rows)
 
 

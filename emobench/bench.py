@@ -8,16 +8,11 @@ without a latency. Every record goes to the results store with its environment.
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 import json
-import os
-import platform
 import socket
-import subprocess
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import pandas as pd
@@ -30,8 +25,9 @@ from .measure.timing import NOISY_CV, summarize, time_calls
 from .models import create_model, input_shape
 from .nn import fuse
 from .nn.fused import has_fused_form
-from .profile import cpu_name
-from .store import BenchRecord, ResultStore
+from .environment import cpu_name
+from .environment import environment as machine_environment
+from .store import BenchRecord, ResultStore, newest
 from .zoo import get_entry
 
 
@@ -90,32 +86,8 @@ def parse_ints(spec: str, what: str) -> list[int]:
     return values
 
 
-@functools.cache
-def git_revision() -> str | None:
-    root = Path(__file__).resolve().parents[1]
-    if not (root / ".git").exists():
-        return None
-    try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def environment(backend: Backend, threads: int) -> dict:
-    return {
-        "cpu": cpu_name(),
-        "cores": os.cpu_count(),
-        "threads": threads,
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "backend": backend.name,
-        "backend_version": backend.version(),
-        "emobench": __version__,
-        "git": git_revision(),
-        "cuda": torch.cuda.get_device_name(0) if backend.device == "cuda" and torch.cuda.is_available() else None,
-    }
+    return {**machine_environment(threads, cuda=backend.device == "cuda"), "backend": backend.name, "backend_version": backend.version()}
 
 
 def _artifact_key(entry, form: str, shape, backend: Backend, fingerprint: str) -> str:
@@ -152,8 +124,9 @@ def run_bench(
 
     for name in plan.models:
         entry = get_entry(name)
-        torch.manual_seed(0)  # deterministic weights: cached exports stay valid across runs
-        reference = create_model(name, checkpoint=plan.checkpoint).eval()
+        with torch.random.fork_rng():  # deterministic weights (cached exports stay valid), caller's RNG untouched
+            torch.manual_seed(0)
+            reference = create_model(name, checkpoint=plan.checkpoint).eval()
         # Families without a fused form are measured in their reference form (and recorded so).
         form = plan.form if plan.form == "reference" or has_fused_form(reference) else "reference"
         model = fuse(reference) if form == "fused" else reference
@@ -222,8 +195,9 @@ def records_frame(records: list[BenchRecord] | pd.DataFrame) -> pd.DataFrame:
     df = records if isinstance(records, pd.DataFrame) else pd.DataFrame([r.__dict__ for r in records])
     if df.empty:
         return pd.DataFrame()
-    keys = ["model", "batch", "threads", "resolution", "dtype"]
-    eager = df[(df["backend"] == "torch") & (df["status"] == "ok")].groupby(keys)["median_ms"].last()
+    keys = ["model", "form", "batch", "threads", "resolution", "dtype", "machine"]
+    eager = df[(df["backend"] == "torch") & (df["status"] == "ok")]
+    eager = (newest(eager, keys) if "created" in eager else eager.groupby(keys, as_index=False).last()).set_index(keys)["median_ms"]
     ratio = [
         (r.median_ms / eager.get(tuple(r[k] for k in keys))) if r.status == "ok" and tuple(r[k] for k in keys) in eager.index else None
         for _, r in df.iterrows()

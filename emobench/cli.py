@@ -152,6 +152,7 @@ def profile(
     counts_only: Annotated[bool, typer.Option("--counts-only", help="Parameters and MACs only: skip memory and latency.")] = False,
     threads: Annotated[Optional[int], typer.Option("--threads", "-t", help="CPU threads for the latency figure (default: torch's).")] = None,
     layers: Annotated[bool, typer.Option("--layers", help="With --format csv: the per-layer table instead of the metrics.")] = False,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Weights to load first (official net.pth layouts or .safetensors).")] = None,
     fmt: FormatOpt = None,
     output: OutputOpt = None,
     zoo: ZooDirs = None,
@@ -178,7 +179,8 @@ def profile(
         for name in models:
             progress.update(task, description=f"profiling {name}")
             results.append(
-                profile_model(name, res, batch, depth, fused, latency=not counts_only, memory=not counts_only, threads=threads)
+                profile_model(name, res, batch, depth, fused, latency=not counts_only, memory=not counts_only,
+                              threads=threads, checkpoint=checkpoint)
             )
             progress.advance(task)
     render_profiles(results, fmt_, output, environment(), layers, console)
@@ -198,7 +200,7 @@ def bench(
     batch: Annotated[str, typer.Option("--batch", "-b", help="Batch sizes, e.g. 1,8 (throughput for batch > 1).")] = "1",
     threads: Annotated[Optional[str], typer.Option("--threads", "-t", help="CPU thread counts, e.g. 1,2 (default: torch's).")] = None,
     resolution: Annotated[Optional[str], typer.Option("--resolution", "-r", help="Input H or HxW (default: the entry's).")] = None,
-    dtype: Annotated[str, typer.Option(help="fp32, or fp16/bf16 autocast (torch and cuda backends).")] = "fp32",
+    dtype: Annotated[str, typer.Option(help="fp32; bf16 autocast (torch backends, cuda); fp16 autocast (cuda).")] = "fp32",
     form: Annotated[str, typer.Option(help="fused (the inference form) or reference (the official formulation).")] = "fused",
     warmup: Annotated[int, typer.Option(help="Untimed calls before timing.")] = 5,
     min_time: Annotated[float, typer.Option(help="Time at least this many seconds per measurement …")] = 2.0,
@@ -221,17 +223,12 @@ def bench(
 
     from .bench import BenchPlan, parse_backends, parse_ints, records_frame, run_bench
     from .models import parse_resolution
-    from .render import emit
+    from .render import Format, emit
     from .store import ResultStore
 
-    torch_threads = None
-    if threads is None:
-        import torch
-
-        torch_threads = [torch.get_num_threads()]
     plan = BenchPlan(
         models=models, backends=parse_backends(backend), batches=parse_ints(batch, "batch"),
-        threads=parse_ints(threads, "threads") if threads else torch_threads,
+        **({"threads": parse_ints(threads, "threads")} if threads else {}),
         resolution=parse_resolution(resolution) if resolution else None, dtype=dtype, form=form, warmup=warmup,
         min_time=min_time, min_runs=min_runs, tolerance=tolerance, checkpoint=str(checkpoint) if checkpoint else None,
     )
@@ -255,7 +252,7 @@ def bench(
     df = records_frame(records)
     meta = {"units": {"median ms": "ms", "img/s": "images/s", "MB": "1e6 bytes"}, "store": None if db is None else str(db.path)}
     emit(df, fmt_, output, title="emobench bench", meta=meta, console=console)
-    if db is not None and fmt_ in (None,) and output is None:
+    if db is not None and fmt_ in (None, Format.table) and output is None:
         err_console.print(f"[dim]{sum(r.status != 'skipped' for r in records)} record(s) stored in {db.path}[/]")
 
 
@@ -336,7 +333,8 @@ def results_export(
     with ResultStore(store) as db:
         df = db.records(**_filters(filters))
     if output.suffix.lower() == ".json":
-        write_text(json.dumps(df.to_dict(orient="records"), indent=2, default=str) + "\n", output)
+        records = json.loads(df.to_json(orient="records"))  # NaN → null: valid JSON
+        write_text(json.dumps(records, indent=2) + "\n", output)
     elif output.suffix.lower() == ".csv":
         flat = df.copy()
         flat["env"] = [json.dumps(e, sort_keys=True) for e in flat["env"]]
@@ -383,8 +381,7 @@ def rf(
     entry = get_entry(model)
     result = entry_receptive_field(entry, parse_resolution(resolution) if resolution else None, se_as_global)
     h, w = result.input_size
-    caption = (f"centre output global from {result.first_centre_global or 'never'}; "
-               f"every output global from {result.first_all_global or 'never'}")
+    caption = result.caption
     emit(result.table, _format(fmt), output, title=f"{model}: receptive field at {h}x{w}",
          meta={"caption": caption, "input": [h, w], "first_centre_global": result.first_centre_global,
                "first_all_global": result.first_all_global, "se_as_global": se_as_global,
@@ -431,8 +428,9 @@ def erf(
             shape = input_shape(entry, res)
             if images is not None and shape[1] != 3:
                 raise EmobenchError(f"'{name}' takes {shape[1]} channels; --images needs an RGB model")
-            torch.manual_seed(seed)
-            model = create_model(name, checkpoint=checkpoint)
+            with torch.random.fork_rng():
+                torch.manual_seed(seed)
+                model = create_model(name, checkpoint=checkpoint)
             source = f"{num_images} images from {images}" if images else f"{num_images} random images (seed {seed})"
             stream = folder_images(images, num_images, res) if images else (
                 x[:, :1].expand(-1, shape[1], -1, -1).clone() if shape[1] != 3 else x for x in random_images(num_images, res, seed))
@@ -474,16 +472,12 @@ def mpl(
     from .zoo import get_entry
 
     if model:
-        from .analysis.rf import entry_receptive_field
         from .models import parse_resolution
 
         entry = get_entry(model)
-        res = parse_resolution(resolution) if resolution else None
-        df = stage_table(entry, res, count)
-        rf_result = entry_receptive_field(entry, res)
-        caption = (f"centre output global from {rf_result.first_centre_global or 'never'}; "
-                   f"every output global from {rf_result.first_all_global or 'never'}")
-        emit(df, _format(fmt), output, title=f"{model}: path lengths per stage ({count})", meta={"caption": caption}, console=console)
+        df, rf_result = stage_table(entry, parse_resolution(resolution) if resolution else None, count)
+        emit(df, _format(fmt), output, title=f"{model}: path lengths per stage ({count})",
+             meta={"caption": rf_result.caption}, console=console)
         return
     overrides: dict = {}
     if kernel is not None:
@@ -511,8 +505,9 @@ def _mpl_with_overrides(names, widths, count, overrides):
 
     frames = []
     for name in names:
-        cfg = get_entry(name).config
-        own = {k: v for k, v in overrides.items() if (k != "dw_kernel" or cfg.dw_kernel) and (k != "attention" or cfg.attention)}
+        cfgs = [get_entry(part).config for part in name.split("+")]
+        own = {k: v for k, v in overrides.items()
+               if (k != "dw_kernel" or all(c.dw_kernel for c in cfgs)) and (k != "attention" or all(c.attention for c in cfgs))}
         frames.append(mpl_table([name], widths, count, own or None))
     return pd.concat(frames, ignore_index=True)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import torch
 from torch import nn
 
 from .checkpoint import load_checkpoint
@@ -41,7 +40,7 @@ def create_model(
         model = fuse(model)
     if features_only:
         if not hasattr(model, "forward_stages"):
-            raise InputSizeError(f"'{name}' is a single block: features_only needs a network with stages")
+            raise InputSizeError(f"'{name}' has no stages: features_only needs an EMO network")
         model = EMOFeatures(model)
     model.zoo_entry = entry
     model.default_input_size = entry.input_size

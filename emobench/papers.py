@@ -22,15 +22,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .errors import ZooError
 from .zoo import builtin_zoo_dir, read_validated
-
-_LABEL_FIELDS = {"model", "zoo", "timm", "group", "task", "source", "note"}
-
 
 class PaperRow(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -110,7 +106,3 @@ def get_table(name: str, folder: Path | None = None) -> ReportedTable:
     if table.name != name:
         raise ZooError(f"{table.path}: name '{table.name}' differs from the file name '{name}'")
     return table
-
-
-def row_labels(row: PaperRow) -> dict[str, Any]:
-    return {k: getattr(row, k) for k in _LABEL_FIELDS if getattr(row, k) is not None}

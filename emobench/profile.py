@@ -7,14 +7,13 @@ failed; the note says why) or ``skipped`` (not requested, or no such device).
 
 from __future__ import annotations
 
-import os
-import platform
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pandas as pd
 import torch
 
+from .environment import environment
 from .errors import EmobenchError
 from .measure.counters import CountResult, ModuleRecord, count_all
 from .models import create_model, input_shape
@@ -95,33 +94,6 @@ class ModelProfile:
             "layers": self.layers.to_dict(orient="records"),
             "warnings": self.warnings,
         }
-
-
-def cpu_name() -> str:
-    """The CPU model as the OS names it (``/proc/cpuinfo`` on Linux), else the platform's word for it."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def environment() -> dict[str, Any]:
-    from . import __version__
-
-    return {
-        "emobench": __version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "processor": cpu_name(),
-        "cores": os.cpu_count(),
-        "threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
 
 
 def _layers(model: torch.nn.Module, records: dict[str, ModuleRecord], counters: list[CountResult], depth: int) -> pd.DataFrame:

@@ -27,7 +27,8 @@ _SUFFIX_FORMATS = {".json": Format.json, ".csv": Format.csv, ".md": Format.md}
 
 
 def format_for(fmt: Format | None, output: Path | None) -> Format:
-    """The explicit format, else the output file's suffix, else a table on screen."""
+    """The explicit format, else the output file's suffix (.json, .csv, .md), else a table on screen and Markdown
+    for any other file."""
     if fmt is not None:
         return fmt
     if output is not None and output.suffix.lower() in _SUFFIX_FORMATS:
@@ -35,7 +36,8 @@ def format_for(fmt: Format | None, output: Path | None) -> Format:
     return Format.table if output is None else Format.md
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
+    """One value as text: – for missing, ∞, thousands separators, 4 significant digits."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     if isinstance(value, bool):
@@ -43,7 +45,7 @@ def _cell(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
-        return f"{value:,.4g}"
+        return "∞" if math.isinf(value) else f"{value:,.4g}"
     return str(value)
 
 
@@ -52,10 +54,10 @@ def rich_table(df: pd.DataFrame, title: str | None = None, caption: str | None =
     for col in df.columns:
         numeric = pd.api.types.is_numeric_dtype(df[col]) and not pd.api.types.is_bool_dtype(df[col])
         # Short columns never wrap; only long free text (summaries, sources) folds on narrow terminals.
-        short = df[col].map(lambda v: len(_cell(v))).max() <= 24 if len(df) else True
+        short = df[col].map(lambda v: len(cell(v))).max() <= 24 if len(df) else True
         table.add_column(str(col), justify="right" if numeric else "left", overflow="fold", no_wrap=bool(short))
     for row in df.itertuples(index=False):
-        table.add_row(*(_cell(v) for v in row))
+        table.add_row(*(cell(v) for v in row))
     return table
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .errors import EmobenchError
+from .store import newest
 
 #: What identifies a measurement's conditions; records are matched on those a comparison leaves free.
 MATCH_KEYS = ["model", "backend", "form", "batch", "threads", "resolution", "dtype", "machine"]
@@ -24,11 +25,12 @@ def compare(df: pd.DataFrame, a: dict, b: dict) -> pd.DataFrame:
         return sel
 
     free = [k for k in MATCH_KEYS if k not in a and k not in b]
+    if not free:
+        raise EmobenchError("A and B fix every matching key; leave at least one (e.g. model) free to compare on")
     left, right = pick(a), pick(b)
     if left.empty or right.empty:
         raise EmobenchError(f"no stored 'ok' records match {'A' if left.empty else 'B'}")
-    left = left.sort_values("created").groupby(free, as_index=False).last()
-    right = right.sort_values("created").groupby(free, as_index=False).last()
+    left, right = newest(left, free), newest(right, free)
     joined = left.merge(right, on=free, suffixes=(" A", " B"))
     if joined.empty:
         raise EmobenchError("A and B have no records under matching conditions (" + ", ".join(free) + ")")

@@ -86,26 +86,42 @@ def _create_table() -> str:
 class ResultStore:
     """An SQLite file of :class:`BenchRecord` rows."""
 
-    def __init__(self, path: str | os.PathLike | None = None) -> None:
+    def __init__(self, path: str | os.PathLike | None = None, readonly: bool = False) -> None:
+        """Open (or, unless ``readonly``, create) a store. A read-only open changes nothing in the file."""
         self.path = Path(path).expanduser() if path else default_store_path()
         if self.path.is_dir():
             raise EmobenchError(f"results store is a folder, not a file: {self.path}")
+        self._conn = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            self._conn.execute("PRAGMA busy_timeout = 30000")
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute(_create_table())
+            if readonly:
+                self._conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+                self._conn.execute("PRAGMA busy_timeout = 30000")
+                # Check an existing file before writing anything into it.
+                tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                if tables and "records" not in tables:
+                    raise EmobenchError(f"{self.path} is an SQLite file but not an emobench results store")
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                self._conn.execute(_create_table())
             missing = set(_COLUMNS) - {row[1] for row in self._conn.execute("PRAGMA table_info(records)")}
+            if missing:
+                raise EmobenchError(f"results store {self.path} lacks columns {sorted(missing)}: not an emobench store")
         except sqlite3.DatabaseError as err:
+            self.close()
             raise EmobenchError(f"cannot use results store {self.path}: {err}") from None
         except OSError as err:
+            self.close()
             raise EmobenchError(f"cannot create results store {self.path}: {err.strerror or err}") from None
-        if missing:
-            raise EmobenchError(f"results store {self.path} lacks columns {sorted(missing)}: not an emobench store")
+        except EmobenchError:
+            self.close()
+            raise
 
     def close(self) -> None:
-        self._conn.close()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def __enter__(self) -> "ResultStore":
         return self
@@ -153,7 +169,7 @@ class ResultStore:
             other = Path(other).expanduser()
             if not other.is_file():
                 raise EmobenchError(f"no results store at {other}")
-            with ResultStore(other) as src:
+            with ResultStore(other, readonly=True) as src:
                 df = src.records()
             before = self.count()
             for row in df.to_dict(orient="records"):
@@ -163,6 +179,11 @@ class ResultStore:
 
     def count(self) -> int:
         return self._conn.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+
+
+def newest(records: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The newest record for each combination of ``keys`` (records as ``ResultStore.records`` returns them)."""
+    return records.sort_values("created").groupby(keys, as_index=False).last()
 
 
 def _isnan(value: Any) -> bool:

@@ -10,6 +10,7 @@ import torch
 
 from .errors import EmobenchError
 from .papers import ReportedTable, get_table, list_tables
+from .render import cell
 from .zoo import get_zoo
 
 #: |measured − reported| / reported above this is flagged.
@@ -111,7 +112,7 @@ def reported_vs_measured(table: ReportedTable, flag: float = FLAG, use_timm: boo
 def speed_table(table: ReportedTable, store_path=None) -> pd.DataFrame:
     """The reported speed rows, and beside them the newest stored ``emobench bench`` latency (batch 1) of each
     zoo model per backend, with the machine it ran on."""
-    from .store import ResultStore
+    from .store import ResultStore, newest
 
     base = reported_vs_measured(table)
     with ResultStore(store_path) as store:
@@ -119,7 +120,7 @@ def speed_table(table: ReportedTable, store_path=None) -> pd.DataFrame:
     if records.empty:
         base["measured latency"] = "no stored measurement: run `emobench bench`"
         return base
-    latest = records.sort_values("created").groupby(["model", "backend"]).last().reset_index()
+    latest = newest(records, ["model", "backend"])
     for backend in sorted(latest["backend"].unique()):
         sel = latest[latest["backend"] == backend].set_index("model")
         base[f"{backend} ms (measured)"] = [
@@ -130,13 +131,13 @@ def speed_table(table: ReportedTable, store_path=None) -> pd.DataFrame:
     return base
 
 
-def build_table(name: str, store_path=None, papers=None, **module_args) -> tuple[pd.DataFrame, dict]:
+def build_table(name: str, store_path=None, papers=None) -> tuple[pd.DataFrame, dict]:
     """The table ``name`` (imagenet, boost, modules, downstream, speed) and its metadata (title, sources);
     ``papers``: another folder of reported-figure files (default zoo/papers)."""
     if name == "modules":
         from .analysis.modules import module_table
 
-        df = module_table(**module_args)
+        df = module_table()
         return df, {"title": "Module comparison: closed forms vs built and counted", "sources": ["computed by emobench"]}
     if name not in list_tables(papers):
         raise EmobenchError(f"unknown table '{name}' (choose {', '.join(sorted(set(TABLES) | set(list_tables(papers))))})")
@@ -145,41 +146,33 @@ def build_table(name: str, store_path=None, papers=None, **module_args) -> tuple
     return df, {"title": table.title, "file": str(table.path), "sources": sorted(set(table.sources))}
 
 
+_LATEX = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$", "{": r"\{", "}": r"\}",
+    "~": r"\textasciitilde{}", "^": r"\^{}", "Δ": r"$\Delta$", "→": r"$\rightarrow$", "λ": r"$\lambda$",
+    "≤": r"$\leq$", "±": r"$\pm$", "×": r"$\times$", "²": r"$^2$", "∞": r"$\infty$",
+}
+
+
 def _latex_escape(text: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
-                 ("$", r"\$"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"), ("^", r"\^{}"), ("Δ", r"$\Delta$"),
-                 ("→", r"$\rightarrow$"), ("λ", r"$\lambda$"), ("≤", r"$\leq$"), ("±", r"$\pm$"), ("×", r"$\times$")):
-        text = text.replace(a, b)
-    return text
-
-
-def _cell(value) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if isinstance(value, float):
-        if math.isinf(value):
-            return "∞"
-        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    return str(value)
+    """One pass over the characters, so no replacement is escaped again by a later one."""
+    return "".join(_LATEX.get(ch, ch) for ch in text)
 
 
 def to_latex(df: pd.DataFrame, title: str = "") -> str:
     """A booktabs tabular (``\\usepackage{booktabs}``); numbers right-aligned, text left."""
     align = "".join("r" if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c]) else "l" for c in df.columns)
-    lines = [f"% {title}" if title else "", rf"\begin{{tabular}}{{{align}}}", r"\toprule",
+    lines = ([f"% {title}"] if title else []) + [rf"\begin{{tabular}}{{{align}}}", r"\toprule",
              " & ".join(_latex_escape(str(c)) for c in df.columns) + r" \\", r"\midrule"]
     for row in df.itertuples(index=False):
-        lines.append(" & ".join(_latex_escape(_cell(v)) for v in row) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", ""]
-    return "\n".join(line for line in lines if line != "" or line is lines[-1])
+        lines.append(" & ".join(_latex_escape(cell(v)) for v in row) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
 
 
 def to_html(df: pd.DataFrame, title: str = "") -> str:
     import html
 
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>\n" for row in df.itertuples(index=False))
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(cell(v))}</td>" for v in row) + "</tr>\n" for row in df.itertuples(index=False))
     caption = f"<caption>{html.escape(title)}</caption>" if title else ""
     return f'<table class="emobench">{caption}\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>\n'

@@ -37,13 +37,13 @@ def _metrics_view(profile) -> pd.DataFrame:
 
 def _counters_view(profile) -> pd.DataFrame:
     df = profile.counters_frame().drop(columns=["model", "FLOPs (2×MACs)"])
-    df["gap vs emobench"] = [None if g is None else f"{g:+.3%}" for g in df["gap vs emobench"]]
+    df["gap vs emobench"] = [None if pd.isna(g) else f"{g:+.3%}" for g in df["gap vs emobench"]]
     return df
 
 
 def _layers_view(profile) -> pd.DataFrame:
     df = profile.layers.copy()
-    df["share"] = [None if s is None else f"{s:.1%}" for s in df["share"]]
+    df["share"] = [None if pd.isna(s) else f"{s:.1%}" for s in df["share"]]
     return df
 
 
@@ -92,7 +92,7 @@ def render_profiles(profiles: list, fmt: Format | None, output: Path | None, env
         target.print(rich_table(df, title=t))
     for w in warnings:
         target.print(f"[yellow]warning:[/] {w}", highlight=False)
-    target.print(f"[dim]torch {env['torch']}, {env['threads']} threads, {env['processor']}[/]")
+    target.print(f"[dim]torch {env['torch']}, {env['threads']} threads, {env['cpu']}[/]")
     if output is not None:
         write_text(target.export_text(), output)
 

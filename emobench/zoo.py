@@ -106,7 +106,7 @@ def read_validated(path: Path, schema: type[BaseModel]) -> Any:
     try:
         with path.open("rb") as f:
             data = tomllib.load(f)
-    except tomllib.TOMLDecodeError as err:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ZooError(f"{path}: not valid TOML: {err}") from None
     except OSError as err:
         raise ZooError(f"{path}: cannot read: {err.strerror}") from None
@@ -215,9 +215,9 @@ def extra_zoo_dirs(dirs: list[str | os.PathLike] | None):
         _extra_dirs = saved
 
 
-def search_path(extra: tuple[str | os.PathLike, ...] = ()) -> tuple[Path, ...]:
+def search_path() -> tuple[Path, ...]:
     env = tuple(p for p in os.environ.get(ENV_ZOO_PATH, "").split(os.pathsep) if p)
-    dirs = (builtin_zoo_dir(), *env, *_extra_dirs, *extra)
+    dirs = (builtin_zoo_dir(), *env, *_extra_dirs)
     return tuple(dict.fromkeys(Path(p).expanduser().resolve() for p in dirs))
 
 
@@ -226,9 +226,9 @@ def _zoo(dirs: tuple[Path, ...]) -> Zoo:
     return Zoo(dirs)
 
 
-def get_zoo(extra: tuple[str | os.PathLike, ...] = ()) -> Zoo:
-    """The zoo of the built-in folder, ``EMOBENCH_ZOO_PATH`` and ``extra`` folders (cached per search path)."""
-    return _zoo(search_path(extra))
+def get_zoo() -> Zoo:
+    """The zoo of the built-in folder, ``EMOBENCH_ZOO_PATH`` and ``--zoo`` folders (cached per search path)."""
+    return _zoo(search_path())
 
 
 def list_models(pattern: str = "*", family: str | None = None) -> list[str]:

@@ -131,7 +131,8 @@ def test_layers_count_at_least_blocks():
 
 
 def test_stage_table_of_emo():
-    df = stage_table(emobench.get_entry("emo_1m"))
+    df, rf_result = stage_table(emobench.get_entry("emo_1m"))
+    assert rf_result.first_all_global == "stage3.1"
     assert df["stage"].tolist() == ["stage1", "stage2", "stage3", "stage4"]
     assert df.iloc[2]["map"] == "14x14" and df.iloc[2]["MPL"] == 1  # grid windows + 5×5 conv: one block
     assert df.iloc[0]["MPL"] == 55  # a 3×3 DW conv across 56 tokens

@@ -58,16 +58,27 @@ def test_committed_reports_are_what_the_command_produces(two_runs, rel):
 def test_plot_png_where_an_exporter_exists(tmp_path, monkeypatch):
     import plotly.graph_objects as go
 
-    from emobench.report import build, plots
+    from emobench.report import plots
 
     fig = go.Figure(go.Scatter(x=[1, 2], y=[3, 4]))
     monkeypatch.setattr(plots, "png_exporter_problem", lambda: "PNG needs kaleido")
-    assert build._write_plot(fig, tmp_path / "a.html", "a", png=True) == "PNG needs kaleido"
+    assert plots.write_figure(fig, tmp_path / "a.html", png=True, shared_js=True, div_id="a")["png_note"] == "PNG needs kaleido"
     assert (tmp_path / "a.html").exists() and not (tmp_path / "a.png").exists()
+    assert (tmp_path / "plotly.min.js").exists()
     monkeypatch.undo()
     if plots.png_exporter_problem():
         pytest.skip(plots.png_exporter_problem())
-    problem = build._write_plot(fig, tmp_path / "b.html", "b", png=True)
+    problem = plots.write_figure(fig, tmp_path / "b.html", png=True)["png_note"]
     if problem:
         pytest.skip(problem)
     assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_unwritable_out_dir(capsys, monkeypatch, tmp_path):
+    from test_cli import assert_user_error, run
+
+    blocker = tmp_path / "file"
+    blocker.write_text("keep")
+    code, _, err = run(capsys, monkeypatch, "report", "--out-dir", str(blocker / "sub"), "--erf-images", "1")
+    assert_user_error(code, err, "cannot write")
+    assert blocker.read_text() == "keep"

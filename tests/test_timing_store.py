@@ -147,3 +147,19 @@ def test_unreadable_store_is_a_clear_error(tmp_path):
     assert bad.read_bytes().startswith(b"this is not")  # nothing stored is touched
     with pytest.raises(EmobenchError, match="folder"):
         ResultStore(tmp_path)
+
+
+def test_merge_reads_sources_without_changing_them(tmp_path):
+    other = tmp_path / "other.sqlite"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE unrelated (x INTEGER)")
+    conn.commit()
+    conn.close()
+    before = other.read_bytes()
+    with ResultStore(tmp_path / "mine.sqlite") as mine:
+        with pytest.raises(EmobenchError, match="not an emobench"):
+            mine.merge([other])
+    assert other.read_bytes() == before
+    with pytest.raises(EmobenchError, match="not an emobench results store"):
+        ResultStore(other)  # opening it as a store does not add a table to someone else's database
+    assert other.read_bytes() == before

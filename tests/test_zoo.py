@@ -152,3 +152,20 @@ def test_user_zoo_folder_adds_models_without_code(tmp_path, monkeypatch):
     assert "my_block" in emobench.list_models()
     model = emobench.create_model("my_block")
     assert model(torch.randn(1, 8, 7, 7)).shape == (1, 16, 7, 7)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_layout_rows_cover_every_parameter(name):
+    from emobench.architecture import block_table
+
+    entry = emobench.get_entry(name)
+    assert block_table(entry)["params"].sum() == sum(p.numel() for p in emobench.create_model(name).parameters())
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [({"cascade": "parallel"}, "attn_pre"), ({"dim_heads": [0, 16, 20, 21]}, "dim_heads"), ({"exp_ratios": [2, 2, 0, 2]}, "exp_ratios")],
+)
+def test_network_configs_are_checked_when_read(overrides, field):
+    with pytest.raises(ZooError, match=field):
+        emobench.get_entry("emo_1m").with_overrides(**overrides)

@@ -87,7 +87,8 @@ def folder_images(folder: str | Path, count: int, size: tuple[int, int]):
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     for path in files[:count]:
         try:
-            img = Image.open(path).convert("RGB").resize((size[1], size[0]), Image.BICUBIC)
+            with Image.open(path) as opened:
+                img = opened.convert("RGB").resize((size[1], size[0]), Image.BICUBIC)
         except OSError as err:
             raise EmobenchError(f"cannot read image {path}: {err}") from None
         arr = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1).unsqueeze(0)
@@ -123,8 +124,9 @@ def effective_receptive_field(
         with torch.enable_grad():
             out = feature_map(model, x)
             h, w = out.shape[-2:]
-            torch.relu(out[:, :, h // 2, w // 2]).sum().backward()
-        grads = torch.relu(x.grad).sum(dim=1).detach().numpy().astype(np.float64)  # per image, summed over RGB
+            # autograd.grad: only the input's gradient, nothing accumulated on the caller's parameters
+            (grad,) = torch.autograd.grad(torch.relu(out[:, :, h // 2, w // 2]).sum(), x)
+        grads = torch.relu(grad).sum(dim=1).detach().numpy().astype(np.float64)  # per image, summed over RGB
         for grad in grads:
             if np.isnan(grad).any():
                 skipped += 1

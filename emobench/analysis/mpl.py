@@ -117,14 +117,16 @@ def mpl_table(blocks: list[str], widths: list[int], count: str = "blocks", overr
     return pd.DataFrame(rows)
 
 
-def stage_table(entry: ZooEntry, resolution: tuple[int, int] | None = None, count: str = "blocks", se_as_global: bool = False) -> pd.DataFrame:
+def stage_table(entry: ZooEntry, resolution: tuple[int, int] | None = None, count: str = "blocks", se_as_global: bool = False):
     """Per stage of a network at a real resolution: the MPL and mean path length of its repeated block at the
-    stage's map size, and how many of those blocks the stage has."""
+    stage's map size, and how many of those blocks the stage has; with the network's receptive-field result
+    (where the centre output and every output become global)."""
     from .rf import entry_receptive_field
 
     if entry.family != "emo":
-        raise EmobenchError(f"'{entry.name}' is a single block: use --blocks")
-    rf = entry_receptive_field(entry, resolution, se_as_global).table
+        raise EmobenchError(f"'{entry.name}' is not an EMO network: per-stage MPL covers the emo family (blocks: use --blocks)")
+    rf_result = entry_receptive_field(entry, resolution, se_as_global)
+    rf = rf_result.table
     rows = []
     for i, stage in enumerate(entry.config.block_configs()[1:], start=1):
         size = rf[rf["layer"] == f"stage{i}.0"]["output"].iloc[0]
@@ -135,4 +137,4 @@ def stage_table(entry: ZooEntry, resolution: tuple[int, int] | None = None, coun
         exact, mean = block_mpl(repeated[0], h, w, count, se_as_global)
         rows.append({"stage": f"stage{i}", "map": size, "blocks": len(repeated), "kind": block_kind(repeated[0]),
                      "MPL": exact, "mean path": mean, "connects within stage": exact <= len(repeated)})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows), rf_result

@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import EmobenchError
+from ..nn.layers import same_padding
 from ..nn.m2 import M2BlockConfig
 
 Relation = np.ndarray  # bool, (n_out, n_in)
@@ -41,7 +42,7 @@ def conv_out(n: int, kernel: int, stride: int = 1, dilation: int = 1, padding: i
 def conv(n: int, kernel: int, stride: int = 1, dilation: int = 1, padding: int | None = None) -> Relation:
     """Conv/pool along one axis: output o reads inputs o·s − p + d·t, t ∈ [0, k), inside the map."""
     if padding is None:
-        padding = -(-((kernel - 1) * dilation + 1 - stride) // 2)  # the official ceil((k_eff - s) / 2)
+        padding = same_padding(kernel, stride, dilation)
     n_out = conv_out(n, kernel, stride, dilation, padding)
     if n_out < 1:
         raise EmobenchError(f"a {kernel}-tap conv with stride {stride} cannot take a map of {n}")
@@ -132,7 +133,7 @@ class BlockOps:
         return d
 
 
-def distances(step: Callable[[int], Relation], n: int, max_steps: int | None = None) -> np.ndarray:
+def distances(step: Callable[[int], Relation], n: int) -> np.ndarray:
     """Shortest number of steps from input i to output o along one axis, for a homogeneous stack of the
     reflexive per-axis relation ``step(n)``; ``inf`` where the stack never connects (a fixed point is reached)."""
     d = step(n)
@@ -141,7 +142,7 @@ def distances(step: Callable[[int], Relation], n: int, max_steps: int | None = N
     dist = np.full((n, n), np.inf)
     reach = identity(n)
     dist[reach] = 0
-    for layer in range(1, (max_steps or n + 1) + 1):
+    for layer in range(1, n + 2):  # a reflexive relation on n positions saturates within n steps
         nxt = compose(d, reach)
         if np.array_equal(nxt, reach):
             break

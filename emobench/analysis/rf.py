@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import EmobenchError
+from ..nn.layers import same_padding
 from ..nn.emo import EMOConfig
 from ..zoo import ZooEntry
 from . import reach
@@ -37,12 +38,11 @@ class Unit:
     kernel: int | None = 1
     stride: int = 1
     padding: int = 0
-    global_op: bool = False
 
 
 def conv_unit(name: str, kernel: int, stride: int = 1, padding: int | None = None, dilation: int = 1, stage: str = "") -> Unit:
     k_eff = (kernel - 1) * dilation + 1
-    pad = -(-(k_eff - stride) // 2) if padding is None else padding
+    pad = same_padding(kernel, stride, dilation) if padding is None else padding
     return Unit(name, stage, f"conv {kernel}x{kernel} s{stride}" + (f" d{dilation}" if dilation > 1 else ""),
                 lambda n: reach.conv(n, kernel, stride, dilation, pad), k_eff, stride, pad)
 
@@ -73,12 +73,11 @@ def block_unit(name: str, stage: str, cfg, se_as_global: bool) -> Unit:
         parts.append("SE (global)" if se_as_global else "SE")
     equivariant = att is None and not (cfg.se_ratio > 0 and se_as_global)
     k = ((cfg.dw_kernel - 1) * cfg.dw_dilation + 1) if cfg.dw_kernel else 1
-    pad = -(-(k - cfg.stride) // 2)
+    pad = same_padding(k, cfg.stride)
     op = " → ".join(parts) or "pointwise"
     if cfg.has_skip:
         op = f"residual({op})"
-    return Unit(name, stage, op, ops.relation, k if equivariant else None, cfg.stride, pad,
-                global_op=att is not None and att.window == "global")
+    return Unit(name, stage, op, ops.relation, k if equivariant else None, cfg.stride, pad)
 
 
 def units_for(entry: ZooEntry, se_as_global: bool = False) -> list[Unit]:
@@ -101,6 +100,11 @@ class RFResult:
     input_size: tuple[int, int]
     first_centre_global: str | None
     first_all_global: str | None
+
+    @property
+    def caption(self) -> str:
+        return (f"centre output global from {self.first_centre_global or 'never'}; "
+                f"every output global from {self.first_all_global or 'never'}")
 
 
 def receptive_field(units: list[Unit], size: tuple[int, int]) -> RFResult:

@@ -172,8 +172,9 @@ def torch_threads(n: int):
 
 class TorchEager(Backend):
     name = "torch"
-    description = "PyTorch eager on the CPU"
+    description = "PyTorch eager on the CPU (fp32, or bf16 autocast)"
     exports = False
+    dtypes = ("fp32", "bf16")
 
     def runner(self, artifact, threads, dtype):
         model = artifact.obj

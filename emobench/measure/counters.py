@@ -88,7 +88,6 @@ class ModuleRecord:
     type: str
     output_shape: tuple[int, ...] | None = None
     macs: int = 0
-    calls: int = 0
 
 
 @dataclass
@@ -159,7 +158,6 @@ def count_emobench(model: nn.Module, x: torch.Tensor) -> tuple[CountResult, dict
         def post(mod, inp, out, name=name):
             counter.stack.pop()
             rec = records[name]
-            rec.calls += 1
             if rec.output_shape is None and isinstance(out, torch.Tensor):
                 rec.output_shape = tuple(out.shape)
 

@@ -6,19 +6,27 @@ state-dict keys, so official checkpoints load as they are; the variants themselv
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from torch import nn
 
 from ..errors import InputSizeError
-from .layers import ActName, LayerNorm2d
+from .layers import ActName, LayerNorm2d, same_padding
 from .registry import register_family
 from .m2 import AttentionConfig, M2Block, M2BlockConfig, WindowMode
 
 StageNorm = Literal["bn", "ln"]
+
+
+def validate_blocks(make_blocks) -> None:
+    """Build a network config's block configs so that a bad combination is reported when the file is read."""
+    try:
+        make_blocks()
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise ValueError(f"a block would be invalid: {first['msg']}") from None
 
 
 class EMOConfig(BaseModel):
@@ -52,11 +60,15 @@ class EMOConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> "EMOConfig":
+        for name in ("depths", "embed_dims", "dim_heads", "dw_kss"):
+            if any(v < 1 for v in getattr(self, name)):
+                raise ValueError(f"{name}: every value must be >= 1")
+        if any(r <= 0 for r in self.exp_ratios):
+            raise ValueError("exp_ratios: every value must be > 0")
         for i in range(4):
             if self.attn_ss[i] and self.embed_dims[i] % self.dim_heads[i]:
                 raise ValueError(f"dim_heads[{i}]={self.dim_heads[i]} must divide embed_dims[{i}]={self.embed_dims[i]}")
-        if any(d < 1 for d in self.depths):
-            raise ValueError("every stage needs at least one block (depths >= 1)")
+        validate_blocks(self.block_configs)
         return self
 
     def block_configs(self) -> list[list[M2BlockConfig]]:
@@ -122,7 +134,7 @@ class MSPatchEmb(nn.Module):
 
     def __init__(self, dim_in: int, dim_out: int, kernel_size: int, stride: int, norm_eps: float) -> None:
         super().__init__()
-        padding = math.ceil((kernel_size - stride) / 2)
+        padding = same_padding(kernel_size, stride)
         self.convs = nn.ModuleList(
             [
                 nn.Sequential(

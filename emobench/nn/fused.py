@@ -166,8 +166,6 @@ class FusedM2Block(nn.Module):
 class FusedEMO(nn.Module):
     """An eval-mode :class:`EMO` running channels-last; same outputs, about twice as fast on CPU."""
 
-    reductions = EMO.reductions
-
     def __init__(self, model: EMO) -> None:
         super().__init__()
         self.cfg = model.cfg

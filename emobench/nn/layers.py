@@ -50,6 +50,12 @@ class LayerNorm2d(nn.Module):
         return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
+def same_padding(kernel: int, stride: int = 1, dilation: int = 1) -> int:
+    """The official EMO padding, ceil((k_eff − stride) / 2): "same" for stride 1, and k3 → 1, k5 → 2 at stride 2."""
+    k_eff = (kernel - 1) * dilation + 1
+    return -(-(k_eff - stride) // 2)
+
+
 def make_norm(name: NormName, channels: int, eps: float) -> nn.Module:
     if name == "bn":
         return nn.BatchNorm2d(channels, eps=eps)
@@ -75,9 +81,7 @@ class ConvNormAct(nn.Module):
         norm_eps: float = 1e-6,
     ) -> None:
         super().__init__()
-        # ceil((k_eff - stride) / 2): the official padding rule, "same" for stride 1.
-        k_eff = (kernel_size - 1) * dilation + 1
-        padding = -(-(k_eff - stride) // 2)
+        padding = same_padding(kernel_size, stride, dilation)
         self.conv = nn.Conv2d(dim_in, dim_out, kernel_size, stride, padding, dilation, groups, bias=bias)
         self.norm = make_norm(norm, dim_out, norm_eps)
         self.act = make_act(act)

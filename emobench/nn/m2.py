@@ -63,7 +63,7 @@ class M2BlockConfig(BaseModel):
     norm_eps: float = Field(1e-6, gt=0.0)
     act: ActName = Field("relu", description="activation after MLP_e (and inside SE)")
     expand: bool = Field(True, description="MLP_e present (the official v_proj)")
-    expand_bias: bool = Field(True, description="bias of MLP_e (and of Q/K); the official qkv_bias")
+    expand_bias: bool = Field(True, description="bias of MLP_e (the official qkv_bias; Q/K take attention.qk_bias)")
     expand_norm: bool = Field(False, description="BatchNorm after MLP_e (MobileNetV2 style)")
     v_group: bool = Field(False, description="MLP_e grouped per attention head")
     attention: AttentionConfig | None = Field(None, description="window attention; false switches it off")

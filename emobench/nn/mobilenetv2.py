@@ -8,7 +8,7 @@ up with the width multiplier above 1), global pooling, dropout and the classifie
 from __future__ import annotations
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from .emo import check_image_input
@@ -36,10 +36,15 @@ class MobileNetV2Config(BaseModel):
     drop: float = Field(0.2, ge=0, lt=1)
     norm_eps: float = 1e-5
 
+    @model_validator(mode="after")
+    def _check(self) -> "MobileNetV2Config":
+        for row in self.stages:
+            if len(row) != 4 or min(row) < 1 or row[3] > 2:
+                raise ValueError(f"stages: each row is [t, c, n, s] with positive values and s <= 2, got {row}")
+        return self
+
 
 class MobileNetV2(nn.Module):
-    reductions = (32,)
-
     def __init__(self, cfg: MobileNetV2Config) -> None:
         super().__init__()
         self.cfg = cfg

@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from .emo import check_image_input
+from .emo import check_image_input, validate_blocks
 from .layers import LayerNorm2d
 from .m2 import AttentionConfig, M2Block, M2BlockConfig, WindowMode
 from .registry import register_family
@@ -39,6 +39,17 @@ class ViTConfig(BaseModel):
     attn_pre: bool = True
     norm_eps: float = 1e-6
     drop_path: float = Field(0.0, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> "ViTConfig":
+        if self.embed_dim % self.dim_head:
+            raise ValueError(f"dim_head={self.dim_head} must divide embed_dim={self.embed_dim}")
+        if self.img_size % self.patch_size:
+            raise ValueError(f"patch_size={self.patch_size} must divide img_size={self.img_size}")
+        validate_blocks(lambda: transformer_layer(self.embed_dim, self.dim_head, self.mlp_ratio, self.norm_eps, 0.0)
+                        + [irmb_layer(self.embed_dim, self.dim_head, self.irmb_ratio, self.irmb_kernel, self.irmb_window,
+                                      self.irmb_window_size, self.attn_pre, self.norm_eps, 0.0)])
+        return self
 
 
 def transformer_layer(dim: int, dim_head: int, mlp_ratio: float, eps: float, drop_path: float, sr_ratio: int = 1) -> list[M2BlockConfig]:

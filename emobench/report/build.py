@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 
 from ..errors import EmobenchError
 from ..render import Format, to_text, write_text
+from ..store import newest
 from ..tables import TABLES, build_table, to_html, to_latex
 
 ERF_MODELS = ("emo_1m", "emo_2m", "emo_5m", "emo_6m")
@@ -35,27 +36,6 @@ class Report:
     folder: Path
     files: list[ReportFile] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-
-def _write_plot(fig: go.Figure, path: Path, plot_id: str, png: bool = False) -> str | None:
-    """HTML sharing one plotly.min.js in its folder (offline, small), with a fixed div id (deterministic); a PNG
-    beside it when asked and an exporter exists. Returns why no PNG was written, if one was asked for."""
-    from .plots import png_exporter_problem
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fig.write_html(str(path), include_plotlyjs="directory", full_html=True, div_id=plot_id)
-    except OSError as err:
-        raise EmobenchError(f"cannot write {path}: {err.strerror or err}") from None
-    if not png:
-        return None
-    problem = png_exporter_problem()
-    if problem is None:
-        try:
-            fig.write_image(str(path.with_suffix(".png")))
-        except Exception as err:  # noqa: BLE001 - the exporter's own failure (no browser, ...)
-            problem = f"PNG export failed: {str(err).splitlines()[0]}"
-    return problem
 
 
 def pareto_figure(df: pd.DataFrame, x: str, x_title: str, title: str) -> go.Figure:
@@ -103,7 +83,7 @@ def build_report(folder: Path, erf_images: int = 50, store=None, progress=None, 
     from ..analysis.mpl import mpl_table
     from ..models import create_model
     from ..store import ResultStore
-    from .plots import erf_figure, mpl_figure
+    from .plots import erf_figure, mpl_figure, write_figure
 
     step = progress or (lambda label: None)
     folder = Path(folder)
@@ -111,23 +91,27 @@ def build_report(folder: Path, erf_images: int = 50, store=None, progress=None, 
 
     def plot(fig: go.Figure, name: str, what: str, machine_dependent: bool = False) -> None:
         path = folder / "plots" / f"{name}.html"
-        problem = _write_plot(fig, path, name, png)
+        problem = write_figure(fig, path, png, shared_js=True, div_id=name)["png_note"]
         report.files.append(ReportFile(path, what + (" (+ .png)" if png and problem is None else ""), machine_dependent))
         if problem and problem not in report.notes:
             report.notes.append(problem)
+    built = {}
     for name in TABLES:
         step(f"table {name}")
-        df, meta = build_table(name, store)
+        df, meta = built[name] = build_table(name, store)
         for suffix, text in (("md", to_text(df, Format.md, meta)), ("csv", to_text(df, Format.csv)),
                              ("tex", to_latex(df, meta["title"])), ("html", to_html(df, meta["title"]))):
             path = folder / "tables" / f"{name}.{suffix}"
-            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise EmobenchError(f"cannot write {path.parent}: {err.strerror or err}") from None
             write_text(text, path)
         report.files.append(ReportFile(folder / "tables" / f"{name}.md", f"{meta['title']} (also .csv, .tex, .html)",
                                        machine_dependent=name == "speed"))
 
     step("Pareto charts")
-    imagenet, _ = build_table("imagenet", store)
+    imagenet, _ = built["imagenet"]
     points = _imagenet_points(imagenet)
     for x, label, fname in (("macs_m", "MACs (M) (the paper's FLOPs)", "pareto_macs"), ("params_m", "Parameters (M)", "pareto_params")):
         plot(pareto_figure(points, x, label, f"ImageNet top-1 vs {label.split(' (')[0]} (filled: measured by emobench)"),
@@ -145,11 +129,12 @@ def build_report(folder: Path, erf_images: int = 50, store=None, progress=None, 
 
     step("ERF heatmaps")
     results = []
-    for name in ERF_MODELS:
-        import torch
+    import torch
 
-        torch.manual_seed(0)
-        model = create_model(name)
+    for name in ERF_MODELS:
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = create_model(name)
         results.append(effective_receptive_field(model, random_images(erf_images, (224, 224), seed=0), name,
                                                  f"{erf_images} random images (seed 0), random weights (seed 0)"))
     fig = erf_figure(results)
@@ -166,7 +151,7 @@ def build_report(folder: Path, erf_images: int = 50, store=None, progress=None, 
 def _latency_by_model(records: pd.DataFrame, imagenet: pd.DataFrame) -> pd.DataFrame:
     zoo_of = {r["model"]: r["measured by"].split(":", 1)[1] for _, r in imagenet.iterrows()
               if isinstance(r.get("measured by"), str) and r["measured by"].startswith("zoo:")}
-    latest = records.sort_values("created").groupby("model").last()
+    latest = newest(records, ["model"]).set_index("model")
     rows = [{"model": m, "latency_ms": latest.loc[z, "median_ms"]} for m, z in zoo_of.items() if z in latest.index]
     return pd.DataFrame(rows, columns=["model", "latency_ms"])
 

@@ -10,10 +10,11 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ..analysis.erf import THRESHOLDS
 from ..errors import EmobenchError
 
 
-def erf_figure(results, thresholds=(0.2, 0.3, 0.5, 0.99)) -> go.Figure:
+def erf_figure(results, thresholds=THRESHOLDS) -> go.Figure:
     """One heatmap per model, side by side: the log10(x+1), max-normalised ERF map, with its area ratios."""
     titles = []
     for r in results:
@@ -64,12 +65,15 @@ def png_exporter_problem() -> str | None:
     return None
 
 
-def write_figure(fig: go.Figure, html: Path, png: bool = False) -> dict[str, str | None]:
-    """Write ``html`` (self-contained, offline) and, if asked and possible, a PNG beside it."""
+def write_figure(
+    fig: go.Figure, html: Path, png: bool = False, shared_js: bool = False, div_id: str | None = None
+) -> dict[str, str | None]:
+    """Write ``html`` and, if asked and possible, a PNG beside it. The HTML opens offline: plotly.js is inlined,
+    or with ``shared_js`` written once as plotly.min.js in the same folder. ``div_id`` makes it reproducible."""
     html = Path(html)
     try:
         html.parent.mkdir(parents=True, exist_ok=True)
-        fig.write_html(str(html), include_plotlyjs=True, full_html=True)
+        fig.write_html(str(html), include_plotlyjs="directory" if shared_js else True, full_html=True, div_id=div_id)
     except OSError as err:
         raise EmobenchError(f"cannot write {html}: {err.strerror or err}") from None
     out: dict[str, str | None] = {"html": str(html), "png": None, "png_note": None}
