@@ -165,29 +165,39 @@ def run_bench(
                     continue
                 for threads in plan.threads:
                     step(f"{name} {backend.name} b{batch} t{threads}: timing")
-                    env = environment(backend, threads)
-                    extra = dict(export_s=artifact.export_s, artifact_bytes=artifact.size, cached=artifact.cached)
                     try:
-                        run = backend.session(artifact, threads, plan.dtype)
-                        xin = x.to(backend.device)
-                        diff = (run(xin).float().cpu() - expected).abs().max().item()
-                    except Exception as err:  # noqa: BLE001
-                        record(threads=threads, status="error", error=f"run: {_first_line(err)}", env=env, **extra, **common)
-                        continue
-                    if not diff <= tolerance:  # NaN fails too
-                        record(threads=threads, status="parity-failed", parity_max_abs=diff, parity_ok=False, env=env, **extra, **common)
-                        continue
-                    measure = cuda_event_seconds if backend.device == "cuda" else None
-                    with torch.inference_mode():
-                        times = time_calls(lambda: run(xin), plan.warmup, plan.min_time, plan.min_runs, sync=backend.sync(), measure=measure)
-                    stats = summarize(times, plan.noisy_cv)
-                    record(
-                        threads=threads, status="ok", median_ms=stats.median_ms, mean_ms=stats.mean_ms, p10_ms=stats.p10_ms,
-                        p90_ms=stats.p90_ms, iqr_ms=stats.iqr_ms, cv=stats.cv, noisy=stats.noisy, runs=stats.runs,
-                        throughput=batch / (stats.median_ms / 1e3), parity_max_abs=diff, parity_ok=True, env=env,
-                        **extra, **common,
-                    )
+                        _measure_one(plan, backend, artifact, threads, x, expected, batch, tolerance, record, common)
+                    finally:
+                        backend.release()
+
     return records
+
+
+def _measure_one(plan: BenchPlan, backend: Backend, artifact, threads: int, x: torch.Tensor, expected: torch.Tensor,
+                 batch: int, tolerance: float, record, common: dict) -> None:
+    """Parity, then timing, of one backend at one thread count; records the outcome."""
+    env = environment(backend, threads)
+    extra = dict(export_s=artifact.export_s, artifact_bytes=artifact.size, cached=artifact.cached)
+    try:
+        run = backend.session(artifact, threads, plan.dtype)
+        xin = x.to(backend.device)
+        diff = (run(xin).float().cpu() - expected).abs().max().item()
+    except Exception as err:  # noqa: BLE001
+        record(threads=threads, status="error", error=f"run: {_first_line(err)}", env=env, **extra, **common)
+        return
+    if not diff <= tolerance:  # NaN fails too
+        record(threads=threads, status="parity-failed", parity_max_abs=diff, parity_ok=False, env=env, **extra, **common)
+        return
+    measure = cuda_event_seconds if backend.device == "cuda" else None
+    with torch.inference_mode():
+        times = time_calls(lambda: run(xin), plan.warmup, plan.min_time, plan.min_runs, sync=backend.sync(), measure=measure)
+    stats = summarize(times, plan.noisy_cv)
+    record(
+        threads=threads, status="ok", median_ms=stats.median_ms, mean_ms=stats.mean_ms, p10_ms=stats.p10_ms,
+        p90_ms=stats.p90_ms, iqr_ms=stats.iqr_ms, cv=stats.cv, noisy=stats.noisy, runs=stats.runs,
+        throughput=batch / (stats.median_ms / 1e3), parity_max_abs=diff, parity_ok=True, env=env,
+        **extra, **common,
+    )
 
 
 def records_frame(records: list[BenchRecord] | pd.DataFrame) -> pd.DataFrame:

@@ -145,3 +145,15 @@ def test_cli_unreadable_store(capsys, monkeypatch, tmp_path):
     assert_user_error(code, err, "cannot use results store")
     code, _, err = run(capsys, monkeypatch, "bench", "irmb", "--store", str(bad))
     assert_user_error(code, err, "cannot use results store")
+
+
+def test_executorch_threadpool_is_restored():
+    if B.BACKENDS["executorch"].unavailable():
+        pytest.skip("executorch is not installed")
+    from executorch.extension.pybindings import portable_lib
+
+    before = portable_lib._threadpool_get_thread_count()
+    wanted = 1 if before != 1 else 2
+    (rec,) = run_bench(BenchPlan(["irmb"], ["executorch"], threads=[wanted], **FAST))
+    assert rec.status == "ok" and rec.threads == wanted
+    assert portable_lib._threadpool_get_thread_count() == before

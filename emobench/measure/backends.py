@@ -127,6 +127,9 @@ class Backend:
     def sync(self) -> Callable[[], None] | None:
         return None
 
+    def release(self) -> None:
+        """Undo process-wide settings a runner made (called after each measurement)."""
+
 
 @contextlib.contextmanager
 def _quiet():
@@ -296,9 +299,21 @@ class ExecuTorch(Backend):
         from executorch.extension.pybindings import portable_lib
         from executorch.runtime import Runtime
 
+        # The threadpool is process-wide: remember its size so release() can put it back.
+        if self._saved_threads is None:
+            self._saved_threads = portable_lib._threadpool_get_thread_count()
         portable_lib._unsafe_reset_threadpool(threads)
         method = Runtime.get().load_program(str(artifact.path)).load_method("forward")
         return lambda x: method.execute([x])[0]
+
+    _saved_threads: int | None = None
+
+    def release(self) -> None:
+        if self._saved_threads is not None:
+            from executorch.extension.pybindings import portable_lib
+
+            portable_lib._unsafe_reset_threadpool(self._saved_threads)
+            self._saved_threads = None
 
 
 class LiteRT(Backend):
