@@ -54,13 +54,14 @@ class Artifact:
     path: Path | None
     export_s: float | None
     cached: bool
+    companions: tuple[str, ...] = ()
 
     @property
     def size(self) -> int | None:
-        """Bytes on disk (OpenVINO's .xml together with its .bin weights)."""
+        """Bytes on disk, companion files (OpenVINO's .bin weights) included."""
         if self.path is None:
             return None
-        files = [self.path] + ([self.path.with_suffix(".bin")] if self.path.suffix == ".xml" else [])
+        files = [self.path, *(self.path.with_suffix(s) for s in self.companions)]
         return sum(f.stat().st_size for f in files if f.exists())
 
 
@@ -76,6 +77,7 @@ class Backend:
     dtypes: tuple[str, ...] = ("fp32",)
     device: str = "cpu"
     exports: bool = True  # False: nothing is converted, so there is no export time
+    companions: tuple[str, ...] = ()  # suffixes of files written beside the artifact
 
     def unavailable(self) -> str | None:
         """None when usable, else one line saying why and how to install."""
@@ -101,14 +103,14 @@ class Backend:
         meta = path.with_suffix(path.suffix + ".json") if path else None
         if path is not None and path.exists() and meta.exists():
             info = json.loads(meta.read_text())
-            return Artifact(self.load(path), path, info.get("export_s"), cached=True)
+            return Artifact(self.load(path), path, info.get("export_s"), cached=True, companions=self.companions)
         start = time.perf_counter()
         with _quiet():
             obj = self.export(model, example, path)
         export_s = time.perf_counter() - start if self.exports else None
         if path is not None:
             meta.write_text(json.dumps({"export_s": export_s, "version": self.version()}))
-        return Artifact(obj, path, export_s, cached=False)
+        return Artifact(obj, path, export_s, cached=False, companions=self.companions)
 
     def session(self, artifact: Artifact, threads: int, dtype: str) -> Runner:
         """``runner`` with the runtime's start-up chatter silenced."""
@@ -214,7 +216,26 @@ class TorchCompile(TorchEager):
         return compiled
 
 
-class OnnxRuntime(Backend):
+class FileBackend(Backend):
+    """A backend whose export is a file: written under a temporary name and renamed into place when complete,
+    so an interrupted export never leaves a half-written artifact in the cache."""
+
+    def export(self, model, example, path):
+        tmp = _atomic_path(path)
+        self.write(model, example, tmp)
+        for suffix in self.companions:
+            tmp.with_suffix(suffix).replace(path.with_suffix(suffix))
+        tmp.replace(path)
+        return path
+
+    def write(self, model: nn.Module, example: torch.Tensor, path: Path) -> None:
+        raise NotImplementedError
+
+    def load(self, path):
+        return path
+
+
+class OnnxRuntime(FileBackend):
     name = "onnxruntime"
     description = "ONNX (torch.onnx.export, opset 18) on ONNX Runtime's CPU execution provider"
     modules = ("onnxruntime", "onnx", "onnxscript")
@@ -222,14 +243,8 @@ class OnnxRuntime(Backend):
     install = "onnx"
     suffix = ".onnx"
 
-    def export(self, model, example, path):
-        tmp = _atomic_path(path)
-        torch.onnx.export(model, (example,), str(tmp), dynamo=True, opset_version=18, external_data=False)
-        tmp.replace(path)
-        return path
-
-    def load(self, path):
-        return path
+    def write(self, model, example, path):
+        torch.onnx.export(model, (example,), str(path), dynamo=True, opset_version=18, external_data=False)
 
     def runner(self, artifact, threads, dtype):
         import onnxruntime as ort
@@ -243,26 +258,19 @@ class OnnxRuntime(Backend):
         return lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0])
 
 
-class OpenVINO(Backend):
+class OpenVINO(FileBackend):
     name = "openvino"
     description = "OpenVINO (ov.convert_model) on the CPU plugin"
     modules = ("openvino",)
     distribution = "openvino"
     install = "openvino"
     suffix = ".xml"
+    companions = (".bin",)  # the weights
 
-    def export(self, model, example, path):
+    def write(self, model, example, path):
         import openvino as ov
 
-        converted = ov.convert_model(model, example_input=example)
-        tmp = _atomic_path(path)
-        ov.save_model(converted, str(tmp), compress_to_fp16=False)
-        tmp.with_suffix(".bin").replace(path.with_suffix(".bin"))
-        tmp.replace(path)
-        return path
-
-    def load(self, path):
-        return path
+        ov.save_model(ov.convert_model(model, example_input=example), str(path), compress_to_fp16=False)
 
     def runner(self, artifact, threads, dtype):
         import openvino as ov
@@ -273,7 +281,7 @@ class OpenVINO(Backend):
         return lambda x: torch.from_numpy(request.infer([x.numpy()])[compiled.output(0)].copy())
 
 
-class ExecuTorch(Backend):
+class ExecuTorch(FileBackend):
     name = "executorch"
     description = "ExecuTorch .pte with the XNNPACK delegate (the mobile runtime, run on this host)"
     modules = ("executorch",)
@@ -281,19 +289,12 @@ class ExecuTorch(Backend):
     install = "executorch"
     suffix = ".pte"
 
-    def export(self, model, example, path):
+    def write(self, model, example, path):
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
 
         program = torch.export.export(model, (example,))
-        pte = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch()
-        tmp = _atomic_path(path)
-        tmp.write_bytes(pte.buffer)
-        tmp.replace(path)
-        return path
-
-    def load(self, path):
-        return path
+        path.write_bytes(to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch().buffer)
 
     def runner(self, artifact, threads, dtype):
         from executorch.extension.pybindings import portable_lib
@@ -312,11 +313,12 @@ class ExecuTorch(Backend):
         if self._saved_threads is not None:
             from executorch.extension.pybindings import portable_lib
 
-            portable_lib._unsafe_reset_threadpool(self._saved_threads)
+            with _quiet():  # the runtime logs the reset from C++
+                portable_lib._unsafe_reset_threadpool(self._saved_threads)
             self._saved_threads = None
 
 
-class LiteRT(Backend):
+class LiteRT(FileBackend):
     name = "litert"
     description = "LiteRT / TFLite (litert-torch) with the XNNPACK delegate (the Android runtime)"
     modules = ("litert_torch", "ai_edge_litert")
@@ -324,16 +326,10 @@ class LiteRT(Backend):
     install = "litert"
     suffix = ".tflite"
 
-    def export(self, model, example, path):
+    def write(self, model, example, path):
         import litert_torch
 
-        tmp = _atomic_path(path)
-        litert_torch.convert(model.eval(), (example,)).export(str(tmp))
-        tmp.replace(path)
-        return path
-
-    def load(self, path):
-        return path
+        litert_torch.convert(model.eval(), (example,)).export(str(path))
 
     def runner(self, artifact, threads, dtype):
         from ai_edge_litert.interpreter import Interpreter
