@@ -157,3 +157,20 @@ def test_executorch_threadpool_is_restored():
     (rec,) = run_bench(BenchPlan(["irmb"], ["executorch"], threads=[wanted], **FAST))
     assert rec.status == "ok" and rec.threads == wanted
     assert portable_lib._threadpool_get_thread_count() == before
+
+
+def test_torch_thread_count_is_set_for_the_measurement_and_restored():
+    before = torch.get_num_threads()
+    wanted = 1 if before != 1 else 2
+    backend = B.BACKENDS["torch"]
+    seen = []
+    import emobench
+
+    artifact = backend.prepare(emobench.create_model("irmb").eval(), torch.randn(1, 64, 14, 14), "unused")
+    run = backend.session(artifact, wanted, "fp32")
+    run(torch.randn(1, 64, 14, 14))
+    seen.append(torch.get_num_threads())
+    backend.release()
+    assert seen == [wanted] and torch.get_num_threads() == before
+    (rec,) = run_bench(BenchPlan(["irmb"], ["torch"], threads=[wanted], **FAST))
+    assert rec.status == "ok" and torch.get_num_threads() == before

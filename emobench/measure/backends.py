@@ -165,31 +165,32 @@ def _atomic_path(path: Path) -> Path:
     return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
 
 
-@contextlib.contextmanager
-def torch_threads(n: int):
-    saved = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved)
-
-
 class TorchEager(Backend):
     name = "torch"
     description = "PyTorch eager on the CPU (fp32, or bf16 autocast)"
     exports = False
     dtypes = ("fp32", "bf16")
 
+    _saved_threads: int | None = None
+
     def runner(self, artifact, threads, dtype):
         model = artifact.obj
         autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype)
+        # Set once for the measurement (release() restores it), not per call inside the timed loop.
+        if self._saved_threads is None:
+            self._saved_threads = torch.get_num_threads()
+        torch.set_num_threads(threads)
 
         def run(x):
-            with torch_threads(threads), torch.inference_mode(), torch.autocast("cpu", autocast, enabled=autocast is not None):
+            with torch.inference_mode(), torch.autocast("cpu", autocast, enabled=autocast is not None):
                 return model(x).float()
 
         return run
+
+    def release(self) -> None:
+        if self._saved_threads is not None:
+            torch.set_num_threads(self._saved_threads)
+            self._saved_threads = None
 
 
 class TorchChannelsLast(TorchEager):
