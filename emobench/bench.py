@@ -1,8 +1,12 @@
-"""``emobench bench``: latency and throughput of zoo models on every installed backend, one methodology.
+"""``emobench bench``: latency of zoo models on every installed backend, one methodology, one runtime per process.
 
-Every measurement is checked first: the backend's output on the benchmark input is compared with eager fp32
-torch on the reference form, and a backend that computes something else is recorded as ``parity-failed``
-without a latency. Every record goes to the results store with its environment.
+The parent process builds each model once (fixed seed or checkpoint), computes the reference output with eager
+fp32 torch on the reference form, exports every (formulation, backend) artifact (cached on disk), then runs
+the measurements in fresh worker processes (:mod:`emobench.measure.worker`), round after round, alternating
+backends within a round so that drift over the run hits every backend alike. A worker checks parity before it
+times anything: a backend that computes something else, or in another precision than asked, is recorded as
+``parity-failed`` without a latency. ``--form auto`` takes, per backend, the first formulation of the
+backend's preference list that exports and passes parity.
 """
 
 from __future__ import annotations
@@ -10,25 +14,37 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
+import signal
 import socket
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 import torch
 
 from . import __version__
-from .errors import EmobenchError
-from .measure.backends import BACKENDS, TOLERANCE, Backend, cuda_event_seconds, weights_fingerprint
-from .measure.timing import NOISY_CV, summarize, time_calls
-from .models import create_model, input_shape
-from .nn import fuse
-from .nn.fused import has_fused_form
 from .environment import cpu_name
 from .environment import environment as machine_environment
+from .errors import EmobenchError
+from .measure.backends import BACKENDS, TOLERANCE, Artifact, Backend, weights_fingerprint
+from .measure.timing import NOISY_CV, summarize
+from .models import build_reference, input_shape
+from .nn.forms import AUTO, candidates, form_names, formulate
 from .store import BenchRecord, ResultStore, newest
-from .zoo import get_entry
+from .zoo import current_extra_dirs, get_entry
+
+#: bump when the artifact format or what is stored beside it changes (older cached exports are not reused)
+ARTIFACT_FORMAT = 3
+
+Progress = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -36,13 +52,15 @@ class BenchPlan:
     models: list[str]
     backends: list[str] = field(default_factory=lambda: ["torch"])
     batches: list[int] = field(default_factory=lambda: [1])
-    threads: list[int] = field(default_factory=lambda: [torch.get_num_threads()])
+    threads: list[int] = field(default_factory=lambda: [min(torch.get_num_threads(), os.cpu_count() or 1)])
     resolution: tuple[int, int] | None = None
     dtype: str = "fp32"
-    form: str = "fused"
-    warmup: int = 5
-    min_time: float = 2.0
+    forms: list[str] = field(default_factory=lambda: [AUTO])
+    warmup: int = 10
+    min_time: float = 1.0
     min_runs: int = 20
+    rounds: int = 3
+    timeout: float = 600.0
     tolerance: float | None = None
     noisy_cv: float = NOISY_CV
     checkpoint: str | None = None
@@ -51,22 +69,25 @@ class BenchPlan:
         unknown = [b for b in self.backends if b not in BACKENDS]
         if unknown:
             raise EmobenchError(f"unknown backend {', '.join(unknown)} (known: {', '.join(BACKENDS)}, or all)")
+        if not self.backends:
+            raise EmobenchError("no backend given (e.g. -B torch,onnxruntime or -B all)")
         if any(b < 1 for b in self.batches):
             raise EmobenchError(f"batch sizes must be >= 1, got {self.batches}")
         if any(t < 1 for t in self.threads):
             raise EmobenchError(f"thread counts must be >= 1, got {self.threads}")
         if self.dtype not in TOLERANCE:
             raise EmobenchError(f"unknown dtype '{self.dtype}' (choose {', '.join(TOLERANCE)})")
-        if self.form not in ("fused", "reference"):
-            raise EmobenchError(f"unknown form '{self.form}' (choose fused or reference)")
-        if self.warmup < 0 or self.min_runs < 1 or self.min_time < 0:
-            raise EmobenchError("warmup >= 0, min-runs >= 1 and min-time >= 0 are required")
+        bad = [f for f in self.forms if f not in form_names()]
+        if bad or not self.forms:
+            raise EmobenchError(f"unknown form '{','.join(bad)}' (choose {', '.join(form_names())})")
+        if self.warmup < 0 or self.min_runs < 1 or self.min_time < 0 or self.rounds < 1:
+            raise EmobenchError("warmup >= 0, min-runs >= 1, min-time >= 0 and rounds >= 1 are required")
+        if not self.timeout > 0:
+            raise EmobenchError(f"timeout must be > 0 seconds, got {self.timeout}")
+        if self.tolerance is not None and not self.tolerance >= 0:
+            raise EmobenchError(f"tolerance must be >= 0, got {self.tolerance}")
         for name in self.models:
             get_entry(name)
-
-    @property
-    def size(self) -> int:
-        return len(self.models) * len(self.backends) * len(self.batches) * len(self.threads)
 
 
 def parse_backends(spec: str) -> list[str]:
@@ -74,6 +95,10 @@ def parse_backends(spec: str) -> list[str]:
     if names == ["all"]:
         return list(BACKENDS)
     return names
+
+
+def parse_names(spec: str) -> list[str]:
+    return [s.strip() for s in spec.split(",") if s.strip()]
 
 
 def parse_ints(spec: str, what: str) -> list[int]:
@@ -94,7 +119,7 @@ def _artifact_key(entry, form: str, shape, backend: Backend, fingerprint: str) -
     ident = {
         "model": entry.name, "family": entry.family, "config": entry.raw_config, "form": form, "shape": list(shape),
         "backend": backend.name, "backend_version": backend.version(), "torch": torch.__version__,
-        "emobench": __version__, "weights": fingerprint,
+        "emobench": __version__, "weights": fingerprint, "format": ARTIFACT_FORMAT,
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
@@ -104,121 +129,286 @@ def _first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
 
 
-def run_bench(
-    plan: BenchPlan,
-    store: ResultStore | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> list[BenchRecord]:
-    """Run the sweep; returns every record (skipped and failed ones included) and stores the measured ones."""
+# --- worker processes -------------------------------------------------------------------------------------
+
+
+def worker_command(spec_path: Path, result_path: Path) -> list[str]:
+    """The command that runs one measurement (tests replace it to simulate crashing or hanging workers)."""
+    return [sys.executable, "-m", "emobench.measure.worker", str(spec_path), str(result_path)]
+
+
+def run_worker(spec: dict, workdir: Path, timeout: float) -> dict:
+    """Run one measurement in a fresh process; a crash or a timeout becomes an ``error`` result."""
+    fd, name = tempfile.mkstemp(prefix="spec-", suffix=".json", dir=workdir)
+    os.close(fd)
+    spec_path = Path(name)
+    result_path = spec_path.with_name(spec_path.stem + ".result.json")
+    spec_path.write_text(json.dumps(spec))
+    # The worker sees what this process sees (backends defined outside emobench included).
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    try:
+        proc = subprocess.run(worker_command(spec_path, result_path), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"status": "error", "error": f"worker timed out after {timeout:g} s and was killed"}
+    if result_path.exists():
+        return json.loads(result_path.read_text())
+    lines = [line for line in proc.stderr.decode(errors="replace").splitlines() if line.strip()]
+    how = f"signal {signal.Signals(-proc.returncode).name}" if proc.returncode < 0 else f"exit code {proc.returncode}"
+    return {"status": "error", "error": f"worker died ({how}){': ' + lines[-1].strip()[:200] if lines else ''}"}
+
+
+# --- the sweep ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Slot:
+    """One (model, backend, batch, requested form): its candidates, the chosen formulation, its artifacts."""
+
+    model: str
+    backend: Backend
+    batch: int
+    form_requested: str
+    candidates: list[tuple[str, str | None]]
+    reference: torch.nn.Module
+    entry: object
+    shape: tuple[int, ...]
+    inputs: dict  # input / expected .npy paths
+    fingerprint: str
+    chosen: str | None = None
+    artifact: Artifact | None = None
+    notes: list[str] = field(default_factory=list)
+    failure: dict | None = None
+    results: dict[int, list[dict]] = field(default_factory=dict)  # threads → one result per round
+
+
+def _export(slot: _Slot, form: str) -> Artifact | None:
+    """Export ``form`` for a file backend in this process (cached); None for backends the worker builds."""
+    if slot.backend.suffix is None:
+        return None
+    model = copy.deepcopy(formulate(slot.reference, form))  # converters may leave state on what they convert
+    x = torch.randn(slot.shape, generator=torch.Generator().manual_seed(1))
+    key = _artifact_key(slot.entry, form, slot.shape, slot.backend, slot.fingerprint)
+    return slot.backend.prepare(model, x.to(slot.backend.device), key)
+
+
+def _spec(plan: BenchPlan, slot: _Slot, form: str, artifact: Artifact | None, threads: int, tolerance: float) -> dict:
+    backend = type(slot.backend)
+    spec = {
+        "backend": f"{backend.__module__}:{backend.__qualname__}", "dtype": plan.dtype, "threads": threads,
+        "warmup": plan.warmup, "min_time": plan.min_time, "min_runs": plan.min_runs, "tolerance": tolerance,
+        **slot.inputs,
+        "artifact": None, "model": {"name": slot.model, "checkpoint": plan.checkpoint, "form": form,
+                                    "zoo_dirs": [str(d) for d in current_extra_dirs()]},
+    }
+    if artifact is not None:
+        spec["artifact"] = {"path": str(artifact.path), "export_s": artifact.export_s, "cached": artifact.cached,
+                            "companions": list(artifact.companions), "explain": artifact.explain}
+    return spec
+
+
+def _resolve(plan: BenchPlan, slot: _Slot, threads: int, workdir: Path, tolerance: float) -> dict | None:
+    """Try the slot's candidates in order until one exports and passes parity; returns that first result."""
+    for form, unsupported in slot.candidates:
+        if unsupported:  # auto passes over forms the model has not; a forced one is an error
+            slot.failure = {"status": "error", "error": f"form {form}: {unsupported}", "form": form}
+            continue
+        try:
+            artifact = _export(slot, form)
+        except Exception as err:  # noqa: BLE001 - an export failure is a result, not a crash
+            slot.notes.append(f"{form}: export failed ({_first_line(err)})")
+            slot.failure = {"status": "error", "error": f"export: {_first_line(err)}"}
+            continue
+        result = run_worker(_spec(plan, slot, form, artifact, threads, tolerance), workdir, plan.timeout)
+        if result["status"] == "ok":
+            slot.chosen, slot.artifact = form, artifact
+            return result
+        slot.notes.append(f"{form}: {result['status']} ({result.get('error')})")
+        slot.failure = {**result, "form": form, "artifact": artifact}
+    return None
+
+
+def run_bench(plan: BenchPlan, store: ResultStore | None = None, progress: Progress | None = None) -> list[BenchRecord]:
+    """Run the sweep; returns every record (skipped and failed ones included) and stores all but the skipped."""
     plan.validate()
-    records: list[BenchRecord] = []
     tolerance = plan.tolerance if plan.tolerance is not None else TOLERANCE[plan.dtype]
-    step = progress or (lambda label: None)
-
-    def record(**kw) -> BenchRecord:
-        rec = BenchRecord(created=time.time(), machine=f"{socket.gethostname()} ({cpu_name()})", **kw)
-        records.append(rec)
-        if store is not None and rec.status != "skipped":
-            store.add(rec)
-        return rec
-
-    for name in plan.models:
-        entry = get_entry(name)
-        with torch.random.fork_rng():  # deterministic weights (cached exports stay valid), caller's RNG untouched
-            torch.manual_seed(0)
-            reference = create_model(name, checkpoint=plan.checkpoint).eval()
-        # Families without a fused form are measured in their reference form (and recorded so).
-        form = plan.form if plan.form == "reference" or has_fused_form(reference) else "reference"
-        model = fuse(reference) if form == "fused" else reference
-        fingerprint = weights_fingerprint(reference)
-        for backend_name in plan.backends:
-            backend = BACKENDS[backend_name]
-            reason = backend.unavailable() or (
-                None if plan.dtype in backend.dtypes else f"{backend.name} runs {', '.join(backend.dtypes)} only"
-            )
+    report = progress or (lambda label, done, total: None)
+    records: list[BenchRecord] = []
+    slots: list[_Slot] = []
+    skipped: list[tuple] = []
+    with tempfile.TemporaryDirectory(prefix="emobench-") as tmp:
+        workdir = Path(tmp)
+        for name in plan.models:
+            entry = get_entry(name)
+            reference = build_reference(name, plan.checkpoint)
+            fingerprint = weights_fingerprint(reference)
             for batch in plan.batches:
                 shape = input_shape(entry, plan.resolution, batch)
-                common = dict(
-                    model=name, backend=backend.name, form=form, batch=batch, resolution=f"{shape[2]}x{shape[3]}",
-                    dtype=plan.dtype, tolerance=tolerance,
-                    params={"warmup": plan.warmup, "min_time": plan.min_time, "min_runs": plan.min_runs,
-                            "input_shape": list(shape), "checkpoint": plan.checkpoint, "noisy_cv": plan.noisy_cv},
-                )
-                if reason:
-                    for threads in plan.threads:
-                        step(f"{name} {backend.name}: skipped")
-                        record(threads=threads, status="skipped", error=reason, env=environment(backend, threads), **common)
-                    continue
                 x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
                 with torch.inference_mode():
                     expected = reference(x)
-                step(f"{name} {backend.name} b{batch}: exporting")
-                try:
-                    # A private copy: some converters leave state on the module they convert.
-                    artifact = backend.prepare(
-                        copy.deepcopy(model), x.to(backend.device), _artifact_key(entry, form, shape, backend, fingerprint)
-                    )
-                except Exception as err:  # noqa: BLE001 - an export failure is a result, not a crash
-                    for threads in plan.threads:
-                        record(threads=threads, status="error", error=f"export: {_first_line(err)}", env=environment(backend, threads), **common)
-                        step(f"{name} {backend.name}: export failed")
-                    continue
-                for threads in plan.threads:
-                    step(f"{name} {backend.name} b{batch} t{threads}: timing")
-                    try:
-                        _measure_one(plan, backend, artifact, threads, x, expected, batch, tolerance, record, common)
-                    finally:
-                        backend.release()
+                inputs = {"input": str(workdir / f"{name}-b{batch}-x.npy"), "expected": str(workdir / f"{name}-b{batch}-y.npy")}
+                np.save(inputs["input"], x.numpy(), allow_pickle=False)
+                np.save(inputs["expected"], expected.float().numpy(), allow_pickle=False)
+                for backend_name in plan.backends:
+                    backend = BACKENDS[backend_name]
+                    reason = backend.unavailable() or (
+                        None if plan.dtype in backend.dtypes else f"{backend.name} runs {', '.join(backend.dtypes)} only")
+                    for form in plan.forms:
+                        if reason:
+                            skipped.append((name, backend, batch, form, shape, reason))
+                            continue
+                        slots.append(_Slot(name, backend, batch, form, candidates(form, backend.name, reference),
+                                           reference, entry, shape, inputs, fingerprint))
 
+        def record(slot_like: dict, threads: int, **kw) -> None:
+            backend = slot_like["backend"]
+            rec = BenchRecord(
+                model=slot_like["model"], backend=backend.name, batch=slot_like["batch"], threads=threads,
+                resolution=f"{slot_like['shape'][2]}x{slot_like['shape'][3]}", dtype=plan.dtype, tolerance=tolerance,
+                form_requested=slot_like["form_requested"], created=time.time(),
+                machine=f"{socket.gethostname()} ({cpu_name()})", env=environment(backend, threads),
+                params={"warmup": plan.warmup, "min_time": plan.min_time, "min_runs": plan.min_runs,
+                        "rounds": plan.rounds, "timeout": plan.timeout, "input_shape": list(slot_like["shape"]),
+                        "checkpoint": plan.checkpoint, "noisy_cv": plan.noisy_cv},
+                **kw,
+            )
+            records.append(rec)
+            if store is not None and rec.status != "skipped":
+                store.add(rec)
+
+        total = len(slots) * len(plan.threads) * plan.rounds
+        done = 0
+        for rnd in range(plan.rounds):
+            for slot in slots:
+                for threads in plan.threads:
+                    label = f"round {rnd + 1}/{plan.rounds} · {slot.model} · {slot.backend.name} · b{slot.batch} t{threads}"
+                    report(label, done, total)
+                    done += 1
+                    if slot.chosen is None and slot.failure is not None and slot.results == {}:
+                        continue  # every candidate failed in the first round
+                    if slot.chosen is None:
+                        result = _resolve(plan, slot, threads, workdir, tolerance)
+                        if result is None:
+                            continue
+                    else:
+                        spec = _spec(plan, slot, slot.chosen, slot.artifact, threads, tolerance)
+                        result = run_worker(spec, workdir, plan.timeout)
+                    slot.results.setdefault(threads, []).append(result)
+        report("done", total, total)
+
+        for name, backend, batch, form, shape, reason in skipped:
+            for threads in plan.threads:
+                record(dict(model=name, backend=backend, batch=batch, form_requested=form, shape=shape), threads,
+                       form=form, status="skipped", error=reason)
+        for slot in slots:
+            base = dict(model=slot.model, backend=slot.backend, batch=slot.batch, form_requested=slot.form_requested,
+                        shape=slot.shape)
+            for threads in plan.threads:
+                runs = slot.results.get(threads, [])
+                if slot.chosen is None or not runs:
+                    failure = slot.failure or {"status": "error", "error": "not measured"}
+                    art = failure.get("artifact")
+                    record(base, threads, form=failure.get("form") or slot.candidates[-1][0], status=failure["status"],
+                           error="; ".join(slot.notes) if slot.form_requested == AUTO else failure.get("error"),
+                           parity_max_abs=failure.get("parity_max_abs"), parity_ok=False if "parity_max_abs" in failure else None,
+                           precision=failure.get("precision"), explain=failure.get("explain") or {},
+                           export_s=art.export_s if art else None, artifact_bytes=art.size if art else None,
+                           cached=art.cached if art else None)
+                    continue
+                record(base, threads, form=slot.chosen, **_aggregate(runs, slot, plan, threads))
     return records
 
 
-def _measure_one(plan: BenchPlan, backend: Backend, artifact, threads: int, x: torch.Tensor, expected: torch.Tensor,
-                 batch: int, tolerance: float, record, common: dict) -> None:
-    """Parity, then timing, of one backend at one thread count; records the outcome."""
-    env = environment(backend, threads)
-    extra = dict(export_s=artifact.export_s, artifact_bytes=artifact.size, cached=artifact.cached)
-    try:
-        run = backend.session(artifact, threads, plan.dtype)
-        xin = x.to(backend.device)
-        diff = (run(xin).float().cpu() - expected).abs().max().item()
-    except Exception as err:  # noqa: BLE001
-        record(threads=threads, status="error", error=f"run: {_first_line(err)}", env=env, **extra, **common)
-        return
-    if not diff <= tolerance:  # NaN fails too
-        record(threads=threads, status="parity-failed", parity_max_abs=diff, parity_ok=False, env=env, **extra, **common)
-        return
-    measure = cuda_event_seconds if backend.device == "cuda" else None
-    with torch.inference_mode():
-        times = time_calls(lambda: run(xin), plan.warmup, plan.min_time, plan.min_runs, sync=backend.sync(), measure=measure)
-    stats = summarize(times, plan.noisy_cv)
-    record(
-        threads=threads, status="ok", median_ms=stats.median_ms, mean_ms=stats.mean_ms, p10_ms=stats.p10_ms,
-        p90_ms=stats.p90_ms, iqr_ms=stats.iqr_ms, cv=stats.cv, noisy=stats.noisy, runs=stats.runs,
-        throughput=batch / (stats.median_ms / 1e3), parity_max_abs=diff, parity_ok=True, env=env,
-        **extra, **common,
+def _aggregate(runs: list[dict], slot: _Slot, plan: BenchPlan, threads: int) -> dict:
+    """One record from the rounds of one measurement: pooled statistics, round-to-round spread, cold start."""
+    art = slot.artifact
+    last = runs[-1]
+    common = dict(
+        export_s=art.export_s if art else last.get("export_s"), artifact_bytes=art.size if art else None,
+        cached=art.cached if art else None, precision=last.get("precision"), explain=last.get("explain") or {},
+        rounds=len(runs), error="; ".join(slot.notes) or None,
     )
+    for i, r in enumerate(runs):
+        if r["status"] != "ok":
+            return dict(status=r["status"], error=f"round {i + 1}: {r.get('error')}",
+                        parity_max_abs=r.get("parity_max_abs"), parity_ok=False if r["status"] == "parity-failed" else None,
+                        **{k: v for k, v in common.items() if k != "error"})
+    stats = summarize([t for r in runs for t in r["times"]], plan.noisy_cv)
+    medians = [statistics.median(r["times"]) * 1e3 for r in runs]
+    middle = lambda key: statistics.median(r[key] for r in runs) if all(r.get(key) is not None for r in runs) else None  # noqa: E731
+    return dict(
+        status="ok", median_ms=stats.median_ms, mean_ms=stats.mean_ms, p10_ms=stats.p10_ms, p90_ms=stats.p90_ms,
+        iqr_ms=stats.iqr_ms, cv=stats.cv, noisy=stats.noisy, runs=stats.runs,
+        throughput=slot.batch / (stats.median_ms / 1e3), parity_max_abs=max(r["parity_max_abs"] for r in runs),
+        parity_ok=True, round_spread=(max(medians) - min(medians)) / statistics.median(medians),
+        import_s=middle("import_s"), load_s=middle("load_s"), first_ms=middle("first_ms"),
+        rss_base_mb=middle("rss_base_mb"), peak_rss_mb=middle("peak_rss_mb"), **common,
+    )
+
+
+def failed(records: list[BenchRecord]) -> list[BenchRecord]:
+    """The records that make ``emobench bench`` exit 1: a measurement that errored or failed parity."""
+    return [r for r in records if r.status in ("error", "parity-failed")]
 
 
 def records_frame(records: list[BenchRecord] | pd.DataFrame) -> pd.DataFrame:
-    """The table users read: one row per measurement with its ratio to torch eager (same model, batch, threads)."""
+    """The table users read: one row per measurement, with its ratio to eager torch (same model, requested form,
+    batch, threads) and to the ``official`` formulation on the same backend where both were measured."""
     df = records if isinstance(records, pd.DataFrame) else pd.DataFrame([r.__dict__ for r in records])
     if df.empty:
         return pd.DataFrame()
-    keys = ["model", "form", "batch", "threads", "resolution", "dtype", "machine"]
-    eager = df[(df["backend"] == "torch") & (df["status"] == "ok")]
-    eager = (newest(eager, keys) if "created" in eager else eager.groupby(keys, as_index=False).last()).set_index(keys)["median_ms"]
-    ratio = [
-        (r.median_ms / eager.get(tuple(r[k] for k in keys))) if r.status == "ok" and tuple(r[k] for k in keys) in eager.index else None
-        for _, r in df.iterrows()
-    ]
+    for col in BenchRecord.__dataclass_fields__:
+        if col not in df:
+            df[col] = None
+
+    def ratio(reference: pd.DataFrame, keys: list[str]) -> list[float | None]:
+        ok = reference[reference["status"] == "ok"]
+        base = (newest(ok, keys) if "created" in ok else ok.groupby(keys, as_index=False).last()).set_index(keys)["median_ms"]
+        return [
+            (r.median_ms / base.get(tuple(r[k] for k in keys))) if r.status == "ok" and tuple(r[k] for k in keys) in base.index else None
+            for _, r in df.iterrows()
+        ]
+
+    common = ["model", "batch", "threads", "resolution", "dtype", "machine"]
+    to_torch = ratio(df[df["backend"] == "torch"], ["form_requested", *common])
+    to_official = ratio(df[df["form"] == "official"], ["backend", *common])
     out = pd.DataFrame(
         {
-            "model": df["model"], "backend": df["backend"], "batch": df["batch"], "threads": df["threads"],
-            "res": df["resolution"], "median ms": df["median_ms"], "p10 ms": df["p10_ms"], "p90 ms": df["p90_ms"],
-            "CV": df["cv"], "noisy": df["noisy"], "img/s": df["throughput"], "× torch": ratio,
-            "max |Δ|": df["parity_max_abs"], "export s": df["export_s"], "MB": df["artifact_bytes"] / 1e6 if "artifact_bytes" in df else None,
-            "cached": df["cached"], "status": df["status"], "note": df["error"],
+            "model": df["model"], "backend": df["backend"], "form": df["form"], "batch": df["batch"],
+            "threads": df["threads"], "res": df["resolution"], "median ms": df["median_ms"], "p10 ms": df["p10_ms"],
+            "p90 ms": df["p90_ms"], "spread": df["round_spread"], "CV": df["cv"], "noisy": df["noisy"],
+            "img/s": df["throughput"], "× torch": to_torch, "× official": to_official, "max |Δ|": df["parity_max_abs"],
+            "precision": df["precision"], "load s": df["load_s"], "first ms": df["first_ms"],
+            "RSS MB": df["peak_rss_mb"], "export s": df["export_s"],
+            "MB": df["artifact_bytes"] / 1e6, "cached": df["cached"], "status": df["status"], "note": df["error"],
         }
     )
+    if all(v is None for v in to_official):
+        out = out.drop(columns=["× official"])
+    return out
+
+
+#: the columns of the screen table (files and JSON keep every column)
+SCREEN_COLUMNS = ["model", "backend", "form", "batch", "threads", "median ms", "p10 ms", "p90 ms", "spread",
+                  "× torch", "× official", "max |Δ|", "precision", "load s", "first ms", "RSS MB", "status", "note"]
+
+
+def screen_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[[c for c in SCREEN_COLUMNS if c in frame.columns]]
+
+
+def explain_lines(records: list[BenchRecord]) -> list[tuple[str, str, list[str]]]:
+    """Per measured record: (what, the runtime's one-line summary, its fallback operators as 'op ×n')."""
+    out = []
+    for r in records:
+        if r.status == "skipped" or not r.explain:
+            continue
+        fallback = [f"{op} ×{n}" for op, n in sorted(r.explain.get("fallback", {}).items(), key=lambda kv: -kv[1])]
+        what = f"{r.model} · {r.backend} · {r.form} · b{r.batch} t{r.threads}"
+        precisions = r.explain.get("precisions") or {}
+        summary = r.explain.get("summary", "")
+        if precisions:
+            summary += " (" + ", ".join(f"{p}: {n}" for p, n in precisions.items()) + " layers)"
+        out.append((what, summary, fallback))
     return out

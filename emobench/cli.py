@@ -198,39 +198,46 @@ def bench(
     models: Annotated[list[str], typer.Argument(help="One or more zoo models.")],
     backend: Annotated[str, typer.Option("--backend", "-B", help="Comma-separated backends, or 'all': torch, torch-cl, torch-compile, onnxruntime, openvino, executorch, litert, cuda, cuda-compile.")] = "torch",
     batch: Annotated[str, typer.Option("--batch", "-b", help="Batch sizes, e.g. 1,8 (throughput for batch > 1).")] = "1",
-    threads: Annotated[Optional[str], typer.Option("--threads", "-t", help="CPU thread counts, e.g. 1,2 (default: torch's).")] = None,
+    threads: Annotated[Optional[str], typer.Option("--threads", "-t", help="CPU thread counts, e.g. 1,2 (default: torch's, at most the core count).")] = None,
     resolution: Annotated[Optional[str], typer.Option("--resolution", "-r", help="Input H or HxW (default: the entry's).")] = None,
-    dtype: Annotated[str, typer.Option(help="fp32; bf16 autocast (torch backends, cuda); fp16 autocast (cuda).")] = "fp32",
-    form: Annotated[str, typer.Option(help="fused (the inference form) or reference (the official formulation).")] = "fused",
-    warmup: Annotated[int, typer.Option(help="Untimed calls before timing.")] = 5,
-    min_time: Annotated[float, typer.Option(help="Time at least this many seconds per measurement …")] = 2.0,
+    dtype: Annotated[str, typer.Option(help="fp32 (fp32 on every backend); bf16 (torch autocast, OpenVINO where the CPU has it, cuda); fp16 (cuda).")] = "fp32",
+    form: Annotated[str, typer.Option("--form", help="Formulation(s), comma-separated: auto (per backend, the fastest that passes parity), reference, fused, official (the official code's operators), mobile.")] = "auto",
+    rounds: Annotated[int, typer.Option(help="Rounds: each measurement runs this many times in fresh processes, backends alternating; timings are pooled.")] = 3,
+    warmup: Annotated[int, typer.Option(help="Untimed calls before timing, per round.")] = 10,
+    min_time: Annotated[float, typer.Option(help="Time at least this many seconds per measurement and round …")] = 1.0,
     min_runs: Annotated[int, typer.Option(help="… and at least this many calls.")] = 20,
+    timeout: Annotated[float, typer.Option(help="Seconds one worker process may take before it is killed (an error record).")] = 600.0,
     tolerance: Annotated[Optional[float], typer.Option(help="Parity tolerance, max |Δ| vs eager fp32 torch (default 1e-4 for fp32).")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(help="Weights to load first.")] = None,
+    explain: Annotated[bool, typer.Option("--explain", help="Also show what each runtime ran: delegated vs fallback operators, subgraphs, precisions.")] = False,
     store: StoreOpt = None,
     no_store: Annotated[bool, typer.Option("--no-store", help="Do not record the results.")] = False,
     fmt: FormatOpt = None,
     output: OutputOpt = None,
     zoo: ZooDirs = None,
 ) -> None:
-    """Latency and throughput on every requested backend, one methodology: warm-up, then timed calls until both
-    --min-time and --min-runs are reached; median, p10/p90, IQR, coefficient of variation (noisy runs flagged).
+    """Latency on every requested backend, one methodology, one runtime per process.
 
-    Each backend's output is first compared with eager fp32 torch on the same input; a backend that computes
-    something else is reported as parity-failed, without a latency. Exports are cached per model, weights and
-    backend version. Every measurement is stored with its environment (see `emobench results`)."""
+    Each measurement runs in a fresh worker process: it loads the export (cached per model, weights, form and
+    backend version), checks its output against eager fp32 torch on the reference form and in the precision
+    asked for, then times warm calls until --min-time and --min-runs are reached. Rounds alternate backends;
+    the record pools all rounds (median, p10/p90, IQR, CV, spread between rounds) with the cold start (load,
+    first call) and the worker's peak memory. Exit code 1 when a measurement errors or fails parity (reason in
+    the note column); every measurement is stored with its environment (see `emobench results`)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .bench import BenchPlan, parse_backends, parse_ints, records_frame, run_bench
+    from .bench import (BenchPlan, explain_lines, failed, parse_backends, parse_ints, parse_names, records_frame,
+                        run_bench, screen_frame)
     from .models import parse_resolution
-    from .render import Format, emit
+    from .render import Format, emit, format_for
     from .store import ResultStore
 
     plan = BenchPlan(
         models=models, backends=parse_backends(backend), batches=parse_ints(batch, "batch"),
         **({"threads": parse_ints(threads, "threads")} if threads else {}),
-        resolution=parse_resolution(resolution) if resolution else None, dtype=dtype, form=form, warmup=warmup,
-        min_time=min_time, min_runs=min_runs, tolerance=tolerance, checkpoint=str(checkpoint) if checkpoint else None,
+        resolution=parse_resolution(resolution) if resolution else None, dtype=dtype, forms=parse_names(form),
+        rounds=rounds, warmup=warmup, min_time=min_time, min_runs=min_runs, timeout=timeout, tolerance=tolerance,
+        checkpoint=str(checkpoint) if checkpoint else None,
     )
     plan.validate()
     fmt_ = _format(fmt)
@@ -238,22 +245,37 @@ def bench(
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     try:
         with Progress(*columns, console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
-            task = progress.add_task("bench", total=plan.size)
+            task = progress.add_task("preparing", total=None)
 
-            def step(label: str) -> None:
-                progress.update(task, description=label)
-                if label.endswith(("timing", "skipped", "failed")):
-                    progress.advance(task)
+            def step(label: str, done: int, total: int) -> None:
+                progress.update(task, description=label, completed=done, total=total)
 
             records = run_bench(plan, db, step)
     finally:
         if db is not None:
             db.close()
     df = records_frame(records)
-    meta = {"units": {"median ms": "ms", "img/s": "images/s", "MB": "1e6 bytes"}, "store": None if db is None else str(db.path)}
+    meta = {"units": {"median ms": "ms", "img/s": "images/s", "MB": "1e6 bytes", "RSS MB": "MiB", "load s": "s",
+                      "first ms": "ms", "spread": "(max - min) / median of the per-round medians"},
+            "store": None if db is None else str(db.path)}
+    rows_extra = {"explain": [r.explain for r in records]} if explain and fmt_ not in (None, Format.table, Format.md) else None
+    if rows_extra:
+        df = df.assign(**rows_extra)
+    if format_for(fmt_, output) is Format.table:
+        df = screen_frame(df)
     emit(df, fmt_, output, title="emobench bench", meta=meta, console=console)
+    if explain and fmt_ in (None, Format.table) and output is None:
+        for what, summary, fallback in explain_lines(records):
+            console.print(f"[bold]{escape(what)}[/]: {escape(summary)}", highlight=False)
+            if fallback:
+                console.print(f"    fallback: {escape(', '.join(fallback))}", highlight=False)
     if db is not None and fmt_ in (None, Format.table) and output is None:
         err_console.print(f"[dim]{sum(r.status != 'skipped' for r in records)} record(s) stored in {db.path}[/]")
+    bad = failed(records)
+    if bad:
+        for r in bad:
+            err_console.print(f"[red]{r.status}:[/] {escape(f'{r.model} {r.backend} {r.form}: {r.error}')}", highlight=False)
+        raise typer.Exit(1)
 
 
 results_app = typer.Typer(help="List, compare, export and merge stored benchmark records.", no_args_is_help=True)

@@ -24,6 +24,25 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+#: instruction-set features that change which kernels (and which precision) runtimes pick
+_ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile",
+              "amx_bf16", "amx_int8", "asimd", "asimdhp", "bf16", "i8mm", "sve")
+
+
+@functools.cache
+def cpu_flags() -> tuple[str, ...]:
+    """The CPU's instruction-set features among :data:`_ISA_FLAGS` (from ``/proc/cpuinfo``; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    present = set(line.split(":", 1)[1].split())
+                    return tuple(flag for flag in _ISA_FLAGS if flag in present)
+    except OSError:
+        pass
+    return ()
+
+
 @functools.cache
 def git_revision() -> str | None:
     root = Path(__file__).resolve().parents[1]
@@ -41,6 +60,7 @@ def environment(threads: int | None = None, cuda: bool = False) -> dict[str, Any
 
     return {
         "cpu": cpu_name(),
+        "cpu_flags": list(cpu_flags()),
         "cores": os.cpu_count(),
         "threads": threads if threads is not None else torch.get_num_threads(),
         "os": platform.platform(),

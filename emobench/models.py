@@ -47,6 +47,20 @@ def create_model(
     return model
 
 
+def build_reference(name: str, checkpoint: str | os.PathLike | None = None,
+                    zoo_dirs: list[str] | None = None) -> nn.Module:
+    """The model a measurement runs: the reference form in eval mode, with ``checkpoint`` loaded or with fixed
+    weights (seed 0, the caller's RNG untouched), so every process that builds it gets the same parameters and
+    cached exports stay valid."""
+    import torch
+
+    from .zoo import extra_zoo_dirs
+
+    with extra_zoo_dirs(zoo_dirs), torch.random.fork_rng():
+        torch.manual_seed(0)
+        return create_model(name, checkpoint=checkpoint).eval()
+
+
 def input_shape(entry: ZooEntry, resolution: tuple[int, int] | None = None, batch: int = 1) -> tuple[int, ...]:
     """The input shape for a zoo entry at ``resolution`` (H, W; default: the entry's own)."""
     if batch < 1:

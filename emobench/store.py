@@ -43,6 +43,7 @@ class BenchRecord:
     resolution: str
     dtype: str
     status: str  # ok | parity-failed | error | skipped
+    form_requested: str | None = None  # what --form asked for (auto, or a formulation); ``form`` is what ran
     median_ms: float | None = None
     mean_ms: float | None = None
     p10_ms: float | None = None
@@ -59,6 +60,15 @@ class BenchRecord:
     artifact_bytes: int | None = None
     cached: bool | None = None
     error: str | None = None
+    rounds: int | None = None  # fresh worker processes whose timings were pooled
+    round_spread: float | None = None  # (max - min) / median of the per-round medians
+    import_s: float | None = None  # cold start: importing the runtime
+    load_s: float | None = None  # cold start: loading the artifact and creating the session
+    first_ms: float | None = None  # cold start: the first inference
+    rss_base_mb: float | None = None  # worker's resident memory after the imports (MiB)
+    peak_rss_mb: float | None = None  # worker's peak resident memory (MiB)
+    precision: str | None = None  # what the runtime reports computing in
+    explain: dict[str, Any] = field(default_factory=dict)  # what the runtime ran (delegation, fallbacks, precisions)
     machine: str = ""
     env: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
@@ -66,21 +76,24 @@ class BenchRecord:
     uuid: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
-_JSON_FIELDS = {"env", "params"}
+_JSON_FIELDS = {"env", "params", "explain"}
 _COLUMNS = [f.name for f in fields(BenchRecord)]
 
 
+def _column_type(f) -> str:
+    if f.name in _JSON_FIELDS:
+        return "TEXT"
+    base = str(f.type).split("|")[0].strip()
+    return {"int": "INTEGER", "float": "REAL", "bool": "INTEGER"}.get(base, "TEXT")
+
+
 def _create_table() -> str:
-    cols = []
-    for f in fields(BenchRecord):
-        if f.name == "uuid":
-            cols.append("uuid TEXT PRIMARY KEY")
-        elif f.name in _JSON_FIELDS:
-            cols.append(f"{f.name} TEXT")
-        else:
-            base = str(f.type).split("|")[0].strip()
-            cols.append(f"{f.name} { {'int': 'INTEGER', 'float': 'REAL', 'bool': 'INTEGER'}.get(base, 'TEXT')}")
+    cols = ["uuid TEXT PRIMARY KEY" if f.name == "uuid" else f"{f.name} {_column_type(f)}" for f in fields(BenchRecord)]
     return f"CREATE TABLE IF NOT EXISTS records ({', '.join(cols)})"
+
+
+#: columns every emobench store has had; newer ones are added to older stores (additive migration)
+_CORE_COLUMNS = {"uuid", "model", "backend", "form", "batch", "threads", "resolution", "dtype", "status", "created"}
 
 
 class ResultStore:
@@ -105,9 +118,15 @@ class ResultStore:
                     raise EmobenchError(f"{self.path} is an SQLite file but not an emobench results store")
                 self._conn.execute("PRAGMA journal_mode = WAL")
                 self._conn.execute(_create_table())
-            missing = set(_COLUMNS) - {row[1] for row in self._conn.execute("PRAGMA table_info(records)")}
-            if missing:
-                raise EmobenchError(f"results store {self.path} lacks columns {sorted(missing)}: not an emobench store")
+            present = {row[1] for row in self._conn.execute("PRAGMA table_info(records)")}
+            if _CORE_COLUMNS - present:
+                raise EmobenchError(f"results store {self.path} lacks columns {sorted(_CORE_COLUMNS - present)}: not an emobench store")
+            self._missing = [f for f in fields(BenchRecord) if f.name not in present]
+            if self._missing and not readonly:
+                with self._conn:  # an older store: add the newer columns (existing rows read as empty)
+                    for f in self._missing:
+                        self._conn.execute(f"ALTER TABLE records ADD COLUMN {f.name} {_column_type(f)}")
+                self._missing = []
         except sqlite3.DatabaseError as err:
             self.close()
             raise EmobenchError(f"cannot use results store {self.path}: {err}") from None
@@ -152,7 +171,11 @@ class ResultStore:
         if unknown:
             raise EmobenchError(f"unknown record field(s) {sorted(unknown)}; fields: {', '.join(_COLUMNS)}")
         where = " AND ".join(f"{k} = ?" for k in filters)
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM records" + (f" WHERE {where}" if where else "") + " ORDER BY created"
+        missing = {f.name for f in self._missing}
+        if missing & set(filters):
+            return pd.DataFrame(columns=_COLUMNS)
+        select = ", ".join(f"NULL AS {c}" if c in missing else c for c in _COLUMNS)
+        sql = f"SELECT {select} FROM records" + (f" WHERE {where}" if where else "") + " ORDER BY created"
         try:
             rows = self._conn.execute(sql, list(filters.values())).fetchall()
         except sqlite3.DatabaseError as err:

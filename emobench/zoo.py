@@ -215,6 +215,11 @@ def extra_zoo_dirs(dirs: list[str | os.PathLike] | None):
         _extra_dirs = saved
 
 
+def current_extra_dirs() -> tuple[Path, ...]:
+    """The ``--zoo`` folders in force (worker processes are given them explicitly)."""
+    return _extra_dirs
+
+
 def search_path() -> tuple[Path, ...]:
     env = tuple(p for p in os.environ.get(ENV_ZOO_PATH, "").split(os.pathsep) if p)
     dirs = (builtin_zoo_dir(), *env, *_extra_dirs)

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import torch
 from test_cli import assert_user_error, run
 
+import fake_backends as fake
+from emobench import bench as bench_module
 from emobench.bench import BenchPlan, run_bench
 from emobench.measure import backends as B
+from emobench.nn import forms
 from emobench.store import ResultStore
 
 CPU_BACKENDS = ["torch", "torch-cl", "onnxruntime", "openvino", "executorch", "litert"]
-FAST = dict(warmup=1, min_time=0.0, min_runs=3)
+FAST = dict(warmup=1, min_time=0.0, min_runs=3, rounds=1)
 
 
 @pytest.mark.slow
@@ -29,18 +33,27 @@ def test_backend_parity_on_a_small_emo(backend, tmp_path):
         assert rec.status == "ok", rec.error
         assert rec.parity_ok and rec.parity_max_abs <= 1e-4
         assert rec.median_ms > 0 and rec.runs >= 3 and rec.throughput == pytest.approx(2 / (rec.median_ms / 1e3))
+        # fp32 means fp32 on every backend (OpenVINO computes bf16 by default on CPUs with AVX512_BF16/AMX)
+        assert rec.precision == "fp32"
+        assert rec.form_requested == "auto" and rec.form in forms.PREFERENCE[backend]
+        assert rec.load_s >= 0 and rec.first_ms > 0 and rec.peak_rss_mb >= rec.rss_base_mb > 0
+        assert rec.explain["summary"]
         assert store.count() == 1
+        stored = store.records().iloc[0]
+        assert stored["precision"] == "fp32" and stored["explain"] == rec.explain
 
 
-def test_records_carry_environment_and_parameters(tmp_path):
-    plan = BenchPlan(["irmb"], ["torch"], batches=[1, 2], threads=[1, 2], **FAST)
+def test_worker_results_reach_the_store_with_environment_and_parameters(tmp_path):
+    plan = BenchPlan(["irmb"], ["torch"], batches=[1, 2], threads=[1], **{**FAST, "rounds": 2})
     with ResultStore(tmp_path / "s.sqlite") as store:
         records = run_bench(plan, store)
         stored = store.records()
-    assert [(r.batch, r.threads) for r in records] == [(1, 1), (1, 2), (2, 1), (2, 2)]
-    assert len(stored) == 4
+    assert [(r.batch, r.threads) for r in records] == [(1, 1), (2, 1)]
+    assert len(stored) == 2 and set(stored["status"]) == {"ok"}
+    # two rounds, each a fresh worker process, pooled: at least min_runs calls from each
+    assert list(stored["rounds"]) == [2, 2] and all(stored["runs"] >= 6) and all(stored["round_spread"] >= 0)
     env = stored.iloc[0]["env"]
-    for key in ("cpu", "cores", "threads", "os", "python", "torch", "backend_version", "emobench", "git"):
+    for key in ("cpu", "cpu_flags", "cores", "threads", "os", "python", "torch", "backend_version", "emobench", "git"):
         assert key in env
     assert stored.iloc[0]["params"]["input_shape"] == [1, 64, 14, 14]
     assert all(r.export_s is None for r in records)  # eager torch converts nothing
@@ -56,29 +69,62 @@ def test_exports_are_cached(tmp_path):
     assert second.export_s == first.export_s and second.artifact_bytes == first.artifact_bytes > 0
 
 
-class _Missing(B.Backend):
-    name = "missing"
-    modules = ("emobench_no_such_runtime",)
-    install = "missing"
-
-
-class _Wrong(B.TorchEager):
-    name = "wrong"
-
-    def runner(self, artifact, threads, dtype):
-        return lambda x: torch.zeros(x.shape[0], 64, 14, 14)
-
-
 def test_missing_backend_is_skipped_with_install_hint(monkeypatch):
-    monkeypatch.setitem(B.BACKENDS, "missing", _Missing())
+    monkeypatch.setitem(B.BACKENDS, "missing", fake.Missing())
     (rec,) = run_bench(BenchPlan(["irmb"], ["missing"], **FAST))
     assert rec.status == "skipped" and "pip install 'emobench[missing]'" in rec.error and rec.median_ms is None
 
 
 def test_wrong_backend_fails_parity_and_gets_no_latency(monkeypatch):
-    monkeypatch.setitem(B.BACKENDS, "wrong", _Wrong())
-    (rec,) = run_bench(BenchPlan(["irmb"], ["wrong"], **FAST))
+    monkeypatch.setitem(B.BACKENDS, "wrong", fake.Wrong())
+    (rec,) = run_bench(BenchPlan(["irmb"], ["wrong"], forms=["fused"], **FAST))
     assert rec.status == "parity-failed" and not rec.parity_ok and rec.median_ms is None and rec.parity_max_abs > 0
+    assert "tolerance" in rec.error
+
+
+def test_a_precision_other_than_asked_fails_parity(monkeypatch):
+    monkeypatch.setitem(B.BACKENDS, "silent-bf16", fake.SilentBf16())
+    (rec,) = run_bench(BenchPlan(["irmb"], ["silent-bf16"], forms=["fused"], **FAST))
+    assert rec.status == "parity-failed" and rec.median_ms is None
+    assert rec.error == "silent-bf16 ran bf16, not fp32" and rec.precision == "bf16"
+
+
+def test_crashing_and_hanging_workers_become_error_records_and_the_sweep_goes_on(monkeypatch, tmp_path):
+    monkeypatch.setitem(B.BACKENDS, "crash", fake.Crash())
+    monkeypatch.setitem(B.BACKENDS, "hang", fake.Hang())
+    plan = BenchPlan(["irmb"], ["crash", "hang", "torch"], forms=["fused"], timeout=20, **FAST)
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        crash, hang, ok = run_bench(plan, store)
+        assert store.count() == 3
+    assert crash.status == "error" and crash.error == "worker died (exit code 3)"
+    assert hang.status == "error" and hang.error == "worker timed out after 20 s and was killed"
+    assert ok.status == "ok" and ok.median_ms > 0
+    assert bench_module.failed([crash, hang, ok]) == [crash, hang]
+
+
+def test_auto_measures_the_first_formulation_that_passes_parity(monkeypatch):
+    if B.BACKENDS["onnxruntime"].unavailable():
+        pytest.skip("onnxruntime is not installed")
+
+    class Doubled(torch.nn.Module):  # exported by this process, so the worker needs no knowledge of it
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            return self.model(x) * 2
+
+    broken = forms.Formulation("broken", "wrong on purpose", Doubled, lambda m: None)
+    monkeypatch.setitem(forms.FORMULATIONS, "broken", broken)
+    monkeypatch.setitem(forms.PREFERENCE, "onnxruntime", ("broken", "fused"))
+    (rec,) = run_bench(BenchPlan(["irmb"], ["onnxruntime"], **FAST))
+    assert rec.status == "ok" and rec.form == "fused" and rec.form_requested == "auto"
+    assert rec.error.startswith("broken: parity-failed (max |Δ|")
+
+
+def test_a_forced_form_the_model_lacks_is_an_error():
+    (rec,) = run_bench(BenchPlan(["irmb"], ["torch"], forms=["official"], **FAST))
+    assert rec.status == "error" and rec.form == "official" and "not an EMO network" in rec.error
 
 
 def test_cuda_backends_skip_without_a_gpu():
@@ -107,7 +153,7 @@ def test_unsupported_dtype_is_skipped():
 def test_cli_bench_and_results(capsys, monkeypatch, tmp_path):
     store = tmp_path / "r.sqlite"
     code, out, _ = run(capsys, monkeypatch, "bench", "irmb", "-B", "torch,torch-cl", "-t", "1", "--min-time", "0",
-                       "--min-runs", "3", "--warmup", "1", "--store", str(store), "-f", "json")
+                       "--min-runs", "3", "--warmup", "1", "--rounds", "1", "--store", str(store), "-f", "json")
     assert code == 0
     rows = json.loads(out)["rows"]
     assert [r["backend"] for r in rows] == ["torch", "torch-cl"] and rows[0]["× torch"] == 1.0
@@ -131,6 +177,11 @@ def test_cli_bench_and_results(capsys, monkeypatch, tmp_path):
         (["bench", "irmb", "-t", "0,2"], "threads must be >= 1"),
         (["bench", "irmb", "--dtype", "int4"], "unknown dtype"),
         (["bench", "emo_7m"], "unknown model"),
+        (["bench", "irmb", "--form", "fastest"], "unknown form 'fastest'"),
+        (["bench", "irmb", "--rounds", "0"], "rounds >= 1"),
+        (["bench", "irmb", "--timeout", "0"], "timeout must be > 0"),
+        (["bench", "irmb", "--tolerance", "-1"], "tolerance must be >= 0"),
+        (["bench", "irmb", "-B", ""], "no backend given"),
     ],
 )
 def test_cli_bench_bad_input(capsys, monkeypatch, args, needle):
@@ -147,30 +198,59 @@ def test_cli_unreadable_store(capsys, monkeypatch, tmp_path):
     assert_user_error(code, err, "cannot use results store")
 
 
-def test_executorch_threadpool_is_restored():
-    if B.BACKENDS["executorch"].unavailable():
-        pytest.skip("executorch is not installed")
-    from executorch.extension.pybindings import portable_lib
-
-    before = portable_lib._threadpool_get_thread_count()
-    wanted = 1 if before != 1 else 2
-    (rec,) = run_bench(BenchPlan(["irmb"], ["executorch"], threads=[wanted], **FAST))
-    assert rec.status == "ok" and rec.threads == wanted
-    assert portable_lib._threadpool_get_thread_count() == before
-
-
-def test_torch_thread_count_is_set_for_the_measurement_and_restored():
+def test_measurements_leave_this_process_alone():
+    """Runtimes set process-wide state (thread pools); workers keep it out of the calling process."""
     before = torch.get_num_threads()
     wanted = 1 if before != 1 else 2
-    backend = B.BACKENDS["torch"]
-    seen = []
-    import emobench
+    backends = ["torch"] + ([] if B.BACKENDS["executorch"].unavailable() else ["executorch"])
+    records = run_bench(BenchPlan(["irmb"], backends, threads=[wanted], forms=["fused"], **FAST))
+    assert all(r.status == "ok" and r.threads == wanted for r in records)
+    assert torch.get_num_threads() == before
+    assert "executorch.runtime" not in sys.modules and "onnxruntime" not in sys.modules
 
-    artifact = backend.prepare(emobench.create_model("irmb").eval(), torch.randn(1, 64, 14, 14), "unused")
-    run = backend.session(artifact, wanted, "fp32")
-    run(torch.randn(1, 64, 14, 14))
-    seen.append(torch.get_num_threads())
-    backend.release()
-    assert seen == [wanted] and torch.get_num_threads() == before
-    (rec,) = run_bench(BenchPlan(["irmb"], ["torch"], threads=[wanted], **FAST))
-    assert rec.status == "ok" and torch.get_num_threads() == before
+
+def test_executorch_reports_its_fallback_operators():
+    if B.BACKENDS["executorch"].unavailable():
+        pytest.skip("executorch is not installed")
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    class WithCumsum(torch.nn.Module):  # XNNPACK has no cumulative sum: it must stay on a portable kernel
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 1)
+
+        def forward(self, x):
+            return torch.cumsum(self.conv(x), dim=1) + 1
+
+    program = torch.export.export(WithCumsum().eval(), (torch.randn(1, 3, 8, 8),))
+    lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+    report = B.executorch_delegation(lowered.exported_program().graph_module)
+    assert report["fallback"]["cumsum"] == 1 and "convolution" not in report["fallback"]
+    assert report["accelerated"]["convolution"] == 1 and report["subgraphs"] >= 1
+    assert f"{sum(report['fallback'].values())} on portable kernels" in report["summary"]
+
+
+def test_litert_delegation_walks_each_partition_back_to_its_inputs():
+    # t0 → CONV → t1 → CUMSUM → t2 → MUL → t3 → ADD → t4, with XNNPACK taking CONV and (MUL, ADD)
+    ops = [
+        {"op_name": "CONV_2D", "inputs": [0, 10], "outputs": [1]},
+        {"op_name": "CUMSUM", "inputs": [1, 11], "outputs": [2]},
+        {"op_name": "MUL", "inputs": [2, 12], "outputs": [3]},
+        {"op_name": "ADD", "inputs": [3, 13], "outputs": [4]},
+        {"op_name": "DELEGATE", "inputs": [0, 10], "outputs": [1]},
+        {"op_name": "DELEGATE", "inputs": [2, 12, 13], "outputs": [4]},
+    ]
+    report = B.litert_delegation(ops)
+    assert report["accelerated"] == {"ADD": 1, "CONV_2D": 1, "MUL": 1}
+    assert report["fallback"] == {"CUMSUM": 1} and report["subgraphs"] == 2
+
+
+def test_cli_bench_exits_1_with_the_reason_when_a_measurement_fails(capsys, monkeypatch):
+    monkeypatch.setitem(B.BACKENDS, "silent-bf16", fake.SilentBf16())
+    code, out, err = run(capsys, monkeypatch, "bench", "irmb", "-B", "torch,silent-bf16", "--rounds", "1",
+                         "--min-time", "0", "--min-runs", "3", "--warmup", "1", "--no-store", "-f", "json")
+    assert code == 1
+    rows = json.loads(out)["rows"]
+    assert [r["status"] for r in rows] == ["ok", "parity-failed"] and "silent-bf16 ran bf16, not fp32" in rows[1]["note"]
+    assert "parity-failed" in err

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import emobench
+from emobench.nn.forms import FORMULATIONS, formulate
 
 VARIANTS = ["emo_1m", "emo_2m", "emo_5m", "emo_6m"]
 TOL = 1e-4
@@ -69,3 +70,16 @@ def test_checkpoint_file_loads_through_the_public_api(tmp_path):
     with torch.no_grad():
         x = ref["inputs"]["x224_b2"]
         assert (model(x) - ref["logits"]["x224_b2"]).abs().max().item() <= TOL
+
+
+@pytest.mark.parametrize("form", [f for f in FORMULATIONS if f not in ("reference", "fused")])
+def test_every_formulation_matches_official_logits(bundle, form):
+    """The formulations that only give logits (official, mobile, …) against the official outputs, every input
+    (224, a padded size and a batch), so each one is the same function as the released code."""
+    name, ref = bundle
+    model = emobench.create_model(name).eval()
+    model.load_state_dict(ref["state_dict"], strict=True)
+    run = formulate(model, form)
+    with torch.no_grad():
+        for key, x in ref["inputs"].items():
+            assert (run(x) - ref["logits"][key]).abs().max().item() <= TOL, f"{name} {form} {key}"

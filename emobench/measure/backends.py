@@ -16,7 +16,8 @@ import json
 import os
 import time
 import warnings
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -24,6 +25,9 @@ import torch
 from torch import nn
 
 Runner = Callable[[torch.Tensor], torch.Tensor]
+
+#: emobench dtype → OpenVINO INFERENCE_PRECISION_HINT
+_OPENVINO_DTYPES = {"fp32": "f32", "bf16": "bf16"}
 
 #: Default parity tolerance (max |difference| against eager fp32 torch) per compute dtype.
 TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 5e-2}
@@ -55,6 +59,8 @@ class Artifact:
     export_s: float | None
     cached: bool
     companions: tuple[str, ...] = ()
+    #: what the exporter reported about the artifact (ExecuTorch: its delegation summary)
+    explain: dict | None = None
 
     @property
     def size(self) -> int | None:
@@ -65,15 +71,43 @@ class Artifact:
         return sum(f.stat().st_size for f in files if f.exists())
 
 
+@dataclass
+class Session:
+    """A loaded model ready to run: the call, the precision the runtime reports computing in, and what it runs.
+
+    ``explain`` follows one shape for every backend: ``summary`` (one line), ``fallback`` (operator → count of
+    nodes the accelerated path did not take; empty when it took all), ``accelerated`` (operator → count),
+    ``subgraphs`` (delegate partitions, where the runtime has them) and ``precisions`` (precision → layers)."""
+
+    run: Runner
+    precision: str
+    #: the report, or a function computing it (called after the timing, when it costs a second session)
+    explain: dict | Callable[[], dict] = field(default_factory=dict)
+
+    def report(self) -> dict:
+        return self.explain() if callable(self.explain) else self.explain
+
+
+def explain_counts(summary: str, accelerated: dict | None = None, fallback: dict | None = None,
+                   subgraphs: int | None = None, precisions: dict | None = None) -> dict:
+    return {"summary": summary, "accelerated": dict(sorted((accelerated or {}).items())),
+            "fallback": dict(sorted((fallback or {}).items())), "subgraphs": subgraphs,
+            "precisions": dict(sorted((precisions or {}).items()))}
+
+
 class Backend:
-    """A way to run a model. Subclasses set the class attributes and implement ``export`` and ``runner``."""
+    """A way to run a model. Subclasses set the class attributes and implement ``export`` and ``open``.
+
+    The parent process exports (``prepare``, cached on disk); a worker process loads the artifact and measures
+    it (``session``), so each runtime runs alone in its process. Backends with nothing to write (``suffix`` is
+    None: eager and compiled torch) export inside the worker instead."""
 
     name: str = ""
     description: str = ""
     modules: tuple[str, ...] = ()  # import names that must be present
     distribution: str = "torch"  # whose version identifies the artifact
     install: str = ""  # the pip extra that installs it
-    suffix: str | None = None  # artifact file suffix; None: nothing to cache
+    suffix: str | None = None  # artifact file suffix; None: nothing to cache, the worker builds the model
     dtypes: tuple[str, ...] = ("fp32",)
     device: str = "cpu"
     exports: bool = True  # False: nothing is converted, so there is no export time
@@ -92,6 +126,11 @@ class Backend:
         except importlib.metadata.PackageNotFoundError:
             return "unknown"
 
+    def import_runtime(self) -> None:
+        """Import the runtime's modules (timed separately as part of the cold start)."""
+        for module in self.modules:
+            importlib.import_module(module)
+
     def artifact_path(self, key: str) -> Path | None:
         if self.suffix is None:
             return None
@@ -103,34 +142,33 @@ class Backend:
         meta = path.with_suffix(path.suffix + ".json") if path else None
         if path is not None and path.exists() and meta.exists():
             info = json.loads(meta.read_text())
-            return Artifact(self.load(path), path, info.get("export_s"), cached=True, companions=self.companions)
+            return Artifact(self.load(path), path, info.get("export_s"), cached=True, companions=self.companions,
+                            explain=info.get("explain"))
         start = time.perf_counter()
         with _quiet():
-            obj = self.export(model, example, path)
+            obj, explain = self.export(model, example, path)
         export_s = time.perf_counter() - start if self.exports else None
         if path is not None:
-            meta.write_text(json.dumps({"export_s": export_s, "version": self.version()}))
-        return Artifact(obj, path, export_s, cached=False, companions=self.companions)
+            meta.write_text(json.dumps({"export_s": export_s, "version": self.version(), "explain": explain}))
+        return Artifact(obj, path, export_s, cached=False, companions=self.companions, explain=explain)
 
-    def session(self, artifact: Artifact, threads: int, dtype: str) -> Runner:
-        """``runner`` with the runtime's start-up chatter silenced."""
+    def session(self, artifact: Artifact, threads: int, dtype: str) -> Session:
+        """``open`` with the runtime's start-up chatter silenced."""
         with _quiet():
-            return self.runner(artifact, threads, dtype)
+            return self.open(artifact, threads, dtype)
 
-    def export(self, model: nn.Module, example: torch.Tensor, path: Path | None) -> object:
-        return model
+    def export(self, model: nn.Module, example: torch.Tensor, path: Path | None) -> tuple[object, dict | None]:
+        """(the object to run or the written path, the exporter's report or None)."""
+        return model, None
 
     def load(self, path: Path) -> object:
         raise NotImplementedError
 
-    def runner(self, artifact: Artifact, threads: int, dtype: str) -> Runner:
+    def open(self, artifact: Artifact, threads: int, dtype: str) -> Session:
         raise NotImplementedError
 
     def sync(self) -> Callable[[], None] | None:
         return None
-
-    def release(self) -> None:
-        """Undo process-wide settings a runner made (called after each measurement)."""
 
 
 @contextlib.contextmanager
@@ -165,56 +203,59 @@ def _atomic_path(path: Path) -> Path:
     return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
 
 
+def _torch_precision(dtype: str) -> str:
+    """What eager torch computes fp32 matmuls in: reduced-precision matmul settings are reported, not hidden."""
+    if dtype != "fp32":
+        return dtype
+    setting = torch.get_float32_matmul_precision()
+    return "fp32" if setting == "highest" else f"fp32 (matmul precision '{setting}')"
+
+
 class TorchEager(Backend):
     name = "torch"
     description = "PyTorch eager on the CPU (fp32, or bf16 autocast)"
     exports = False
     dtypes = ("fp32", "bf16")
+    summary = "eager ATen CPU kernels, operator by operator"
 
-    _saved_threads: int | None = None
-
-    def runner(self, artifact, threads, dtype):
+    def open(self, artifact, threads, dtype):
         model = artifact.obj
         autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype)
-        # Set once for the measurement (release() restores it), not per call inside the timed loop.
-        if self._saved_threads is None:
-            self._saved_threads = torch.get_num_threads()
-        torch.set_num_threads(threads)
+        torch.set_num_threads(threads)  # the worker's own setting: nothing to restore
 
         def run(x):
             with torch.inference_mode(), torch.autocast("cpu", autocast, enabled=autocast is not None):
                 return model(x).float()
 
-        return run
-
-    def release(self) -> None:
-        if self._saved_threads is not None:
-            torch.set_num_threads(self._saved_threads)
-            self._saved_threads = None
+        return Session(run, _torch_precision(dtype), explain_counts(self.summary))
 
 
 class TorchChannelsLast(TorchEager):
     name = "torch-cl"
     description = "PyTorch eager on the CPU, model and input in channels_last memory format"
+    summary = "eager ATen CPU kernels on channels_last tensors"
 
     def export(self, model, example, path):
-        return model.to(memory_format=torch.channels_last)
+        return model.to(memory_format=torch.channels_last), None
 
-    def runner(self, artifact, threads, dtype):
-        run = super().runner(artifact, threads, dtype)
-        return lambda x: run(x.contiguous(memory_format=torch.channels_last))
+    def open(self, artifact, threads, dtype):
+        session = super().open(artifact, threads, dtype)
+        run = session.run
+        session.run = lambda x: run(x.contiguous(memory_format=torch.channels_last))
+        return session
 
 
 class TorchCompile(TorchEager):
     name = "torch-compile"
     description = "torch.compile (inductor) on the CPU; export time = first-call compile"
     exports = True
+    summary = "inductor-generated C++/OpenMP kernels"
 
     def export(self, model, example, path):
         compiled = torch.compile(model)
         with torch.inference_mode():
             compiled(example)  # compiles
-        return compiled
+        return compiled, None
 
 
 class FileBackend(Backend):
@@ -223,17 +264,24 @@ class FileBackend(Backend):
 
     def export(self, model, example, path):
         tmp = _atomic_path(path)
-        self.write(model, example, tmp)
+        explain = self.write(model, example, tmp)
         for suffix in self.companions:
             tmp.with_suffix(suffix).replace(path.with_suffix(suffix))
         tmp.replace(path)
-        return path
+        return path, explain
 
-    def write(self, model: nn.Module, example: torch.Tensor, path: Path) -> None:
+    def write(self, model: nn.Module, example: torch.Tensor, path: Path) -> dict | None:
+        """Write the artifact; return the exporter's report (or None)."""
         raise NotImplementedError
 
     def load(self, path):
         return path
+
+
+def _onnx_op_counts(path: str) -> Counter:
+    import onnx
+
+    return Counter(node.op_type for node in onnx.load(path, load_external_data=False).graph.node)
 
 
 class OnnxRuntime(FileBackend):
@@ -246,40 +294,116 @@ class OnnxRuntime(FileBackend):
 
     def write(self, model, example, path):
         torch.onnx.export(model, (example,), str(path), dynamo=True, opset_version=18, external_data=False)
+        return None
 
-    def runner(self, artifact, threads, dtype):
+    def _options(self, threads: int):
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
-        session = ort.InferenceSession(str(artifact.path), opts, providers=["CPUExecutionProvider"])
+        return opts
+
+    def open(self, artifact, threads, dtype):
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(artifact.path), self._options(threads), providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
-        return lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0])
+        run = lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0])  # noqa: E731
+        return Session(run, "fp32", lambda: self._explain(artifact, threads))
+
+    def _explain(self, artifact: Artifact, threads: int) -> dict:
+        """The graph ONNX Runtime runs after its optimisations (fusions), by operator."""
+        import tempfile
+
+        import onnxruntime as ort
+
+        exported = _onnx_op_counts(str(artifact.path))
+        with tempfile.TemporaryDirectory() as tmp:
+            opts = self._options(threads)
+            opts.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+            ort.InferenceSession(str(artifact.path), opts, providers=["CPUExecutionProvider"])
+            optimized = _onnx_op_counts(opts.optimized_model_filepath)
+        summary = (f"CPU execution provider runs every node: {sum(exported.values())} exported nodes, "
+                   f"{sum(optimized.values())} after graph optimisation")
+        return explain_counts(summary, accelerated=optimized)
+
+
+def _openvino_dtype(ov_type) -> str:
+    name = str(getattr(ov_type, "get_type_name", lambda: ov_type)())
+    return {"f32": "fp32", "float32": "fp32", "bf16": "bf16", "bfloat16": "bf16", "f16": "fp16", "float16": "fp16"}.get(name, name)
+
+
+#: OpenVINO layer types whose runtime precision is the model's compute precision
+_OPENVINO_COMPUTE = {"Convolution", "GroupConvolution", "FullyConnected", "MatMul", "Eltwise", "Softmax", "MVN", "RMS"}
 
 
 class OpenVINO(FileBackend):
     name = "openvino"
-    description = "OpenVINO (ov.convert_model) on the CPU plugin"
+    description = "OpenVINO (ov.convert_model, static input shape) on the CPU plugin, latency hint"
     modules = ("openvino",)
     distribution = "openvino"
     install = "openvino"
     suffix = ".xml"
     companions = (".bin",)  # the weights
+    dtypes = ("fp32", "bf16")
 
     def write(self, model, example, path):
         import openvino as ov
 
-        ov.save_model(ov.convert_model(model, example_input=example), str(path), compress_to_fp16=False)
+        converted = ov.convert_model(model, example_input=example, input=[tuple(example.shape)])
+        ov.save_model(converted, str(path), compress_to_fp16=False)
+        return None
 
-    def runner(self, artifact, threads, dtype):
+    def open(self, artifact, threads, dtype):
         import openvino as ov
 
         core = ov.Core()
-        compiled = core.compile_model(core.read_model(str(artifact.path)), "CPU", {"INFERENCE_NUM_THREADS": threads})
+        if dtype == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+            raise RuntimeError("this CPU has no bf16 support in OpenVINO")
+        # The CPU plugin computes in bf16 by default on CPUs with AVX512_BF16/AMX: fp32 must be asked for.
+        config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": _OPENVINO_DTYPES[dtype],
+                  "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+        compiled = core.compile_model(core.read_model(str(artifact.path)), "CPU", config)
         request = compiled.create_infer_request()
-        return lambda x: torch.from_numpy(request.infer([x.numpy()])[compiled.output(0)].copy())
+        layers = [(op.get_rt_info()["layerType"].astype(str), op.get_rt_info()["runtimePrecision"].astype(str))
+                  for op in compiled.get_runtime_model().get_ordered_ops()]
+        executed = sorted({_openvino_dtype(p) for t, p in layers if t in _OPENVINO_COMPUTE})
+        precision = "+".join(executed) or _openvino_dtype(compiled.get_property("INFERENCE_PRECISION_HINT"))
+        compute = [(t, _openvino_dtype(p)) for t, p in layers if t not in ("Const", "Input", "Output")]
+        explain = explain_counts(
+            f"CPU plugin, inference precision {_openvino_dtype(compiled.get_property('INFERENCE_PRECISION_HINT'))}; "
+            f"{len(compute)} executed layers", accelerated=Counter(t for t, _ in compute),
+            precisions=Counter(p for _, p in compute),
+        )
+        run = lambda x: torch.from_numpy(request.infer([x.numpy()])[compiled.output(0)].copy())  # noqa: E731
+        return Session(run, precision, explain)
+
+
+def _clean_op(name: str) -> str:
+    for prefix in ("aten_", "aten."):
+        name = name.removeprefix(prefix)
+    return name.removesuffix("_default").removesuffix(".default")
+
+
+#: ExecuTorch graph nodes that compute nothing (tuple unpacking) and the summary row of its report
+_EXECUTORCH_STRUCTURAL = {"getitem", "Total"}
+
+
+def executorch_delegation(graph_module) -> dict:
+    """Delegated and portable (fallback) operators of a lowered ExecuTorch program, and its delegate count."""
+    from executorch.devtools.backend_debug import get_delegation_info
+
+    info = get_delegation_info(graph_module)
+    rows = [r for r in info.get_operator_delegation_dataframe().itertuples() if r.op_type not in _EXECUTORCH_STRUCTURAL]
+    accelerated = {_clean_op(r.op_type): int(r.occurrences_in_delegated_graphs) for r in rows if r.occurrences_in_delegated_graphs}
+    fallback = {_clean_op(r.op_type): int(r.occurrences_in_non_delegated_graphs) for r in rows if r.occurrences_in_non_delegated_graphs}
+    summary = (f"XNNPACK delegate: {sum(accelerated.values())} operators in {info.num_delegated_subgraphs} "
+               f"subgraph(s); {sum(fallback.values())} on portable kernels")
+    return explain_counts(summary, accelerated, fallback, subgraphs=info.num_delegated_subgraphs)
 
 
 class ExecuTorch(FileBackend):
@@ -295,28 +419,46 @@ class ExecuTorch(FileBackend):
         from executorch.exir import to_edge_transform_and_lower
 
         program = torch.export.export(model, (example,))
-        path.write_bytes(to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch().buffer)
+        edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+        explain = executorch_delegation(edge.exported_program().graph_module)
+        path.write_bytes(edge.to_executorch().buffer)
+        return explain
 
-    def runner(self, artifact, threads, dtype):
+    def open(self, artifact, threads, dtype):
         from executorch.extension.pybindings import portable_lib
         from executorch.runtime import Runtime
 
-        # The threadpool is process-wide: remember its size so release() can put it back.
-        if self._saved_threads is None:
-            self._saved_threads = portable_lib._threadpool_get_thread_count()
-        portable_lib._unsafe_reset_threadpool(threads)
+        portable_lib._unsafe_reset_threadpool(threads)  # process-wide, and this process is the worker's own
         method = Runtime.get().load_program(str(artifact.path)).load_method("forward")
-        return lambda x: method.execute([x])[0]
+        explain = artifact.explain or explain_counts("no delegation report (artifact exported by an older emobench)")
+        return Session(lambda x: method.execute([x])[0], "fp32", explain)
 
-    _saved_threads: int | None = None
 
-    def release(self) -> None:
-        if self._saved_threads is not None:
-            from executorch.extension.pybindings import portable_lib
+def litert_delegation(ops: list[dict]) -> dict:
+    """Which nodes of a TFLite graph its delegate took, from the interpreter's node list.
 
-            with _quiet():  # the runtime logs the reset from C++
-                portable_lib._unsafe_reset_threadpool(self._saved_threads)
-            self._saved_threads = None
+    The interpreter lists the original nodes and one ``DELEGATE`` node per partition. A partition's nodes are
+    those reached walking back from its outputs to its inputs; a node no partition reaches runs on a built-in
+    kernel."""
+    producer = {int(t): i for i, op in enumerate(ops) if op["op_name"] != "DELEGATE" for t in op["outputs"]}
+    delegates = [op for op in ops if op["op_name"] == "DELEGATE"]
+    taken: set[int] = set()
+    for d in delegates:
+        stop = {int(t) for t in d["inputs"]}
+        stack = [int(t) for t in d["outputs"]]
+        while stack:
+            t = stack.pop()
+            i = producer.get(t)
+            if t in stop or i is None or i in taken:
+                continue
+            taken.add(i)
+            stack.extend(int(u) for u in ops[i]["inputs"])
+    nodes = [(i, op["op_name"]) for i, op in enumerate(ops) if op["op_name"] != "DELEGATE"]
+    accelerated = Counter(name for i, name in nodes if i in taken)
+    fallback = Counter(name for i, name in nodes if i not in taken)
+    summary = (f"XNNPACK delegate: {sum(accelerated.values())} of {len(nodes)} nodes in {len(delegates)} "
+               f"partition(s); {sum(fallback.values())} on built-in kernels")
+    return explain_counts(summary, accelerated, fallback, subgraphs=len(delegates))
 
 
 class LiteRT(FileBackend):
@@ -327,16 +469,19 @@ class LiteRT(FileBackend):
     install = "litert"
     suffix = ".tflite"
 
+    def import_runtime(self) -> None:
+        importlib.import_module("ai_edge_litert.interpreter")  # the converter is the parent's business
+
     def write(self, model, example, path):
         import litert_torch
 
         litert_torch.convert(model.eval(), (example,)).export(str(path))
+        return None
 
-    def runner(self, artifact, threads, dtype):
+    def open(self, artifact, threads, dtype):
         from ai_edge_litert.interpreter import Interpreter
 
-        with contextlib.redirect_stderr(io.StringIO()):
-            interp = Interpreter(model_path=str(artifact.path), num_threads=threads)
+        interp = Interpreter(model_path=str(artifact.path), num_threads=threads)
         interp.allocate_tensors()
         inp, out = interp.get_input_details()[0]["index"], interp.get_output_details()[0]["index"]
 
@@ -345,7 +490,7 @@ class LiteRT(FileBackend):
             interp.invoke()
             return torch.from_numpy(interp.get_tensor(out).copy())
 
-        return run
+        return Session(run, "fp32", litert_delegation(interp._get_ops_details()))
 
 
 class CudaEager(Backend):
@@ -354,22 +499,27 @@ class CudaEager(Backend):
     dtypes = ("fp32", "fp16", "bf16")
     device = "cuda"
     exports = False
+    summary = "eager ATen CUDA kernels"
 
     def unavailable(self):
         return None if torch.cuda.is_available() else "no CUDA device"
 
     def export(self, model, example, path):
-        return model.to("cuda")
+        return model.to("cuda"), None
 
-    def runner(self, artifact, threads, dtype):
+    def open(self, artifact, threads, dtype):
         model = artifact.obj
         autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype)
+        if dtype == "fp32":
+            # cuDNN convolutions default to TF32 on Ampere and newer: fp32 means fp32.
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
 
         def run(x):
             with torch.inference_mode(), torch.autocast("cuda", autocast, enabled=autocast is not None):
                 return model(x).float()
 
-        return run
+        return Session(run, _torch_precision(dtype), explain_counts(self.summary))
 
     def sync(self):
         return torch.cuda.synchronize
@@ -379,12 +529,13 @@ class CudaCompile(CudaEager):
     name = "cuda-compile"
     description = "torch.compile (inductor) on a CUDA GPU"
     exports = True
+    summary = "inductor-generated Triton kernels"
 
     def export(self, model, example, path):
         compiled = torch.compile(model.to("cuda"))
         with torch.inference_mode():
             compiled(example.to("cuda"))
-        return compiled
+        return compiled, None
 
 
 BACKENDS: dict[str, Backend] = {

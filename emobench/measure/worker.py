@@ -1,0 +1,143 @@
+"""One measurement in a process of its own: ``python -m emobench.measure.worker SPEC.json RESULT.json``.
+
+Runtimes keep thread pools alive and spinning after a call (OpenMP, ONNX Runtime's intra-op pool, XNNPACK's
+pthreadpool) and set process-wide state (ExecuTorch's threadpool size, torch's thread count, cuDNN's TF32
+switch). Measured side by side in one process they steal the cores from each other; so ``emobench bench`` runs
+every (model, backend, batch, threads, dtype, round) in a fresh worker that imports one runtime, loads the
+artifact the parent exported (or, for eager and compiled torch, builds the model itself from the same seed),
+checks parity against the parent's reference output, times the calls and exits. The parent stores the result.
+
+The worker reports its cold start (runtime import, load/initialisation, first inference), its resident memory
+after the imports and at its peak, the precision the runtime reports computing in, and what the runtime
+actually runs (the backend's ``explain`` report). Everything goes to RESULT.json; a crash or a hang leaves no
+result, which the parent turns into an ``error`` record.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _current_rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def _peak_rss_mb() -> float | None:
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not Unix
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
+
+
+def load_backend(path: str):
+    """A backend instance from ``module:QualName`` (so backends defined outside emobench run in workers too)."""
+    module, _, qualname = path.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj()
+
+
+def measure(spec: dict) -> dict:
+    """Run one measurement as ``spec`` describes (see :func:`emobench.bench.worker_spec`); returns the result."""
+    import numpy as np
+    import torch
+
+    from .backends import Artifact
+    from .timing import time_calls
+
+    result: dict[str, Any] = {"status": "error"}
+    stage = "import"
+    try:
+        backend = load_backend(spec["backend"])
+        start = time.perf_counter()
+        backend.import_runtime()
+        result["import_s"] = time.perf_counter() - start
+        x = torch.from_numpy(np.load(spec["input"], allow_pickle=False)).to(backend.device)
+        expected = np.load(spec["expected"], allow_pickle=False)
+        result["rss_base_mb"] = _current_rss_mb()
+
+        stage = "load"
+        start = time.perf_counter()
+        art = spec.get("artifact")
+        if art is not None:
+            path = Path(art["path"])
+            artifact = Artifact(backend.load(path), path, art.get("export_s"), art.get("cached", True),
+                                tuple(art.get("companions", ())), art.get("explain"))
+        else:
+            from ..models import build_reference
+            from ..nn.forms import formulate
+
+            stage = "export"
+            m = spec["model"]
+            model = formulate(build_reference(m["name"], m.get("checkpoint"), m.get("zoo_dirs")), m["form"])
+            artifact = backend.prepare(model, x, "")
+            result["export_s"] = artifact.export_s
+        stage = "load"
+        session = backend.session(artifact, spec["threads"], spec["dtype"])
+        result["load_s"] = time.perf_counter() - start - (result.get("export_s") or 0.0)
+
+        stage = "run"
+        sync = backend.sync()
+        start = time.perf_counter()
+        with torch.inference_mode():
+            out = session.run(x)
+        if sync:
+            sync()
+        result["first_ms"] = (time.perf_counter() - start) * 1e3
+        result["precision"] = session.precision
+        diff = float(np.abs(out.float().cpu().numpy() - expected).max()) if out.shape == expected.shape else float("inf")
+        result["parity_max_abs"] = diff
+        if session.precision != spec["dtype"]:
+            result.update(status="parity-failed", error=f"{backend.name} ran {session.precision}, not {spec['dtype']}")
+        elif not diff <= spec["tolerance"]:  # NaN fails too
+            shape = "" if out.shape == expected.shape else f" (output {tuple(out.shape)} ≠ {tuple(expected.shape)})"
+            result.update(status="parity-failed", error=f"max |Δ| {diff:.3g} > tolerance {spec['tolerance']:g}{shape}")
+        else:
+            stage = "timing"
+            measure_call = None
+            if backend.device == "cuda":
+                from .backends import cuda_event_seconds
+
+                measure_call = cuda_event_seconds
+            with torch.inference_mode():
+                result["times"] = time_calls(lambda: session.run(x), spec["warmup"], spec["min_time"],
+                                             spec["min_runs"], sync=sync, measure=measure_call)
+            result["status"] = "ok"
+        result["peak_rss_mb"] = _peak_rss_mb()
+        stage = "explain"
+        try:
+            result["explain"] = session.report()
+        except Exception as err:  # noqa: BLE001 - a missing report never voids the measurement
+            result["explain"] = {"summary": f"no report: {_first_line(err)}"}
+    except Exception as err:  # noqa: BLE001 - every failure is a result
+        result.update(status="error", error=f"{stage}: {_first_line(err)}")
+    return result
+
+
+def main(argv: list[str]) -> int:
+    spec_path, result_path = argv
+    spec = json.loads(Path(spec_path).read_text())
+    result = measure(spec)
+    tmp = Path(result_path).with_suffix(".tmp")
+    tmp.write_text(json.dumps(result))
+    tmp.replace(result_path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

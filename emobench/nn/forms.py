@@ -1,0 +1,121 @@
+"""Formulations: exact rewrites of one trained network, each shaped for the kernels of some runtime.
+
+A zoo model is built in its **reference** form (official parameters and keys, trainable). Every other
+formulation is derived from it for inference and computes the same function to float32 round-off; what differs
+is the operator sequence an exporter sees, and so which kernels (or which delegate) run it. ``emobench bench
+--form NAME`` measures one; ``--form auto`` takes, per backend, the first formulation of :data:`PREFERENCE`
+that the model has and that passes parity. The preference order is backed by ``benchmarks/forms.py``
+(figures in docs/benchmarking.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
+
+from ..errors import EmobenchError
+
+
+@dataclass(frozen=True)
+class Formulation:
+    name: str
+    description: str
+    #: reference model (eval) → the module to run; the input is never modified
+    build: Callable[[nn.Module], nn.Module]
+    #: None when ``model`` has this formulation, else the reason it has not
+    unsupported: Callable[[nn.Module], str | None]
+
+
+def _reference(model: nn.Module) -> nn.Module:
+    return model
+
+
+def _fused(model: nn.Module) -> nn.Module:
+    from .fused import fuse
+
+    return fuse(model)
+
+
+def _fused_unsupported(model: nn.Module) -> str | None:
+    from .fused import has_fused_form
+
+    return None if has_fused_form(model) else f"{type(model).__name__} has no fused form"
+
+
+def _official(model: nn.Module) -> nn.Module:
+    from .official import officialize
+
+    return officialize(model)
+
+
+def _official_unsupported(model: nn.Module) -> str | None:
+    from .official import supports_official
+
+    return supports_official(model)
+
+
+def _mobile(model: nn.Module) -> nn.Module:
+    from .mobile import mobilize
+
+    return mobilize(model)
+
+
+FORMULATIONS: dict[str, Formulation] = {
+    f.name: f
+    for f in (
+        Formulation("reference", "official parameters and keys, NCHW convs, explicit attention matmuls on tokens "
+                    "(trainable; what the counts and checkpoints use)", _reference, lambda m: None),
+        Formulation("fused", "NHWC tokens, 1×1 convs as linears, BN/LN-affine folded, SDPA windows "
+                    "(eager torch's kernels)", _fused, _fused_unsupported),
+        Formulation("official", "the official code's operator sequence: NCHW 1×1 convs, einops-style reshape/"
+                    "permute windows, q@kᵀ→softmax→@x, LayerNorm2d by permutes (the comparator)",
+                    _official, _official_unsupported),
+        Formulation("mobile", "NCHW convs with BN folded, LayerNorm from delegable ops, heads folded into 3-D "
+                    "batch matmuls (what XNNPACK delegates whole)", _mobile, _official_unsupported),
+    )
+}
+
+#: ``--form auto``: per backend, the formulations to try in order (the first the model has and that passes
+#: parity is measured). Backed by ``benchmarks/forms.py``; the figures are in docs/benchmarking.md.
+PREFERENCE: dict[str, tuple[str, ...]] = {
+    "torch": ("fused", "reference"),
+    "torch-cl": ("fused", "reference"),
+    "torch-compile": ("fused", "reference"),
+    "onnxruntime": ("mobile", "fused", "reference"),
+    "openvino": ("mobile", "fused", "reference"),
+    "executorch": ("mobile", "fused", "reference"),
+    "litert": ("mobile", "fused", "reference"),
+    "cuda": ("fused", "reference"),
+    "cuda-compile": ("fused", "reference"),
+}
+
+AUTO = "auto"
+
+
+def form_names() -> list[str]:
+    return [AUTO, *FORMULATIONS]
+
+
+def candidates(form: str, backend: str, model: nn.Module) -> list[tuple[str, str | None]]:
+    """The formulations to try for ``backend``, as (name, reason it is unavailable or None).
+
+    ``form`` = a formulation name gives just that one; ``auto`` gives the backend's preference order (reference
+    last, always available)."""
+    if form != AUTO and form not in FORMULATIONS:
+        raise EmobenchError(f"unknown form '{form}' (choose {', '.join(form_names())})")
+    names = PREFERENCE.get(backend, ("reference",)) if form == AUTO else (form,)
+    if form == AUTO and "reference" not in names:
+        names = (*names, "reference")
+    return [(n, FORMULATIONS[n].unsupported(model)) for n in names]
+
+
+def formulate(model: nn.Module, form: str) -> nn.Module:
+    """``model`` (reference form, eval) in formulation ``form``; raises for a form the model does not have."""
+    if form not in FORMULATIONS:
+        raise EmobenchError(f"unknown form '{form}' (choose {', '.join(FORMULATIONS)})")
+    why = FORMULATIONS[form].unsupported(model)
+    if why:
+        raise EmobenchError(f"form '{form}' is not available: {why}")
+    return FORMULATIONS[form].build(model)
