@@ -361,6 +361,7 @@ def records_frame(records: list[BenchRecord] | pd.DataFrame) -> pd.DataFrame:
     for col in BenchRecord.__dataclass_fields__:
         if col not in df:
             df[col] = None
+    df = df.assign(form_requested=df["form_requested"].fillna(df["form"]))  # records from before formulations
 
     def ratio(reference: pd.DataFrame, keys: list[str]) -> list[float | None]:
         ok = reference[reference["status"] == "ok"]

@@ -182,7 +182,7 @@ class ResultStore:
             raise EmobenchError(f"cannot read results store {self.path}: {err}") from None
         df = pd.DataFrame(rows, columns=_COLUMNS)
         for key in _JSON_FIELDS:
-            df[key] = [json.loads(v) if v else {} for v in df[key]]
+            df[key] = [json.loads(v) if isinstance(v, str) and v else {} for v in df[key]]
         return df
 
     def merge(self, others: Iterable[str | os.PathLike]) -> int:
@@ -207,6 +207,18 @@ class ResultStore:
 def newest(records: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """The newest record for each combination of ``keys`` (records as ``ResultStore.records`` returns them)."""
     return records.sort_values("created").groupby(keys, as_index=False).last()
+
+
+def headline(records: pd.DataFrame) -> pd.DataFrame:
+    """The records that stand for "this model's latency on this backend" in tables and charts: measured (ok) at
+    batch 1 in fp32 with the formulation ``--form auto`` chose (or, for records older than formulations, the
+    default of the day), the newest per (model, backend). A bf16 run or a forced formulation never stands in."""
+    if records.empty:
+        return records
+    sel = records[(records["status"] == "ok") & (records["batch"] == 1) & (records["dtype"] == "fp32")]
+    if "form_requested" in sel:
+        sel = sel[sel["form_requested"].isna() | (sel["form_requested"] == "auto")]
+    return newest(sel, ["model", "backend"]) if not sel.empty else sel
 
 
 def _isnan(value: Any) -> bool:

@@ -110,17 +110,17 @@ def reported_vs_measured(table: ReportedTable, flag: float = FLAG, use_timm: boo
 
 
 def speed_table(table: ReportedTable, store_path=None) -> pd.DataFrame:
-    """The reported speed rows, and beside them the newest stored ``emobench bench`` latency (batch 1) of each
-    zoo model per backend, with the machine it ran on."""
-    from .store import ResultStore, newest
+    """The reported speed rows, and beside them the newest stored ``emobench bench`` latency of each zoo model per
+    backend (batch 1, fp32, the formulation ``--form auto`` picked: :func:`emobench.store.headline`), with the
+    machine it ran on."""
+    from .store import ResultStore, headline
 
     base = reported_vs_measured(table)
     with ResultStore(store_path) as store:
-        records = store.records(status="ok", batch=1)
-    if records.empty:
+        latest = headline(store.records())
+    if latest.empty:
         base["measured latency"] = "no stored measurement: run `emobench bench`"
         return base
-    latest = newest(records, ["model", "backend"])
     for backend in sorted(latest["backend"].unique()):
         sel = latest[latest["backend"] == backend].set_index("model")
         base[f"{backend} ms (measured)"] = [

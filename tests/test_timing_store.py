@@ -163,3 +163,58 @@ def test_merge_reads_sources_without_changing_them(tmp_path):
     with pytest.raises(EmobenchError, match="not an emobench results store"):
         ResultStore(other)  # opening it as a store does not add a table to someone else's database
     assert other.read_bytes() == before
+
+
+def _old_store(path):
+    """A store as the first emobench wrote it: no form_requested, cold-start, precision or explain columns."""
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE records (model TEXT, backend TEXT, form TEXT, batch INTEGER, threads INTEGER, "
+                "resolution TEXT, dtype TEXT, status TEXT, median_ms REAL, env TEXT, params TEXT, created REAL, "
+                "machine TEXT, uuid TEXT PRIMARY KEY)")
+    con.execute("INSERT INTO records VALUES ('emo_1m', 'torch', 'fused', 1, 2, '224x224', 'fp32', 'ok', 9.5, '{}', "
+                "'{}', 1.0, 'old box', 'abc')")
+    con.commit()
+    con.close()
+
+
+def test_an_older_store_reads_as_it_is_and_gains_the_new_columns_when_written(tmp_path):
+    path = tmp_path / "old.sqlite"
+    _old_store(path)
+    before = path.read_bytes()
+    with ResultStore(path, readonly=True) as store:
+        df = store.records()
+    assert path.read_bytes() == before  # a reader changes nothing
+    assert df.loc[0, "median_ms"] == 9.5 and df.loc[0, "precision"] is None and df.loc[0, "explain"] == {}
+    with ResultStore(path) as store:  # a writer migrates additively and keeps every row
+        store.add(BenchRecord(model="emo_1m", backend="onnxruntime", form="mobile", batch=1, threads=2,
+                              resolution="224x224", dtype="fp32", status="ok", median_ms=4.0, precision="fp32",
+                              explain={"summary": "s"}, created=2.0))
+        df = store.records()
+    assert list(df["median_ms"]) == [9.5, 4.0] and list(df["precision"])[1] == "fp32"
+    assert df.loc[1, "explain"] == {"summary": "s"} and df.loc[0, "uuid"] == "abc"
+
+
+def test_headline_records_are_batch_1_fp32_auto_and_newest():
+    import pandas as pd
+
+    from emobench.store import headline
+
+    def rec(created, **kw):
+        base = dict(model="emo_1m", backend="torch", form="fused", form_requested="auto", batch=1, dtype="fp32",
+                    status="ok", median_ms=10.0, created=created)
+        return {**base, **kw}
+
+    df = pd.DataFrame([
+        rec(1.0, median_ms=11.0),
+        rec(2.0, median_ms=10.0),  # the newest auto fp32 batch-1 measurement: the headline
+        rec(3.0, dtype="bf16", median_ms=5.0),
+        rec(4.0, form="official", form_requested="official", median_ms=20.0),
+        rec(5.0, batch=8, median_ms=50.0),
+        rec(6.0, status="parity-failed", median_ms=None),
+        rec(7.0, backend="onnxruntime", form="mobile", median_ms=4.0),
+        rec(0.5, backend="litert", form="fused", form_requested=None, median_ms=3.0),  # a store from before forms
+    ])
+    picked = headline(df).set_index("backend")["median_ms"].to_dict()
+    assert picked == {"torch": 10.0, "onnxruntime": 4.0, "litert": 3.0}

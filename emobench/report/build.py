@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 
 from ..errors import EmobenchError
 from ..render import Format, to_text, write_text
-from ..store import newest
+from ..store import headline
 from ..tables import TABLES, build_table, to_html, to_latex
 
 ERF_MODELS = ("emo_1m", "emo_2m", "emo_5m", "emo_6m")
@@ -117,7 +117,7 @@ def build_report(folder: Path, erf_images: int = 50, store=None, progress=None, 
         plot(pareto_figure(points, x, label, f"ImageNet top-1 vs {label.split(' (')[0]} (filled: measured by emobench)"),
              fname, f"top-1 against {label}")
     with ResultStore(store) as db:
-        records = db.records(status="ok", batch=1, backend="torch")
+        records = headline(db.records(backend="torch"))
     latency_points = points.merge(_latency_by_model(records, imagenet), on="model") if not records.empty else pd.DataFrame()
     if not latency_points.empty:
         machines = "; ".join(sorted(records["machine"].unique()))
@@ -151,7 +151,7 @@ def build_report(folder: Path, erf_images: int = 50, store=None, progress=None, 
 def _latency_by_model(records: pd.DataFrame, imagenet: pd.DataFrame) -> pd.DataFrame:
     zoo_of = {r["model"]: r["measured by"].split(":", 1)[1] for _, r in imagenet.iterrows()
               if isinstance(r.get("measured by"), str) and r["measured by"].startswith("zoo:")}
-    latest = newest(records, ["model"]).set_index("model")
+    latest = records.set_index("model")
     rows = [{"model": m, "latency_ms": latest.loc[z, "median_ms"]} for m, z in zoo_of.items() if z in latest.index]
     return pd.DataFrame(rows, columns=["model", "latency_ms"])
 
