@@ -231,6 +231,28 @@ def test_executorch_reports_its_fallback_operators():
     assert f"{sum(report['fallback'].values())} on portable kernels" in report["summary"]
 
 
+@pytest.mark.slow
+def test_litert_reports_its_fallback_operators(tmp_path):
+    if B.BACKENDS["litert"].unavailable():
+        pytest.skip("litert is not installed")
+
+    class WithCumsum(torch.nn.Module):  # XNNPACK has no cumulative sum: TFLite's built-in kernel runs it
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 1)
+
+        def forward(self, x):
+            return torch.cumsum(self.conv(x), dim=1) * 2 + 1
+
+    backend = B.BACKENDS["litert"]
+    x = torch.randn(1, 3, 8, 8)
+    artifact = backend.prepare(WithCumsum().eval(), x, "cumsum-test")
+    session = backend.session(artifact, 1, "fp32")
+    assert session.run(x).shape == (1, 4, 8, 8)
+    report = session.report()
+    assert report["fallback"] == {"CUMSUM": 1} and report["accelerated"]["CONV_2D"] == 1 and report["subgraphs"] == 2
+
+
 def test_litert_delegation_walks_each_partition_back_to_its_inputs():
     # t0 → CONV → t1 → CUMSUM → t2 → MUL → t3 → ADD → t4, with XNNPACK taking CONV and (MUL, ADD)
     ops = [

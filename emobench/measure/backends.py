@@ -292,6 +292,9 @@ class OnnxRuntime(FileBackend):
     install = "onnx"
     suffix = ".onnx"
 
+    def import_runtime(self) -> None:
+        importlib.import_module("onnxruntime")  # the exporter (onnx, onnxscript) is the parent's business
+
     def write(self, model, example, path):
         torch.onnx.export(model, (example,), str(path), dynamo=True, opset_version=18, external_data=False)
         return None
@@ -413,6 +416,10 @@ class ExecuTorch(FileBackend):
     distribution = "executorch"
     install = "executorch"
     suffix = ".pte"
+
+    def import_runtime(self) -> None:
+        importlib.import_module("executorch.runtime")
+        importlib.import_module("executorch.extension.pybindings.portable_lib")
 
     def write(self, model, example, path):
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner

@@ -62,6 +62,18 @@ def _mobile(model: nn.Module) -> nn.Module:
     return mobilize(model)
 
 
+def _mobile_tokens(model: nn.Module) -> nn.Module:
+    from .mobile import mobilize_tokens
+
+    return mobilize_tokens(model)
+
+
+def _mobile_unsupported(model: nn.Module) -> str | None:
+    from .mobile import mobile_unsupported
+
+    return mobile_unsupported(model)
+
+
 FORMULATIONS: dict[str, Formulation] = {
     f.name: f
     for f in (
@@ -72,8 +84,12 @@ FORMULATIONS: dict[str, Formulation] = {
         Formulation("official", "the official code's operator sequence: NCHW 1×1 convs, einops-style reshape/"
                     "permute windows, q@kᵀ→softmax→@x, LayerNorm2d by permutes (the comparator)",
                     _official, _official_unsupported),
-        Formulation("mobile", "NCHW convs with BN folded, LayerNorm from delegable ops, heads folded into 3-D "
-                    "batch matmuls (what XNNPACK delegates whole)", _mobile, _official_unsupported),
+        Formulation("mobile", "NCHW convs with BN folded, LayerNorm from delegable ops, separate Q/K convs, heads "
+                    "folded into 3-D batch matmuls (ExecuTorch's XNNPACK delegate takes it whole)", _mobile,
+                    _mobile_unsupported),
+        Formulation("mobile-tokens", "mobile, with the attention and its LayerNorm on channels-last tokens "
+                    "(LiteRT's converter turns them into FULLY_CONNECTED and fewer transposes)", _mobile_tokens,
+                    _mobile_unsupported),
     )
 }
 
@@ -83,10 +99,10 @@ PREFERENCE: dict[str, tuple[str, ...]] = {
     "torch": ("fused", "reference"),
     "torch-cl": ("fused", "reference"),
     "torch-compile": ("fused", "reference"),
-    "onnxruntime": ("mobile", "fused", "reference"),
-    "openvino": ("mobile", "fused", "reference"),
-    "executorch": ("mobile", "fused", "reference"),
-    "litert": ("mobile", "fused", "reference"),
+    "onnxruntime": ("reference", "mobile-tokens", "fused"),
+    "openvino": ("reference", "mobile-tokens", "mobile"),
+    "executorch": ("mobile", "official", "fused", "reference"),
+    "litert": ("mobile-tokens", "mobile", "reference"),
     "cuda": ("fused", "reference"),
     "cuda-compile": ("fused", "reference"),
 }
