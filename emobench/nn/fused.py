@@ -163,6 +163,24 @@ class FusedM2Block(nn.Module):
         return shortcut + x if cfg.has_skip else x
 
 
+def fold_stem_and_head(module: nn.Module, model: EMO) -> None:
+    """Give an inference form of ``model`` its stem conv with the BatchNorm folded (``stem_weight``,
+    ``stem_bias``, ``stem_args``) and its classifier with the final LayerNorm's affine part folded in
+    (``head_weight``, ``head_bias``; ``norm_weight``/``norm_bias`` for pre-logits and headless models)."""
+    conv, bn = model.stage0[0].convs[0]
+    scale, shift = _bn_affine(bn)
+    module.stem_weight = _frozen(conv.weight * scale[:, None, None, None])
+    module.stem_bias = _frozen(conv.bias * scale + shift)
+    module.stem_args = dict(stride=conv.stride, padding=conv.padding)
+    ln = model.norm.norm
+    module.norm_weight, module.norm_bias = _frozen(ln.weight), _frozen(ln.bias)
+    module.head_weight = module.head_bias = None
+    if isinstance(model.head, nn.Linear):
+        # LN's affine part commutes with the average pool, so it folds into the classifier.
+        module.head_weight = _frozen(model.head.weight * ln.weight)
+        module.head_bias = _frozen(model.head.bias + model.head.weight @ ln.bias)
+
+
 class FusedEMO(nn.Module):
     """An eval-mode :class:`EMO` running channels-last; same outputs, about twice as fast on CPU."""
 
@@ -171,24 +189,13 @@ class FusedEMO(nn.Module):
         self.cfg = model.cfg
         self.in_chans, self.num_classes, self.num_features = model.in_chans, model.num_classes, model.num_features
         self.feature_info = model.feature_info
-        conv, bn = model.stage0[0].convs[0]
-        scale, shift = _bn_affine(bn)
-        self.stem_weight = _frozen(conv.weight * scale[:, None, None, None])
-        self.stem_bias = _frozen(conv.bias * scale + shift)
-        self.stem_args = dict(stride=conv.stride, padding=conv.padding)
+        fold_stem_and_head(self, model)
         self.blocks = nn.ModuleList()
         self.stage_ends: list[int] = []
         for stage in [model.stage0[1:], *model.stages[1:]]:
             self.blocks.extend(FusedM2Block(b) for b in stage)
             self.stage_ends.append(len(self.blocks))
-        ln = model.norm.norm
-        self.norm_eps = ln.eps
-        self.norm_weight, self.norm_bias = _frozen(ln.weight), _frozen(ln.bias)
-        self.head_weight = self.head_bias = None
-        if isinstance(model.head, nn.Linear):
-            # LN's affine part commutes with the average pool, so it folds into the classifier.
-            self.head_weight = _frozen(model.head.weight * ln.weight)
-            self.head_bias = _frozen(model.head.bias + model.head.weight @ ln.bias)
+        self.norm_eps = model.norm.norm.eps
 
 
     def _stem(self, x: torch.Tensor) -> torch.Tensor:

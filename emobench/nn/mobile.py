@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .emo import EMO
-from .fused import _bn_affine, _frozen, token_linear
+from .fused import _bn_affine, _frozen, fold_stem_and_head, token_linear
 from .layers import LayerNorm2d, act_fn
 from .m2 import M2Block, partition, unpartition
 
@@ -332,20 +332,9 @@ class MobileEMO(nn.Module):
         super().__init__()
         self.cfg = model.cfg
         self.in_chans, self.num_classes, self.num_features = model.in_chans, model.num_classes, model.num_features
-        conv, bn = model.stage0[0].convs[0]
-        scale, shift = _bn_affine(bn)
-        self.stem_weight = _frozen(conv.weight * scale[:, None, None, None])
-        self.stem_bias = _frozen(conv.bias * scale + shift)
-        self.stem_args = dict(stride=conv.stride, padding=conv.padding)
+        fold_stem_and_head(self, model)
         self.blocks = nn.Sequential(*[MobileM2Block(b, tokens) for stage in model.stages for b in stage if isinstance(b, M2Block)])
-        ln = model.norm.norm
-        self.norm = _ChannelNorm(self.num_features, ln.eps)
-        self.norm_weight, self.norm_bias = _frozen(ln.weight), _frozen(ln.bias)
-        self.head_weight = self.head_bias = None
-        if isinstance(model.head, nn.Linear):
-            # LN's affine part commutes with the average pool, so it folds into the classifier.
-            self.head_weight = _frozen(model.head.weight * ln.weight)
-            self.head_bias = _frozen(model.head.bias + model.head.weight @ ln.bias)
+        self.norm = _ChannelNorm(self.num_features, model.norm.norm.eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.conv2d(x, self.stem_weight, self.stem_bias, **self.stem_args)
