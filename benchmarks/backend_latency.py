@@ -41,9 +41,9 @@ def main() -> None:
         for row in json.loads(out)["rows"]:
             key = (row["model"], row["backend"])
             if row["status"] == "ok":
-                medians[key].append(row["median ms"])
+                medians[key].append(row["median_ms"])
             else:
-                notes[key] = f"{row['status']}: {row['note']}"
+                notes[key] = f"{row['status']}: {row['error']}"
         print(f"invocation {i + 1}/{args.invocations} done", file=sys.stderr)
     print(f"{'model':8s} {'backend':14s} {'median ms':>10s} {'× eager':>8s} {'spread':>8s}  per-invocation medians (ms)")
     for model in args.models.split(","):

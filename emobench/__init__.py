@@ -9,13 +9,32 @@ Models come from the zoo (``zoo/*.toml``)::
     official = emobench.formulate(model, "official")   # any formulation (emobench.nn.forms), same outputs
 """
 
-from .checkpoint import load_checkpoint
-from .errors import EmobenchError
-from .models import create_model
-from .nn import fuse
-from .nn.forms import formulate
-from .zoo import get_entry, list_models
+from importlib import import_module
 
 __version__ = "0.1.0"
 
-__all__ = ["create_model", "list_models", "load_checkpoint", "fuse", "formulate", "get_entry", "EmobenchError", "__version__"]
+# The public names load on first use (PEP 562), so `emobench --help` and other commands that need no model
+# start without importing torch.
+_LAZY = {
+    "create_model": ".models",
+    "list_models": ".zoo",
+    "get_entry": ".zoo",
+    "load_checkpoint": ".checkpoint",
+    "fuse": ".nn",
+    "formulate": ".nn.forms",
+    "EmobenchError": ".errors",
+}
+
+__all__ = [*_LAZY, "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'emobench' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

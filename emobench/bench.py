@@ -75,6 +75,10 @@ class BenchPlan:
             raise EmobenchError(f"batch sizes must be >= 1, got {self.batches}")
         if any(t < 1 for t in self.threads):
             raise EmobenchError(f"thread counts must be >= 1, got {self.threads}")
+        cores = os.cpu_count() or 1
+        if max(self.threads) > cores:
+            raise EmobenchError(f"{max(self.threads)} threads on a machine with {cores} cores would time the "
+                                f"scheduler, not the model (use -t 1..{cores})")
         if self.dtype not in TOLERANCE:
             raise EmobenchError(f"unknown dtype '{self.dtype}' (choose {', '.join(TOLERANCE)})")
         bad = [f for f in self.forms if f not in form_names()]
@@ -175,6 +179,7 @@ class _Slot:
     shape: tuple[int, ...]
     inputs: dict  # input / expected .npy paths
     fingerprint: str
+    seq: int = 0
     chosen: str | None = None
     artifact: Artifact | None = None
     notes: list[str] = field(default_factory=list)
@@ -233,7 +238,6 @@ def run_bench(plan: BenchPlan, store: ResultStore | None = None, progress: Progr
     plan.validate()
     tolerance = plan.tolerance if plan.tolerance is not None else TOLERANCE[plan.dtype]
     report = progress or (lambda label, done, total: None)
-    records: list[BenchRecord] = []
     slots: list[_Slot] = []
     skipped: list[tuple] = []
     with tempfile.TemporaryDirectory(prefix="emobench-") as tmp:
@@ -255,13 +259,16 @@ def run_bench(plan: BenchPlan, store: ResultStore | None = None, progress: Progr
                     reason = backend.unavailable() or (
                         None if plan.dtype in backend.dtypes else f"{backend.name} runs {', '.join(backend.dtypes)} only")
                     for form in plan.forms:
+                        seq = len(skipped) + len(slots)  # records come back in the plan's order
                         if reason:
-                            skipped.append((name, backend, batch, form, shape, reason))
+                            skipped.append((seq, name, backend, batch, form, shape, reason))
                             continue
                         slots.append(_Slot(name, backend, batch, form, candidates(form, backend.name, reference),
-                                           reference, entry, shape, inputs, fingerprint))
+                                           reference, entry, shape, inputs, fingerprint, seq))
 
-        def record(slot_like: dict, threads: int, **kw) -> None:
+        done_records: dict[tuple[int, int], BenchRecord] = {}
+
+        def record(order: tuple[int, int], slot_like: dict, threads: int, **kw) -> None:
             backend = slot_like["backend"]
             rec = BenchRecord(
                 model=slot_like["model"], backend=backend.name, batch=slot_like["batch"], threads=threads,
@@ -273,51 +280,58 @@ def run_bench(plan: BenchPlan, store: ResultStore | None = None, progress: Progr
                         "checkpoint": plan.checkpoint, "noisy_cv": plan.noisy_cv},
                 **kw,
             )
-            records.append(rec)
+            done_records[order] = rec
             if store is not None and rec.status != "skipped":
-                store.add(rec)
+                store.add(rec)  # at once: an interrupted sweep keeps what it measured
+
+        def finish(slot: _Slot, threads_index: int) -> None:
+            """Store the record of one (slot, threads) as soon as its last round is in, or its failure known."""
+            threads = plan.threads[threads_index]
+            base = dict(model=slot.model, backend=slot.backend, batch=slot.batch, form_requested=slot.form_requested,
+                        shape=slot.shape)
+            runs = slot.results.get(threads, [])
+            order = (slot.seq, threads_index)
+            if slot.chosen is None or not runs:
+                failure = slot.failure or {"status": "error", "error": "not measured"}
+                art = failure.get("artifact")
+                record(order, base, threads, form=failure.get("form") or slot.candidates[-1][0], status=failure["status"],
+                       error="; ".join(slot.notes) if slot.form_requested == AUTO else failure.get("error"),
+                       parity_max_abs=failure.get("parity_max_abs"), parity_ok=False if "parity_max_abs" in failure else None,
+                       precision=failure.get("precision"), explain=failure.get("explain") or {},
+                       export_s=art.export_s if art else None, artifact_bytes=art.size if art else None,
+                       cached=art.cached if art else None)
+                return
+            record(order, base, threads, form=slot.chosen, **_aggregate(runs, slot, plan, threads))
+
+        for seq, name, backend, batch, form, shape, reason in skipped:
+            for t, threads in enumerate(plan.threads):
+                record((seq, t), dict(model=name, backend=backend, batch=batch, form_requested=form, shape=shape), threads,
+                       form=form, status="skipped", error=reason)
 
         total = len(slots) * len(plan.threads) * plan.rounds
         done = 0
         for rnd in range(plan.rounds):
             for slot in slots:
-                for threads in plan.threads:
+                for t, threads in enumerate(plan.threads):
                     label = f"round {rnd + 1}/{plan.rounds} · {slot.model} · {slot.backend.name} · b{slot.batch} t{threads}"
                     report(label, done, total)
                     done += 1
                     if slot.chosen is None and slot.failure is not None and slot.results == {}:
-                        continue  # every candidate failed in the first round
+                        continue  # every candidate failed in the first round (and was stored then)
                     if slot.chosen is None:
                         result = _resolve(plan, slot, threads, workdir, tolerance)
                         if result is None:
+                            for t_all in range(len(plan.threads)):
+                                finish(slot, t_all)
                             continue
                     else:
                         spec = _spec(plan, slot, slot.chosen, slot.artifact, threads, tolerance)
                         result = run_worker(spec, workdir, plan.timeout)
                     slot.results.setdefault(threads, []).append(result)
+                    if rnd == plan.rounds - 1:
+                        finish(slot, t)
         report("done", total, total)
-
-        for name, backend, batch, form, shape, reason in skipped:
-            for threads in plan.threads:
-                record(dict(model=name, backend=backend, batch=batch, form_requested=form, shape=shape), threads,
-                       form=form, status="skipped", error=reason)
-        for slot in slots:
-            base = dict(model=slot.model, backend=slot.backend, batch=slot.batch, form_requested=slot.form_requested,
-                        shape=slot.shape)
-            for threads in plan.threads:
-                runs = slot.results.get(threads, [])
-                if slot.chosen is None or not runs:
-                    failure = slot.failure or {"status": "error", "error": "not measured"}
-                    art = failure.get("artifact")
-                    record(base, threads, form=failure.get("form") or slot.candidates[-1][0], status=failure["status"],
-                           error="; ".join(slot.notes) if slot.form_requested == AUTO else failure.get("error"),
-                           parity_max_abs=failure.get("parity_max_abs"), parity_ok=False if "parity_max_abs" in failure else None,
-                           precision=failure.get("precision"), explain=failure.get("explain") or {},
-                           export_s=art.export_s if art else None, artifact_bytes=art.size if art else None,
-                           cached=art.cached if art else None)
-                    continue
-                record(base, threads, form=slot.chosen, **_aggregate(runs, slot, plan, threads))
-    return records
+    return [done_records[key] for key in sorted(done_records)]
 
 
 def _aggregate(runs: list[dict], slot: _Slot, plan: BenchPlan, threads: int) -> dict:
@@ -352,42 +366,65 @@ def failed(records: list[BenchRecord]) -> list[BenchRecord]:
     return [r for r in records if r.status in ("error", "parity-failed")]
 
 
-def records_frame(records: list[BenchRecord] | pd.DataFrame) -> pd.DataFrame:
-    """The table users read: one row per measurement, with its ratio to eager torch (same model, requested form,
-    batch, threads) and to the ``official`` formulation on the same backend where both were measured."""
+#: the schema of ``emobench bench --format json|csv`` rows: every :class:`BenchRecord` field plus the ratios
+SCHEMA = "emobench.bench/1"
+
+
+def _records_df(records: list[BenchRecord] | pd.DataFrame) -> pd.DataFrame:
     df = records if isinstance(records, pd.DataFrame) else pd.DataFrame([r.__dict__ for r in records])
-    if df.empty:
-        return pd.DataFrame()
     for col in BenchRecord.__dataclass_fields__:
         if col not in df:
             df[col] = None
-    df = df.assign(form_requested=df["form_requested"].fillna(df["form"]))  # records from before formulations
+    return df.assign(form_requested=df["form_requested"].fillna(df["form"]))  # records from before formulations
 
-    def ratio(reference: pd.DataFrame, keys: list[str]) -> list[float | None]:
-        ok = reference[reference["status"] == "ok"]
-        base = (newest(ok, keys) if "created" in ok else ok.groupby(keys, as_index=False).last()).set_index(keys)["median_ms"]
-        return [
-            (r.median_ms / base.get(tuple(r[k] for k in keys))) if r.status == "ok" and tuple(r[k] for k in keys) in base.index else None
-            for _, r in df.iterrows()
-        ]
 
+def _ratio(df: pd.DataFrame, reference: pd.DataFrame, keys: list[str]) -> list[float | None]:
+    ok = reference[reference["status"] == "ok"]
+    base = (newest(ok, keys) if "created" in ok else ok.groupby(keys, as_index=False).last()).set_index(keys)["median_ms"]
+    return [
+        (r.median_ms / base.get(tuple(r[k] for k in keys))) if r.status == "ok" and tuple(r[k] for k in keys) in base.index else None
+        for _, r in df.iterrows()
+    ]
+
+
+def records_table(records: list[BenchRecord] | pd.DataFrame) -> pd.DataFrame:
+    """Every record field under its own (snake_case) name, plus ``ratio_to_torch`` (eager torch at the same
+    model, requested form, batch, threads, resolution, dtype and machine) and ``ratio_to_official`` (the
+    ``official`` formulation on the same backend and conditions), both None where no such record exists."""
+    df = _records_df(records)
+    if df.empty:
+        return pd.DataFrame(columns=[*BenchRecord.__dataclass_fields__, "ratio_to_torch", "ratio_to_official"])
     common = ["model", "batch", "threads", "resolution", "dtype", "machine"]
-    to_torch = ratio(df[df["backend"] == "torch"], ["form_requested", *common])
-    to_official = ratio(df[df["form"] == "official"], ["backend", *common])
+    return df.assign(ratio_to_torch=_ratio(df, df[df["backend"] == "torch"], ["form_requested", *common]),
+                     ratio_to_official=_ratio(df, df[df["form"] == "official"], ["backend", *common]))
+
+
+def records_frame(records: list[BenchRecord] | pd.DataFrame) -> pd.DataFrame:
+    """The table people read: one row per measurement under human labels (scripts: :func:`records_table`)."""
+    df = records_table(records)
+    if df.empty:
+        return pd.DataFrame()
     out = pd.DataFrame(
         {
             "model": df["model"], "backend": df["backend"], "form": df["form"], "batch": df["batch"],
             "threads": df["threads"], "res": df["resolution"], "median ms": df["median_ms"], "p10 ms": df["p10_ms"],
             "p90 ms": df["p90_ms"], "spread": df["round_spread"], "CV": df["cv"], "noisy": df["noisy"],
-            "img/s": df["throughput"], "× torch": to_torch, "× official": to_official, "max |Δ|": df["parity_max_abs"],
-            "precision": df["precision"], "load s": df["load_s"], "first ms": df["first_ms"],
-            "RSS MB": df["peak_rss_mb"], "export s": df["export_s"],
+            "img/s": df["throughput"], "× torch": df["ratio_to_torch"], "× official": df["ratio_to_official"],
+            "max |Δ|": df["parity_max_abs"], "precision": df["precision"], "load s": df["load_s"],
+            "first ms": df["first_ms"], "RSS MB": df["peak_rss_mb"], "export s": df["export_s"],
             "MB": df["artifact_bytes"] / 1e6, "cached": df["cached"], "status": df["status"], "note": df["error"],
         }
     )
-    if all(v is None for v in to_official):
+    if out["× official"].isna().all():
         out = out.drop(columns=["× official"])
     return out
+
+
+#: units of the machine-readable columns
+UNITS = {"median_ms": "ms", "mean_ms": "ms", "p10_ms": "ms", "p90_ms": "ms", "iqr_ms": "ms", "throughput": "images/s",
+         "artifact_bytes": "bytes", "export_s": "s", "import_s": "s", "load_s": "s", "first_ms": "ms",
+         "rss_base_mb": "MiB", "peak_rss_mb": "MiB", "round_spread": "(max - min) / median of the per-round medians",
+         "cv": "standard deviation / mean", "created": "s since the Unix epoch"}
 
 
 #: the columns of the screen table (files and JSON keep every column)

@@ -209,7 +209,7 @@ def bench(
     timeout: Annotated[float, typer.Option(help="Seconds one worker process may take before it is killed (an error record).")] = 600.0,
     tolerance: Annotated[Optional[float], typer.Option(help="Parity tolerance, max |Δ| vs eager fp32 torch (default 1e-4 for fp32).")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(help="Weights to load first.")] = None,
-    explain: Annotated[bool, typer.Option("--explain", help="Also show what each runtime ran: delegated vs fallback operators, subgraphs, precisions.")] = False,
+    explain: Annotated[bool, typer.Option("--explain", help="Also show what each runtime ran on screen: delegated vs fallback operators, subgraphs, precisions (JSON/CSV always carry it).")] = False,
     store: StoreOpt = None,
     no_store: Annotated[bool, typer.Option("--no-store", help="Do not record the results.")] = False,
     fmt: FormatOpt = None,
@@ -226,8 +226,10 @@ def bench(
     the note column); every measurement is stored with its environment (see `emobench results`)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .bench import (BenchPlan, explain_lines, failed, parse_backends, parse_ints, parse_names, records_frame,
-                        run_bench, screen_frame)
+    import json
+
+    from .bench import (SCHEMA, UNITS, BenchPlan, explain_lines, failed, parse_backends, parse_ints, parse_names,
+                        records_frame, records_table, run_bench, screen_frame)
     from .models import parse_resolution
     from .render import Format, emit, format_for
     from .store import ResultStore
@@ -254,15 +256,16 @@ def bench(
     finally:
         if db is not None:
             db.close()
-    df = records_frame(records)
-    meta = {"units": {"median ms": "ms", "img/s": "images/s", "MB": "1e6 bytes", "RSS MB": "MiB", "load s": "s",
-                      "first ms": "ms", "spread": "(max - min) / median of the per-round medians"},
-            "store": None if db is None else str(db.path)}
-    rows_extra = {"explain": [r.explain for r in records]} if explain and fmt_ not in (None, Format.table, Format.md) else None
-    if rows_extra:
-        df = df.assign(**rows_extra)
-    if format_for(fmt_, output) is Format.table:
-        df = screen_frame(df)
+    if format_for(fmt_, output) in (Format.json, Format.csv):
+        # scripts get every field under a stable name (schema emobench.bench/1), explain reports included
+        df = records_table(records)
+        if format_for(fmt_, output) is Format.csv:
+            df = df.assign(**{k: [json.dumps(v, sort_keys=True) for v in df[k]] for k in ("env", "params", "explain")})
+        meta = {"schema": SCHEMA, "units": UNITS, "store": None if db is None else str(db.path)}
+    else:
+        df = records_frame(records)
+        df = screen_frame(df) if format_for(fmt_, output) is Format.table else df
+        meta = {"store": None if db is None else str(db.path)}
     emit(df, fmt_, output, title="emobench bench", meta=meta, console=console)
     if explain and fmt_ in (None, Format.table) and output is None:
         for what, summary, fallback in explain_lines(records):
@@ -305,7 +308,7 @@ def results_list(
     from .render import emit
     from .store import ResultStore
 
-    with ResultStore(store) as db:
+    with ResultStore(store, readonly=True) as db:
         df = db.records(**_filters(filters))
     if limit > 0:
         df = df.tail(limit)
@@ -326,18 +329,28 @@ def pd_time(seconds):
 def results_compare(
     a: Annotated[str, typer.Argument(help="Baseline filter, e.g. backend=torch (comma-separated field=value).")],
     b: Annotated[str, typer.Argument(help="Candidate filter, e.g. backend=onnxruntime.")],
+    fail_above: Annotated[Optional[float], typer.Option("--fail-above", help="Exit 1 when a pair is slower beyond its noise by more than this percentage (a CI guard).")] = None,
     store: StoreOpt = None,
     fmt: FormatOpt = None,
     output: OutputOpt = None,
 ) -> None:
-    """B vs A as latency ratios, matching records on every key the filters leave free (newest record each)."""
+    """B vs A as latency ratios, matching records on every key the filters leave free (newest record each),
+    with a verdict: faster / slower when the ratio leaves 1 ± noise (the larger relative IQR or round spread of
+    the two records), else same."""
     from .render import emit
-    from .results import compare
+    from .results import compare, regressions
     from .store import ResultStore
 
-    with ResultStore(store) as db:
+    if fail_above is not None and not fail_above >= 0:
+        raise EmobenchError(f"--fail-above takes a percentage >= 0, got {fail_above}")
+    with ResultStore(store, readonly=True) as db:
         df = compare(db.records(), _filters(a.split(",")), _filters(b.split(",")))
     emit(df, _format(fmt), output, title=f"{b} vs {a} (ratio < 1: B is faster)", console=console)
+    if fail_above is not None:
+        slow = regressions(df, fail_above)
+        if len(slow):
+            err_console.print(f"[red]{len(slow)} pair(s) slower by more than {fail_above:g} % beyond their noise[/]")
+            raise typer.Exit(1)
 
 
 @results_app.command("export")
@@ -352,7 +365,7 @@ def results_export(
     from .render import write_text
     from .store import ResultStore
 
-    with ResultStore(store) as db:
+    with ResultStore(store, readonly=True) as db:
         df = db.records(**_filters(filters))
     if output.suffix.lower() == ".json":
         records = json.loads(df.to_json(orient="records"))  # NaN → null: valid JSON

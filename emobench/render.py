@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
+import stat
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -80,16 +83,43 @@ def to_text(df: pd.DataFrame, fmt: Format, meta: dict[str, Any] | None = None) -
 
 
 def write_text(text: str, output: Path) -> None:
-    """Write atomically (temp file + rename), so a failure never leaves a half-written or emptied file."""
+    """Write ``text`` to ``output`` without ever turning what is there into something else.
+
+    ``-`` is standard output. A FIFO, a character device (``/dev/stdout``, ``/dev/null``, ``>(…)``) or any other
+    file that is not a regular file is written to as a stream. A symbolic link is followed: its target is
+    written and the link stays a link. A regular file is replaced atomically (temporary file + rename, its
+    permission bits kept), so a failure never leaves it half-written; a read-only file is refused, unchanged."""
+    if str(output) == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
     output = output.expanduser()
-    if output.is_dir():
-        raise EmobenchError(f"output path is a folder: {output}")
-    tmp = output.with_name(f".{output.name}.tmp")
     try:
-        tmp.write_text(text)
-        tmp.replace(output)
+        st = os.stat(output)  # follows links
+    except FileNotFoundError:
+        st = None
     except OSError as err:
-        tmp.unlink(missing_ok=True) if tmp.parent.is_dir() else None
+        raise EmobenchError(f"cannot write {output}: {err.strerror or err}") from None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise EmobenchError(f"output path is a folder: {output}")
+    try:
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            with open(output, "w") as stream:
+                stream.write(text)
+            return
+        if st is not None and not st.st_mode & 0o222:
+            raise EmobenchError(f"{output} is read-only: left unchanged")
+        target = Path(os.path.realpath(output)) if output.is_symlink() else output
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(text)
+            if st is not None:
+                os.chmod(tmp, stat.S_IMODE(st.st_mode))
+            tmp.replace(target)
+        except OSError:
+            tmp.unlink(missing_ok=True) if tmp.parent.is_dir() else None
+            raise
+    except OSError as err:
         raise EmobenchError(f"cannot write {output}: {err.strerror or err}") from None
 
 

@@ -36,4 +36,35 @@ def compare(df: pd.DataFrame, a: dict, b: dict) -> pd.DataFrame:
         raise EmobenchError("A and B have no records under matching conditions (" + ", ".join(free) + ")")
     out = joined[free + ["median_ms A", "median_ms B"]].rename(columns={"median_ms A": "A ms", "median_ms B": "B ms"})
     out["B / A"] = out["B ms"] / out["A ms"]
+    out["noise"] = [max(_relative_noise(row, " A"), _relative_noise(row, " B")) for _, row in joined.iterrows()]
+    out["verdict"] = [verdict(r, n) for r, n in zip(out["B / A"], out["noise"])]
     return out
+
+
+def _relative_noise(row: pd.Series, side: str) -> float:
+    """How much this measurement varies by itself, relative to its median: the larger of its IQR / median and
+    its round-to-round spread (records from before rounds have only the IQR)."""
+    median = row.get(f"median_ms{side}")
+    parts = []
+    iqr = row.get(f"iqr_ms{side}")
+    if iqr is not None and iqr == iqr and median:
+        parts.append(iqr / median)
+    spread = row.get(f"round_spread{side}")
+    if spread is not None and spread == spread:
+        parts.append(spread)
+    return max(parts, default=0.0)
+
+
+def verdict(ratio: float, noise: float) -> str:
+    """``slower`` / ``faster`` when B / A leaves the band 1 ± noise, else ``same`` (within the measurements'
+    own variation)."""
+    if ratio > 1 + noise:
+        return "slower"
+    if ratio < 1 - noise:
+        return "faster"
+    return "same"
+
+
+def regressions(comparison: pd.DataFrame, fail_above_pct: float) -> pd.DataFrame:
+    """The pairs where B is slower beyond its noise and by more than ``fail_above_pct`` percent."""
+    return comparison[(comparison["verdict"] == "slower") & ((comparison["B / A"] - 1) * 100 > fail_above_pct)]

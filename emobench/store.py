@@ -100,11 +100,15 @@ class ResultStore:
     """An SQLite file of :class:`BenchRecord` rows."""
 
     def __init__(self, path: str | os.PathLike | None = None, readonly: bool = False) -> None:
-        """Open (or, unless ``readonly``, create) a store. A read-only open changes nothing in the file."""
+        """Open (or, unless ``readonly``, create) a store. A read-only open changes nothing in the file, and a
+        store that does not exist reads as empty."""
         self.path = Path(path).expanduser() if path else default_store_path()
         if self.path.is_dir():
             raise EmobenchError(f"results store is a folder, not a file: {self.path}")
         self._conn = None
+        self._missing = []
+        if readonly and not self.path.exists():
+            return  # a reader treats a store that does not exist as empty, and creates nothing
         try:
             if readonly:
                 self._conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
@@ -172,7 +176,7 @@ class ResultStore:
             raise EmobenchError(f"unknown record field(s) {sorted(unknown)}; fields: {', '.join(_COLUMNS)}")
         where = " AND ".join(f"{k} = ?" for k in filters)
         missing = {f.name for f in self._missing}
-        if missing & set(filters):
+        if self._conn is None or missing & set(filters):
             return pd.DataFrame(columns=_COLUMNS)
         select = ", ".join(f"NULL AS {c}" if c in missing else c for c in _COLUMNS)
         sql = f"SELECT {select} FROM records" + (f" WHERE {where}" if where else "") + " ORDER BY created"
@@ -201,6 +205,8 @@ class ResultStore:
         return added
 
     def count(self) -> int:
+        if self._conn is None:
+            return 0
         return self._conn.execute("SELECT COUNT(*) FROM records").fetchone()[0]
 
 

@@ -116,7 +116,7 @@ def speed_table(table: ReportedTable, store_path=None) -> pd.DataFrame:
     from .store import ResultStore, headline
 
     base = reported_vs_measured(table)
-    with ResultStore(store_path) as store:
+    with ResultStore(store_path, readonly=True) as store:
         latest = headline(store.records())
     if latest.empty:
         base["measured latency"] = "no stored measurement: run `emobench bench`"

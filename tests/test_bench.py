@@ -155,8 +155,10 @@ def test_cli_bench_and_results(capsys, monkeypatch, tmp_path):
     code, out, _ = run(capsys, monkeypatch, "bench", "irmb", "-B", "torch,torch-cl", "-t", "1", "--min-time", "0",
                        "--min-runs", "3", "--warmup", "1", "--rounds", "1", "--store", str(store), "-f", "json")
     assert code == 0
-    rows = json.loads(out)["rows"]
-    assert [r["backend"] for r in rows] == ["torch", "torch-cl"] and rows[0]["× torch"] == 1.0
+    data = json.loads(out)
+    rows = data["rows"]
+    assert data["meta"]["schema"] == "emobench.bench/1" and data["meta"]["units"]["median_ms"] == "ms"
+    assert [r["backend"] for r in rows] == ["torch", "torch-cl"] and rows[0]["ratio_to_torch"] == 1.0 and rows[1]["median_ms"] > 0
     code, out, _ = run(capsys, monkeypatch, "results", "list", "--store", str(store), "-f", "csv")
     assert code == 0 and out.count("\n") == 3
     code, out, _ = run(capsys, monkeypatch, "results", "compare", "backend=torch", "backend=torch-cl", "--store", str(store), "-f", "json")
@@ -274,5 +276,5 @@ def test_cli_bench_exits_1_with_the_reason_when_a_measurement_fails(capsys, monk
                          "--min-time", "0", "--min-runs", "3", "--warmup", "1", "--no-store", "-f", "json")
     assert code == 1
     rows = json.loads(out)["rows"]
-    assert [r["status"] for r in rows] == ["ok", "parity-failed"] and "silent-bf16 ran bf16, not fp32" in rows[1]["note"]
+    assert [r["status"] for r in rows] == ["ok", "parity-failed"] and "silent-bf16 ran bf16, not fp32" in rows[1]["error"]
     assert "parity-failed" in err

@@ -68,6 +68,24 @@ def _mobile_tokens(model: nn.Module) -> nn.Module:
     return mobilize_tokens(model)
 
 
+def _cpu_ort(model: nn.Module) -> nn.Module:
+    from .cpu_forms import cpu_ort
+
+    return cpu_ort(model)
+
+
+def _cpu_ov(model: nn.Module) -> nn.Module:
+    from .cpu_forms import cpu_ov
+
+    return cpu_ov(model)
+
+
+def _cpu_unsupported(model: nn.Module) -> str | None:
+    from .cpu_forms import cpu_forms_unsupported
+
+    return cpu_forms_unsupported(model)
+
+
 def _mobile_unsupported(model: nn.Module) -> str | None:
     from .mobile import mobile_unsupported
 
@@ -90,6 +108,11 @@ FORMULATIONS: dict[str, Formulation] = {
         Formulation("mobile-tokens", "mobile, with the attention and its LayerNorm on channels-last tokens "
                     "(LiteRT's converter turns them into FULLY_CONNECTED and fewer transposes)", _mobile_tokens,
                     _mobile_unsupported),
+        Formulation("cpu-ort", "NCHW convs with BN folded; attention operands to batch-matmul layout in one transpose "
+                    "each (4 per block), LayerNorm on NHWC tokens, GELU in the order ONNX Runtime fuses",
+                    _cpu_ort, _cpu_unsupported),
+        Formulation("cpu-ov", "cpu-ort with LayerNorm and MLP_e on (B, H·W, C) tokens (OpenVINO compiles that "
+                    "LayerNorm into one MVN with the layout change absorbed)", _cpu_ov, _cpu_unsupported),
     )
 }
 
@@ -99,8 +122,8 @@ PREFERENCE: dict[str, tuple[str, ...]] = {
     "torch": ("fused", "reference"),
     "torch-cl": ("fused", "reference"),
     "torch-compile": ("fused", "reference"),
-    "onnxruntime": ("reference", "mobile-tokens", "fused"),
-    "openvino": ("reference", "mobile-tokens", "mobile"),
+    "onnxruntime": ("cpu-ort", "reference", "mobile-tokens", "fused"),
+    "openvino": ("cpu-ov", "reference", "mobile-tokens", "mobile"),
     "executorch": ("mobile", "official", "fused", "reference"),
     "litert": ("mobile-tokens", "mobile", "reference"),
     "cuda": ("fused", "reference"),

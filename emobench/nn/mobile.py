@@ -104,6 +104,21 @@ class _ChannelNorm(nn.Module):
         return channel_norm(x, self.mean_weight, self.var_bias)
 
 
+def local_nchw(block: nn.Module, x: torch.Tensor, dw_weight: torch.Tensor | None, dw_bias: torch.Tensor | None) -> torch.Tensor:
+    """The local operator on an NCHW map: depth-wise conv (BatchNorm folded) → activation → squeeze-excite
+    (``mean`` over H, W with keepdim: XNNPACK's global average pool), from ``block``'s ``dw_args``, ``dw_act``,
+    ``se``, ``se_act`` and ``se_w1/b1/w2/b2``."""
+    if dw_weight is not None:
+        x = F.conv2d(x, dw_weight, dw_bias, **block.dw_args)
+        if block.dw_act is not None:
+            x = block.dw_act(x)
+    if block.se:
+        s = F.conv2d(x.mean((2, 3), keepdim=True), block.se_w1, block.se_b1)
+        s = block.se_act(s) if block.se_act is not None else s
+        x = x * torch.sigmoid(F.conv2d(s, block.se_w2, block.se_b2))
+    return x
+
+
 class MobileM2Block(nn.Module):
     """An eval-mode cascaded :class:`M2Block` on NCHW maps, in delegable ops."""
 
@@ -287,15 +302,7 @@ class MobileM2Block(nn.Module):
         return self.act(t) if self.act is not None else t
 
     def _local(self, x: torch.Tensor) -> torch.Tensor:
-        if self.dw_weight is not None:
-            x = F.conv2d(x, self.dw_weight, self.dw_bias, **self.dw_args)
-            if self.dw_act is not None:
-                x = self.dw_act(x)
-        if self.se:
-            s = F.conv2d(x.mean((2, 3), keepdim=True), self.se_w1, self.se_b1)
-            s = self.se_act(s) if self.se_act is not None else s
-            x = x * torch.sigmoid(F.conv2d(s, self.se_w2, self.se_b2))
-        return x
+        return local_nchw(self, x, self.dw_weight, self.dw_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg

@@ -116,7 +116,7 @@ def build_report(folder: Path, erf_images: int = 50, store=None, progress=None, 
     for x, label, fname in (("macs_m", "MACs (M) (the paper's FLOPs)", "pareto_macs"), ("params_m", "Parameters (M)", "pareto_params")):
         plot(pareto_figure(points, x, label, f"ImageNet top-1 vs {label.split(' (')[0]} (filled: measured by emobench)"),
              fname, f"top-1 against {label}")
-    with ResultStore(store) as db:
+    with ResultStore(store, readonly=True) as db:
         records = headline(db.records(backend="torch"))
     latency_points = points.merge(_latency_by_model(records, imagenet), on="model") if not records.empty else pd.DataFrame()
     if not latency_points.empty:
