@@ -278,3 +278,14 @@ def test_cli_bench_exits_1_with_the_reason_when_a_measurement_fails(capsys, monk
     rows = json.loads(out)["rows"]
     assert [r["status"] for r in rows] == ["ok", "parity-failed"] and "silent-bf16 ran bf16, not fp32" in rows[1]["error"]
     assert "parity-failed" in err
+
+
+def test_worker_memory_is_the_workers_own():
+    """The peak resident memory is the worker's, not inherited from a large parent (ru_maxrss survives exec)."""
+    import psutil
+
+    ballast = torch.ones(256, 2**20)  # 1 GiB, touched, in this process only
+    parent_rss = psutil.Process().memory_info().rss / 2**20
+    (rec,) = run_bench(BenchPlan(["irmb"], ["torch"], forms=["fused"], **FAST))
+    assert rec.status == "ok" and ballast.sum() > 0
+    assert 0 < rec.rss_base_mb <= rec.peak_rss_mb < parent_rss - 512

@@ -30,12 +30,21 @@ def _current_rss_mb() -> float:
 
 
 def _peak_rss_mb() -> float | None:
+    """This process's peak resident memory. Linux: ``VmHWM`` of its own address space (``ru_maxrss`` survives
+    ``execve`` and would report the parent's peak); elsewhere ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**10  # kB
+    except OSError:
+        pass
     try:
         import resource
     except ImportError:  # pragma: no cover - not Unix
         return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB elsewhere
 
 
 def _first_line(err: BaseException) -> str:

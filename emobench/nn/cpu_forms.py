@@ -289,5 +289,11 @@ def cpu_ov(model: EMO) -> nn.Module:
     MVN with the layout change absorbed (rank-4 NHWC gives Transpose + ReduceMean + Sub + Reorder + RMS), and
     MLP_e as a FullyConnected on tokens, one transpose back to NCHW for the depth-wise conv.
     (Measured alternatives on emo_1m: rank-4 LN 0.85–0.89; separate Q/K 0.78; LN as explicit mean/rsqrt 0.83;
-    LN over the channel axis of the NCHW map 0.94; native-GELU vs fusable GELU within noise.)"""
+    LN over the channel axis of the NCHW map 0.94; native-GELU vs fusable GELU within noise.)
+    Profiled (PERF_COUNT, emo_1m, 4.2 ms): convolutions 1.6 ms, depth-wise 0.74, MHA/element-wise snippets 0.7,
+    FullyConnected 0.59, transposes 0.18, reorders 0.17 (0.08 of it the input's NCHW→NHWC for the stem). The
+    largest node is the first 24→96 expansion at 112² (0.47 ms, ~0.2 of it the fused Swish). Tried, no gain:
+    the stem block's squeeze-excite pool as ``avg_pool2d`` (AvgPool 55 µs vs ReduceMean 90 µs in isolation,
+    but 0.799 vs 0.805 on emo_1m and 0.787 vs 0.779 on emo_5m: noise); that expansion block in 2/4 row bands or
+    2/4 channel groups (0–10 % slower in isolation); SiLU through tanh (slower: breaks the Swish fusion)."""
     return _variant(model, dict(tok3d=True), ln="tokens", qk_joint=True, out_tokens=True)
