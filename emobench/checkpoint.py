@@ -31,8 +31,12 @@ def read_state_dict(path: str | os.PathLike, prefer_ema: bool = True) -> tuple[d
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure is the same user error
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path}: cannot be loaded safely (weights only): {first}") from None
+        # torch's own message advises loading with weights_only=False: emobench never does, nor suggests it.
+        if "weights only load failed" in str(err).lower():
+            raise CheckpointError(
+                f"{path}: holds Python objects beyond tensors, and emobench never runs code from a file; save "
+                "the state dict (torch.save(model.state_dict(), path)) or a .safetensors file") from None
+        raise CheckpointError(f"{path}: not a PyTorch weights file or a .safetensors file ({type(err).__name__})") from None
     order = NESTED_KEYS if prefer_ema else tuple(k for k in NESTED_KEYS if k != "net_E") + ("net_E",)
     if isinstance(data, dict):
         for key in order:

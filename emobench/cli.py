@@ -520,6 +520,8 @@ def mpl(
     if window is not None:
         overrides["attention"] = {"window_size": window}
     names = [b.strip() for b in blocks.split(",") if b.strip()]
+    if not names:
+        raise EmobenchError("--blocks names no block (e.g. --blocks irmb,mhsa)")
     widths = parse_ints(width, "widths")
     df = _mpl_with_overrides(names, widths, count, overrides) if overrides else mpl_table(names, widths, count)
     files = None
@@ -559,11 +561,13 @@ def modules(
 ) -> None:
     """The paper's module comparison: params, FLOPs and MPL of MHSA, W-MHSA, Conv, DW-Conv and iRMB, closed
     forms beside the modules built and counted (FLOPs = 2 × MACs; the formulas also count softmax)."""
-    from .analysis.modules import module_table
+    from .analysis.modules import irmb_heads, module_table
     from .render import emit
 
     df = module_table(channels, width, window, kernel, expansion)
-    emit(df, _format(fmt), output, title=f"modules at C={channels}, W={width}, w={window}, k={kernel}, λ={expansion}",
+    heads, dim_head = irmb_heads(channels)
+    emit(df, _format(fmt), output, title=f"modules at C={channels}, W={width}, w={window}, k={kernel}, λ={expansion} "
+                                          f"(iRMB: {heads} head(s) of {dim_head} channels)",
          meta={"units": {"FLOPs": "2 × MACs"}, "caption": "formula FLOPs include softmax/scaling terms (3L², 3Ll) that counters skip"},
          console=console)
 

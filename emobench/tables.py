@@ -139,6 +139,8 @@ def build_table(name: str, store_path=None, papers=None) -> tuple[pd.DataFrame, 
 
         df = module_table()
         return df, {"title": "Module comparison: closed forms vs built and counted", "sources": ["computed by emobench"]}
+    if papers is not None and not list_tables(papers):
+        raise EmobenchError(f"no reported-figure files (*.toml) in {papers}")
     if name not in list_tables(papers):
         raise EmobenchError(f"unknown table '{name}' (choose {', '.join(sorted(set(TABLES) | set(list_tables(papers))))})")
     table = get_table(name, papers)

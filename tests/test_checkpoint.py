@@ -73,9 +73,17 @@ def test_pickled_code_is_never_executed(tmp_path, monkeypatch):
     path = tmp_path / "evil.pth"
     with open(path, "wb") as f:
         pickle.dump({"net": _Payload()}, f)
-    with pytest.raises(CheckpointError, match="cannot be loaded safely"):
+    with pytest.raises(CheckpointError, match="never runs code from a file") as err:
         emobench.load_checkpoint(emobench.create_model("irmb"), path)
     assert not (tmp_path / "PWNED_BY_CHECKPOINT").exists()
+    assert "weights_only=False" not in str(err.value) and "\n" not in str(err.value)  # never suggested
+
+
+def test_a_text_file_is_named_as_not_a_weights_file(tmp_path):
+    path = tmp_path / "notes.pth"
+    path.write_text("epoch 1: loss 0.5\n")
+    with pytest.raises(CheckpointError, match="not a PyTorch weights file or a .safetensors file"):
+        emobench.load_checkpoint(emobench.create_model("irmb"), path)
 
 
 def test_missing_and_non_state_dict_files(tmp_path):

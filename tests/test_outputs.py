@@ -104,3 +104,27 @@ def test_the_command_line_starts_without_torch():
     import emobench
 
     assert callable(emobench.create_model) and emobench.formulate.__module__ == "emobench.nn.forms"
+
+
+def test_messages_for_values_that_used_to_pass_silently(capsys, monkeypatch, tmp_path):
+    code, _, err = run(capsys, monkeypatch, "modules", "-W", "7", "-w", "14")
+    assert_user_error(code, err, "window w=14 is larger than the map W=7")
+    code, _, err = run(capsys, monkeypatch, "mpl", "--blocks", "")
+    assert_user_error(code, err, "--blocks names no block")
+    code, _, err = run(capsys, monkeypatch, "table", "imagenet", "--papers", str(tmp_path))
+    assert_user_error(code, err, "no reported-figure files (*.toml) in")
+    code, out, _ = run(capsys, monkeypatch, "modules", "-C", "60", "-f", "md")
+    assert code == 0 and "iRMB: 1 head(s) of 60 channels" in out
+
+
+def test_ci_fails_instead_of_skipping_without_the_official_reference(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = Path(__file__).parent
+    env = {**os.environ, "CI": "true", "EMOBENCH_REFERENCE": str(tmp_path / "absent")}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           str(tests / "test_reference.py"), "-k", "official_logits and emo_1m and official"],
+                          capture_output=True, text=True, env=env, cwd=tests.parent)
+    assert proc.returncode == 1 and "is absent" in proc.stdout and " error" in proc.stdout  # not skipped

@@ -21,11 +21,19 @@ def _counted(module: nn.Module, c: int, w: int) -> tuple[int, int]:
     return sum(p.numel() for p in module.parameters()), 2 * result.macs
 
 
+def irmb_heads(channels: int) -> tuple[int, int]:
+    """(heads, channels per head) of the table's iRMB: heads of 16 channels where C allows, else one head of C."""
+    dim_head = 16 if channels % 16 == 0 else channels
+    return channels // dim_head, dim_head
+
+
 def module_table(channels: int = 64, width: int = 14, window: int = 7, kernel: int = 3, expansion: float = 4.0) -> pd.DataFrame:
     """Rows MHSA, W-MHSA, Conv, DW-Conv, iRMB. FLOPs = 2 × MACs (the paper's table counts multiply and add);
     the closed forms also count softmax and scaling (3L² and 3Ll), which no counter does."""
     if min(channels, width, window, kernel) < 1 or expansion <= 0:
         raise EmobenchError("channels, width, window and kernel must be >= 1 and the expansion > 0")
+    if window > width:
+        raise EmobenchError(f"the window w={window} is larger than the map W={width}: the closed forms assume w <= W")
     c, w_, k = channels, width, kernel
     L, l = w_ * w_, window * window
 
@@ -34,7 +42,7 @@ def module_table(channels: int = 64, width: int = 14, window: int = 7, kernel: i
                              attention=AttentionConfig(window=mode, window_size=window, dim_head=c, attn_pre=False))
 
     irmb = M2BlockConfig(dim_in=c, dim_out=c, exp_ratio=expansion, norm="ln", act="gelu", dw_kernel=k,
-                         attention=AttentionConfig(window="grid", window_size=window, dim_head=16 if c % 16 == 0 else c))
+                         attention=AttentionConfig(window="grid", window_size=window, dim_head=irmb_heads(c)[1]))
     rows = [
         ("MHSA", M2Block(attention_block("global")), 4 * (c + 1) * c, 8 * c * c * L + 4 * c * L * L + 3 * L * L, attention_block("global")),
         ("W-MHSA", M2Block(attention_block("contiguous")), 4 * (c + 1) * c, 8 * c * c * L + 4 * c * L * l + 3 * L * l, attention_block("contiguous")),
