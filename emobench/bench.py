@@ -33,7 +33,7 @@ import torch
 from . import __version__
 from .environment import cpu_name
 from .environment import environment as machine_environment
-from .errors import EmobenchError
+from .errors import EmobenchError, first_line
 from .measure.backends import BACKENDS, TOLERANCE, Artifact, Backend, weights_fingerprint
 from .measure.timing import NOISY_CV, summarize
 from .models import build_reference, input_shape
@@ -95,7 +95,7 @@ class BenchPlan:
 
 
 def parse_backends(spec: str) -> list[str]:
-    names = [s.strip() for s in spec.split(",") if s.strip()]
+    names = parse_names(spec)
     if names == ["all"]:
         return list(BACKENDS)
     return names
@@ -126,11 +126,6 @@ def _artifact_key(entry, form: str, shape, backend: Backend, fingerprint: str) -
         "emobench": __version__, "weights": fingerprint, "format": ARTIFACT_FORMAT,
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
 
 
 # --- worker processes -------------------------------------------------------------------------------------
@@ -221,8 +216,8 @@ def _resolve(plan: BenchPlan, slot: _Slot, threads: int, workdir: Path, toleranc
         try:
             artifact = _export(slot, form)
         except Exception as err:  # noqa: BLE001 - an export failure is a result, not a crash
-            slot.notes.append(f"{form}: export failed ({_first_line(err)})")
-            slot.failure = {"status": "error", "error": f"export: {_first_line(err)}"}
+            slot.notes.append(f"{form}: export failed ({first_line(err)})")
+            slot.failure = {"status": "error", "error": f"export: {first_line(err)}"}
             continue
         result = run_worker(_spec(plan, slot, form, artifact, threads, tolerance), workdir, plan.timeout)
         if result["status"] == "ok":

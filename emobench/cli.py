@@ -256,15 +256,16 @@ def bench(
     finally:
         if db is not None:
             db.close()
-    if format_for(fmt_, output) in (Format.json, Format.csv):
+    shown = format_for(fmt_, output)
+    if shown in (Format.json, Format.csv):
         # scripts get every field under a stable name (schema emobench.bench/1), explain reports included
         df = records_table(records)
-        if format_for(fmt_, output) is Format.csv:
+        if shown is Format.csv:
             df = df.assign(**{k: [json.dumps(v, sort_keys=True) for v in df[k]] for k in ("env", "params", "explain")})
         meta = {"schema": SCHEMA, "units": UNITS, "store": None if db is None else str(db.path)}
     else:
         df = records_frame(records)
-        df = screen_frame(df) if format_for(fmt_, output) is Format.table else df
+        df = screen_frame(df) if shown is Format.table else df
         meta = {"store": None if db is None else str(db.path)}
     emit(df, fmt_, output, title="emobench bench", meta=meta, console=console)
     if explain and fmt_ in (None, Format.table) and output is None:

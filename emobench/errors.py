@@ -21,3 +21,9 @@ class InputSizeError(EmobenchError):
 
 class CheckpointError(EmobenchError):
     """A checkpoint that cannot be read or does not fit the model."""
+
+
+def first_line(err: BaseException) -> str:
+    """``Type: first line of the message`` (at most 300 characters): how a failure is named in a record."""
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"[:300]

@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..errors import first_line
+
 
 def _current_rss_mb() -> float:
     import psutil
@@ -45,11 +47,6 @@ def _peak_rss_mb() -> float | None:
         return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB elsewhere
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
 
 
 def load_backend(path: str):
@@ -132,9 +129,9 @@ def measure(spec: dict) -> dict:
         try:
             result["explain"] = session.report()
         except Exception as err:  # noqa: BLE001 - a missing report never voids the measurement
-            result["explain"] = {"summary": f"no report: {_first_line(err)}"}
+            result["explain"] = {"summary": f"no report: {first_line(err)}"}
     except Exception as err:  # noqa: BLE001 - every failure is a result
-        result.update(status="error", error=f"{stage}: {_first_line(err)}")
+        result.update(status="error", error=f"{stage}: {first_line(err)}")
     return result
 
 

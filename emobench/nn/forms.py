@@ -11,6 +11,7 @@ that the model has and that passes parity. The preference order is backed by ``b
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import import_module
 from typing import Callable
 
 from torch import nn
@@ -28,91 +29,36 @@ class Formulation:
     unsupported: Callable[[nn.Module], str | None]
 
 
-def _reference(model: nn.Module) -> nn.Module:
-    return model
+def _lazy(module: str, function: str) -> Callable:
+    """``module.function``, imported on first call (each formulation's module loads only when it is used)."""
 
+    def call(model: nn.Module):
+        return getattr(import_module(module, __package__), function)(model)
 
-def _fused(model: nn.Module) -> nn.Module:
-    from .fused import fuse
-
-    return fuse(model)
-
-
-def _fused_unsupported(model: nn.Module) -> str | None:
-    from .fused import has_fused_form
-
-    return None if has_fused_form(model) else f"{type(model).__name__} has no fused form"
-
-
-def _official(model: nn.Module) -> nn.Module:
-    from .official import officialize
-
-    return officialize(model)
-
-
-def _official_unsupported(model: nn.Module) -> str | None:
-    from .official import supports_official
-
-    return supports_official(model)
-
-
-def _mobile(model: nn.Module) -> nn.Module:
-    from .mobile import mobilize
-
-    return mobilize(model)
-
-
-def _mobile_tokens(model: nn.Module) -> nn.Module:
-    from .mobile import mobilize_tokens
-
-    return mobilize_tokens(model)
-
-
-def _cpu_ort(model: nn.Module) -> nn.Module:
-    from .cpu_forms import cpu_ort
-
-    return cpu_ort(model)
-
-
-def _cpu_ov(model: nn.Module) -> nn.Module:
-    from .cpu_forms import cpu_ov
-
-    return cpu_ov(model)
-
-
-def _cpu_unsupported(model: nn.Module) -> str | None:
-    from .cpu_forms import cpu_forms_unsupported
-
-    return cpu_forms_unsupported(model)
-
-
-def _mobile_unsupported(model: nn.Module) -> str | None:
-    from .mobile import mobile_unsupported
-
-    return mobile_unsupported(model)
+    return call
 
 
 FORMULATIONS: dict[str, Formulation] = {
     f.name: f
     for f in (
         Formulation("reference", "official parameters and keys, NCHW convs, explicit attention matmuls on tokens "
-                    "(trainable; what the counts and checkpoints use)", _reference, lambda m: None),
+                    "(trainable; what the counts and checkpoints use)", lambda m: m, lambda m: None),
         Formulation("fused", "NHWC tokens, 1×1 convs as linears, BN/LN-affine folded, SDPA windows "
-                    "(eager torch's kernels)", _fused, _fused_unsupported),
+                    "(eager torch's kernels)", _lazy(".fused", "fuse"), _lazy(".fused", "fused_unsupported")),
         Formulation("official", "the official code's operator sequence: NCHW 1×1 convs, einops-style reshape/"
                     "permute windows, q@kᵀ→softmax→@x, LayerNorm2d by permutes (the comparator)",
-                    _official, _official_unsupported),
+                    _lazy(".official", "officialize"), _lazy(".official", "supports_official")),
         Formulation("mobile", "NCHW convs with BN folded, LayerNorm from delegable ops, separate Q/K convs, heads "
-                    "folded into 3-D batch matmuls (ExecuTorch's XNNPACK delegate takes it whole)", _mobile,
-                    _mobile_unsupported),
+                    "folded into 3-D batch matmuls (ExecuTorch's XNNPACK delegate takes it whole)", _lazy(".mobile", "mobilize"),
+                    _lazy(".mobile", "mobile_unsupported")),
         Formulation("mobile-tokens", "mobile, with the attention and its LayerNorm on channels-last tokens "
-                    "(LiteRT's converter turns them into FULLY_CONNECTED and fewer transposes)", _mobile_tokens,
-                    _mobile_unsupported),
+                    "(LiteRT's converter turns them into FULLY_CONNECTED and fewer transposes)", _lazy(".mobile", "mobilize_tokens"),
+                    _lazy(".mobile", "mobile_unsupported")),
         Formulation("cpu-ort", "NCHW convs with BN folded; attention operands to batch-matmul layout in one transpose "
                     "each (4 per block), LayerNorm on NHWC tokens, GELU in the order ONNX Runtime fuses",
-                    _cpu_ort, _cpu_unsupported),
+                    _lazy(".cpu_forms", "cpu_ort"), _lazy(".cpu_forms", "cpu_forms_unsupported")),
         Formulation("cpu-ov", "cpu-ort with LayerNorm and MLP_e on (B, H·W, C) tokens (OpenVINO compiles that "
-                    "LayerNorm into one MVN with the layout change absorbed)", _cpu_ov, _cpu_unsupported),
+                    "LayerNorm into one MVN with the layout change absorbed)", _lazy(".cpu_forms", "cpu_ov"), _lazy(".cpu_forms", "cpu_forms_unsupported")),
     )
 }
 

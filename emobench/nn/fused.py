@@ -45,6 +45,16 @@ def _dense_weight(conv: nn.Conv2d) -> torch.Tensor:
     return dense
 
 
+def pre_norm_affine(norm: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A block's pre-norm as a per-channel affine map (scale, shift): an eval-mode BatchNorm whole, a LayerNorm
+    its affine part (its normalisation stays); None for no norm."""
+    if isinstance(norm, nn.BatchNorm2d):
+        return _bn_affine(norm)
+    if isinstance(norm, LayerNorm2d):
+        return norm.norm.weight, norm.norm.bias
+    return None
+
+
 def _linear_of(module: nn.Module, pre: tuple[torch.Tensor, torch.Tensor] | None = None):
     """(weight, bias) of a 1×1 ConvNormAct with its BatchNorm folded, and ``pre`` = (scale, shift) of an affine
     map applied to its input folded too: W·(x·s + t) + b = (W·s)·x + (W·t + b)."""
@@ -81,11 +91,7 @@ class FusedM2Block(nn.Module):
         # Pre-norm: "ln" keeps its normalisation; its affine part, or a BatchNorm, is folded into MLP_e when
         # MLP_e directly follows, and otherwise applied as a per-channel affine map.
         self.ln_eps = block.norm.norm.eps if isinstance(block.norm, LayerNorm2d) else None
-        pre = None
-        if isinstance(block.norm, nn.BatchNorm2d):
-            pre = _bn_affine(block.norm)
-        elif isinstance(block.norm, LayerNorm2d):
-            pre = (block.norm.norm.weight, block.norm.norm.bias)
+        pre = pre_norm_affine(block.norm)
         self.norm_scale = self.norm_shift = None
         if pre is not None and not fold_norm:
             self.norm_scale, self.norm_shift = _frozen(pre[0]), _frozen(pre[1])
@@ -255,3 +261,7 @@ def fuse(model: nn.Module) -> nn.Module:
 
 def has_fused_form(model: nn.Module) -> bool:
     return isinstance(model, (EMO, M2Block))
+
+
+def fused_unsupported(model: nn.Module) -> str | None:
+    return None if has_fused_form(model) else f"{type(model).__name__} has no fused form"

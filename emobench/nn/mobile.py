@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .emo import EMO
-from .fused import _bn_affine, _frozen, fold_stem_and_head, token_linear
+from .fused import _bn_affine, _frozen, fold_stem_and_head, pre_norm_affine, token_linear
 from .layers import LayerNorm2d, act_fn
 from .m2 import M2Block, partition, unpartition
 
@@ -137,11 +137,7 @@ class MobileM2Block(nn.Module):
         self.act, self.dw_act = act_fn(cfg.act), act_fn(cfg.dw_act)
         # Pre-norm: BatchNorm and LayerNorm's affine part become (s, t), folded into the convs that read the map.
         self.ln = _ChannelNorm(cfg.dim_in, block.norm.norm.eps) if isinstance(block.norm, LayerNorm2d) else None
-        pre = None
-        if isinstance(block.norm, nn.BatchNorm2d):
-            pre = _bn_affine(block.norm)
-        elif isinstance(block.norm, LayerNorm2d):
-            pre = (block.norm.norm.weight, block.norm.norm.bias)
+        pre = pre_norm_affine(block.norm)
         self.pre_scale = self.pre_shift = None
         if pre is not None:
             self.pre_scale, self.pre_shift = _frozen(pre[0].reshape(1, -1, 1, 1)), _frozen(pre[1].reshape(1, -1, 1, 1))
