@@ -211,6 +211,25 @@ def _torch_precision(dtype: str) -> str:
     return "fp32" if setting == "highest" else f"fp32 (matmul precision '{setting}')"
 
 
+def _eager_session(model: nn.Module, device: str, dtype: str, summary: str) -> Session:
+    """Eager torch on ``device``: fp32, or bf16/fp16 through autocast; outputs back in fp32."""
+    autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype)
+
+    def run(x):
+        with torch.inference_mode(), torch.autocast(device, autocast, enabled=autocast is not None):
+            return model(x).float()
+
+    return Session(run, _torch_precision(dtype), explain_counts(summary))
+
+
+def _compiled(model: nn.Module, example: torch.Tensor) -> nn.Module:
+    """``torch.compile`` and one call, so the compile happens here (timed as the export), not in the timing."""
+    compiled = torch.compile(model)
+    with torch.inference_mode():
+        compiled(example)
+    return compiled
+
+
 class TorchEager(Backend):
     name = "torch"
     description = "PyTorch eager on the CPU (fp32, or bf16 autocast)"
@@ -219,15 +238,8 @@ class TorchEager(Backend):
     summary = "eager ATen CPU kernels, operator by operator"
 
     def open(self, artifact, threads, dtype):
-        model = artifact.obj
-        autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype)
         torch.set_num_threads(threads)  # the worker's own setting: nothing to restore
-
-        def run(x):
-            with torch.inference_mode(), torch.autocast("cpu", autocast, enabled=autocast is not None):
-                return model(x).float()
-
-        return Session(run, _torch_precision(dtype), explain_counts(self.summary))
+        return _eager_session(artifact.obj, "cpu", dtype, self.summary)
 
 
 class TorchChannelsLast(TorchEager):
@@ -252,10 +264,7 @@ class TorchCompile(TorchEager):
     summary = "inductor-generated C++/OpenMP kernels"
 
     def export(self, model, example, path):
-        compiled = torch.compile(model)
-        with torch.inference_mode():
-            compiled(example)  # compiles
-        return compiled, None
+        return _compiled(model, example), None
 
 
 class FileBackend(Backend):
@@ -515,18 +524,11 @@ class CudaEager(Backend):
         return model.to("cuda"), None
 
     def open(self, artifact, threads, dtype):
-        model = artifact.obj
-        autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype)
         if dtype == "fp32":
             # cuDNN convolutions default to TF32 on Ampere and newer: fp32 means fp32.
             torch.backends.cudnn.allow_tf32 = False
             torch.backends.cuda.matmul.allow_tf32 = False
-
-        def run(x):
-            with torch.inference_mode(), torch.autocast("cuda", autocast, enabled=autocast is not None):
-                return model(x).float()
-
-        return Session(run, _torch_precision(dtype), explain_counts(self.summary))
+        return _eager_session(artifact.obj, "cuda", dtype, self.summary)
 
     def sync(self):
         return torch.cuda.synchronize
@@ -539,10 +541,7 @@ class CudaCompile(CudaEager):
     summary = "inductor-generated Triton kernels"
 
     def export(self, model, example, path):
-        compiled = torch.compile(model.to("cuda"))
-        with torch.inference_mode():
-            compiled(example.to("cuda"))
-        return compiled, None
+        return _compiled(model.to("cuda"), example.to("cuda")), None
 
 
 BACKENDS: dict[str, Backend] = {
