@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-import pandas as pd
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
-from .models import input_shape
-from .nn.m2 import M2Block, window_grid
+import pandas as pd
+
 from .zoo import ZooEntry
+
+if TYPE_CHECKING:  # torch loads only when a layout is built: `zoo list` imports this module without it
+    from torch import nn
+
+    from .nn.m2 import M2Block
 
 
 def _attention_label(block: M2Block, h: int, w: int) -> str:
     """e.g. ``grid 7x7 x4 pre``, ``global post``, ``grid 7x7 x9 pad 5/5 pre`` (pad = bottom/right tokens)."""
+    from .nn.m2 import window_grid
+
     att = block.cfg.attention
     if att is None:
         return "off"
@@ -23,26 +28,30 @@ def _attention_label(block: M2Block, h: int, w: int) -> str:
     return f"{kind}{pad} {'pre' if att.attn_pre else 'post'}"
 
 
-_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict, nn.ParameterList, nn.ParameterDict)
-
-
 def block_table(entry: ZooEntry, resolution: tuple[int, int] | None = None) -> pd.DataFrame:
     """One row per M² block: path, widths (in → mid → out), depth-wise kernel and stride, pre-norm/activation,
     attention (window layout at this input), heads, residual, output map and parameters, for an input of the
     entry's size (or ``resolution``)."""
+    import torch
+    from torch import nn
+
+    from .models import input_shape
+    from .nn.m2 import M2Block
+
+    containers = (nn.Sequential, nn.ModuleList, nn.ModuleDict, nn.ParameterList, nn.ParameterDict)
     shape = input_shape(entry, resolution)
     with torch.device("meta"):
         model = _build(entry)
     # Rows: every M² block, plus the layers outside blocks (stem conv, final norm, classifier).
     parts: list[tuple[str, nn.Module]] = [("", model)] if isinstance(model, M2Block) else []
     for name, m in model.named_modules() if not parts else ():
-        if any(name.startswith(p + ".") for p, _ in parts) or isinstance(m, _CONTAINERS):
+        if any(name.startswith(p + ".") for p, _ in parts) or isinstance(m, containers):
             continue
         if isinstance(m, M2Block) or (name and any(True for _ in m.parameters(recurse=True))):
             parts.append((name, m))
     shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
     hooks = [
-        m.register_forward_hook(lambda mod, i, o, name=name: shapes.__setitem__(name, (tuple(i[0].shape), tuple(o.shape))))
+        m.register_forward_hook(lambda mod, i, o, name=name: shapes.__setitem__(name, (_first_shape(i), _first_shape(o))))
         for name, m in parts
     ]
     with torch.no_grad():
@@ -84,6 +93,13 @@ def block_table(entry: ZooEntry, resolution: tuple[int, int] | None = None) -> p
     return pd.DataFrame(rows)
 
 
+def _first_shape(value) -> tuple[int, ...]:
+    """Shape of the first tensor in a module's input or output (necks and heads pass lists of level maps)."""
+    while isinstance(value, (tuple, list)):
+        value = value[0]
+    return tuple(value.shape)
+
+
 def _build(entry: ZooEntry) -> nn.Module:
     from .nn import FAMILIES
 
@@ -91,22 +107,8 @@ def _build(entry: ZooEntry) -> nn.Module:
 
 
 def zoo_table(names: list[str]) -> pd.DataFrame:
-    """name, family, parameters and summary of each zoo entry (parameters counted on a meta-device build)."""
-    from .zoo import get_entry
+    """name, family, parameters and summary of each zoo entry (see :func:`emobench.zoo.zoo_listing`, which
+    needs no torch import when the counts are cached)."""
+    from .zoo import zoo_listing
 
-    rows = []
-    for name in names:
-        entry = get_entry(name)
-        with torch.device("meta"):
-            model = _build(entry)
-        rows.append(
-            {
-                "name": name,
-                "family": entry.family,
-                "params": sum(p.numel() for p in model.parameters()),
-                "input": "x".join(map(str, entry.input_size)),
-                "tags": ",".join(entry.tags),
-                "summary": entry.summary,
-            }
-        )
-    return pd.DataFrame(rows)
+    return zoo_listing(names)

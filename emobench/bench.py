@@ -246,9 +246,10 @@ def run_bench(plan: BenchPlan, store: ResultStore | None = None, progress: Progr
                 x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
                 with torch.inference_mode():
                     expected = reference(x)
-                inputs = {"input": str(workdir / f"{name}-b{batch}-x.npy"), "expected": str(workdir / f"{name}-b{batch}-y.npy")}
+                inputs = {"input": str(workdir / f"{name}-b{batch}-x.npy"), "expected": str(workdir / f"{name}-b{batch}-y.npz")}
                 np.save(inputs["input"], x.numpy(), allow_pickle=False)
-                np.save(inputs["expected"], expected.float().numpy(), allow_pickle=False)
+                outs = expected if isinstance(expected, (tuple, list)) else (expected,)
+                np.savez(inputs["expected"], **{f"out_{i}": o.float().numpy() for i, o in enumerate(outs)})
                 for backend_name in plan.backends:
                     backend = BACKENDS[backend_name]
                     reason = backend.unavailable() or (

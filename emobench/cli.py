@@ -68,22 +68,22 @@ def zoo_scoped(command):
 @zoo_scoped
 def zoo_list(
     pattern: Annotated[str, typer.Argument(help="Shell-style filter, e.g. 'emo_*'.")] = "*",
-    family: Annotated[Optional[str], typer.Option(help="Only this family (emo, m2).")] = None,
+    family: Annotated[Optional[str], typer.Option(help="Only this family (emo, m2, mobilenetv2, vit, pvt).")] = None,
     fmt: FormatOpt = None,
     output: OutputOpt = None,
     zoo: ZooDirs = None,
 ) -> None:
-    """Every zoo model: name, family, parameter count, default input and summary."""
-    from .architecture import zoo_table
+    """Every zoo model: name, family, parameter count, default input and summary. JSON schema: emobench.zoo_list/1."""
     from .render import emit
-    from .zoo import get_zoo, list_models
+    from .views import COLUMNS, SCHEMAS
+    from .zoo import get_zoo, list_models, zoo_listing
 
     names = list_models(pattern, family)
     if not names:
         raise EmobenchError(f"no zoo model matches '{pattern}'" + (f" in family '{family}'" if family else ""))
-    df = zoo_table(names)
-    emit(df, _format(fmt), output, title=f"emobench zoo ({len(df)} models)",
-         meta={"units": {"params": "count"}, "zoo": [str(d) for d in get_zoo().dirs]}, console=console)
+    df = zoo_listing(names)
+    emit(df, _format(fmt), output, title=f"emobench zoo ({len(df)} models)", meta={"zoo": [str(d) for d in get_zoo().dirs]},
+         console=console, schema=SCHEMAS["zoo_list"], columns=COLUMNS["zoo_list"])
 
 
 @zoo_app.command("show")
@@ -95,12 +95,14 @@ def zoo_show(
     output: OutputOpt = None,
     zoo: ZooDirs = None,
 ) -> None:
-    """A model's configuration and its block-by-block layout: widths, strides, kernels, attention, output maps."""
+    """A model's configuration and its block-by-block layout: widths, strides, kernels, attention, output maps.
+    JSON schema: emobench.zoo_show/1. (Built on torch's meta device: nothing is allocated at any size.)"""
     import json
 
     from .architecture import block_table
     from .models import parse_resolution
     from .render import Format, emit
+    from .views import COLUMNS, SCHEMAS
     from .zoo import get_entry
 
     entry = get_entry(name)
@@ -121,7 +123,8 @@ def zoo_show(
         origin = f"file: {entry.path}" + (f" (extends {entry.extends})" if entry.extends else "")
         settings = ", ".join(f"{k}={json.dumps(v)}" for k, v in config.items())
         console.print(f"source: {entry.source}\n{origin}\nconfig: {settings}", markup=False, highlight=False)
-    emit(df, fmt_, output, title=f"{entry.name} blocks at {c}x{h}x{w}", meta=meta, console=console)
+    emit(df, fmt_, output, title=f"{entry.name} blocks at {c}x{h}x{w}", meta=meta, console=console,
+         schema=SCHEMAS["zoo_show"], columns=COLUMNS["zoo_show"])
 
 
 @zoo_app.command("load")
@@ -129,16 +132,32 @@ def zoo_show(
 def zoo_load(
     name: Annotated[str, typer.Argument(help="A zoo model, e.g. emo_1m.")],
     checkpoint: Annotated[Path, typer.Argument(help="A checkpoint: net.pth (raw, 'net' or 'net_E'), or .safetensors.")],
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
     zoo: ZooDirs = None,
 ) -> None:
-    """Check that a checkpoint loads into a zoo model (keys and shapes), without executing anything in it."""
-    from .checkpoint import load_checkpoint
-    from .models import create_model
+    """Check that a checkpoint loads into a zoo model (keys and shapes), without executing anything in it.
+    JSON schema: emobench.zoo_load/1."""
+    import pandas as pd
 
+    from .checkpoint import load_checkpoint
+    from .models import check_fits, create_model
+    from .render import Format, emit
+    from .views import COLUMNS, SCHEMAS
+    from .zoo import get_entry
+
+    entry = get_entry(name)
+    check_fits(entry, (1, *entry.input_size), run=False)
     model = create_model(name)
     where = load_checkpoint(model, checkpoint)
     n = sum(p.numel() for p in model.parameters())
-    console.print(f"{checkpoint}: loaded into {name} from {where}: {len(model.state_dict())} tensors, {n:,} parameters")
+    fmt_ = _format(fmt)
+    if fmt_ in (None, Format.table) and output is None:
+        console.print(f"{checkpoint}: loaded into {name} from {where}: {len(model.state_dict())} tensors, {n:,} parameters")
+        return
+    row = {"model": name, "checkpoint": str(checkpoint), "loaded_from": where, "tensors": len(model.state_dict()), "params": n}
+    emit(pd.DataFrame([row]), fmt_, output, title=f"{checkpoint} into {name}", console=console,
+         schema=SCHEMAS["zoo_load"], columns=COLUMNS["zoo_load"])
 
 
 @app.command("profile")
@@ -146,11 +165,11 @@ def zoo_load(
 def profile(
     models: Annotated[list[str], typer.Argument(help="One or more zoo models (EMO variants or single blocks).")],
     resolution: Annotated[Optional[str], typer.Option("--resolution", "-r", help="Input H or HxW, e.g. 224 or 192x320 (default: the entry's own; blocks keep their channels).")] = None,
-    batch: Annotated[int, typer.Option("--batch", "-b", help="Batch size.")] = 1,
-    depth: Annotated[int, typer.Option("--depth", "-d", help="Per-layer table down to this module depth (0: none).")] = 1,
+    batch: Annotated[int, typer.Option("--batch", "-b", min=1, help="Batch size.")] = 1,
+    depth: Annotated[int, typer.Option("--depth", "-d", min=0, help="Per-layer table down to this module depth (0: none).")] = 1,
     fused: Annotated[bool, typer.Option("--fused", help="Profile the fused inference form instead of the reference form.")] = False,
     counts_only: Annotated[bool, typer.Option("--counts-only", help="Parameters and MACs only: skip memory and latency.")] = False,
-    threads: Annotated[Optional[int], typer.Option("--threads", "-t", help="CPU threads for the latency figure (default: torch's).")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", "-t", min=1, help="CPU threads for the latency figure (default: torch's; at most the core count).")] = None,
     layers: Annotated[bool, typer.Option("--layers", help="With --format csv: the per-layer table instead of the metrics.")] = False,
     checkpoint: Annotated[Optional[Path], typer.Option(help="Weights to load first (official net.pth layouts or .safetensors).")] = None,
     fmt: FormatOpt = None,
@@ -162,17 +181,26 @@ def profile(
 
     MACs count one multiply-accumulate as 1 (FLOPs = 2 × MACs); emobench registers handles for what fvcore and
     ptflops skip (scaled_dot_product_attention, norms) and reports their own figures too. JSON schema:
-    emobench.profile/1 (every metric has value, unit, method, status)."""
+    emobench.profile/2 (every metric has value, unit, method, status). Inputs the machine cannot hold are
+    refused before anything is allocated."""
+    import os
+
     from rich.progress import Progress
 
-    from .models import parse_resolution
+    from .models import check_fits, input_shape, parse_resolution
     from .profile import environment, profile_model
     from .views import render_profiles
+    from .zoo import get_entry
 
     fmt_ = _format(fmt)
     res = parse_resolution(resolution) if resolution else None
-    if batch < 1:
-        raise EmobenchError(f"batch must be >= 1, got {batch}")
+    cores = os.cpu_count() or 1
+    if threads is not None and threads > cores:
+        raise EmobenchError(f"{threads} threads on a machine with {cores} cores would time the scheduler, not the model "
+                            f"(use -t 1..{cores})")
+    for name in models:  # every model and input checked before the first is profiled
+        entry = get_entry(name)
+        check_fits(entry, input_shape(entry, res, batch), copies=2 if fused else 1)
     results = []
     with Progress(console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
         task = progress.add_task("profiling", total=len(models))
@@ -202,12 +230,12 @@ def bench(
     resolution: Annotated[Optional[str], typer.Option("--resolution", "-r", help="Input H or HxW (default: the entry's).")] = None,
     dtype: Annotated[str, typer.Option(help="fp32 (fp32 on every backend); bf16 (torch autocast, OpenVINO where the CPU has it, cuda); fp16 (cuda).")] = "fp32",
     form: Annotated[str, typer.Option("--form", help="Formulation(s), comma-separated: auto (per backend, the fastest that passes parity), reference, fused, official (the official code's operators), mobile.")] = "auto",
-    rounds: Annotated[int, typer.Option(help="Rounds: each measurement runs this many times in fresh processes, backends alternating; timings are pooled.")] = 3,
-    warmup: Annotated[int, typer.Option(help="Untimed calls before timing, per round.")] = 10,
-    min_time: Annotated[float, typer.Option(help="Time at least this many seconds per measurement and round …")] = 1.0,
-    min_runs: Annotated[int, typer.Option(help="… and at least this many calls.")] = 20,
-    timeout: Annotated[float, typer.Option(help="Seconds one worker process may take before it is killed (an error record).")] = 600.0,
-    tolerance: Annotated[Optional[float], typer.Option(help="Parity tolerance, max |Δ| vs eager fp32 torch (default 1e-4 for fp32).")] = None,
+    rounds: Annotated[int, typer.Option(min=1, help="Rounds: each measurement runs this many times in fresh processes, backends alternating; timings are pooled.")] = 3,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed calls before timing, per round.")] = 10,
+    min_time: Annotated[float, typer.Option(min=0, help="Time at least this many seconds per measurement and round …")] = 1.0,
+    min_runs: Annotated[int, typer.Option(min=1, help="… and at least this many calls.")] = 20,
+    timeout: Annotated[float, typer.Option(min=0, help="Seconds one worker process may take before it is killed (an error record).")] = 600.0,
+    tolerance: Annotated[Optional[float], typer.Option(min=0, help="Parity tolerance, max |Δ| vs eager fp32 torch (default 1e-4 for fp32).")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(help="Weights to load first.")] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Also show what each runtime ran on screen: delegated vs fallback operators, subgraphs, precisions (JSON/CSV always carry it).")] = False,
     store: StoreOpt = None,
@@ -242,7 +270,17 @@ def bench(
         checkpoint=str(checkpoint) if checkpoint else None,
     )
     plan.validate()
+    if not no_store:  # before minutes of measuring, not after
+        from .store import check_writable
+
+        check_writable(store)
     fmt_ = _format(fmt)
+    from .models import check_fits, input_shape
+    from .zoo import get_entry
+
+    for name in plan.models:  # one measurement runs at a time: the largest batch of each model must fit
+        entry = get_entry(name)
+        check_fits(entry, input_shape(entry, plan.resolution, max(plan.batches)))
     db = None if no_store else ResultStore(store)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     try:
@@ -287,58 +325,75 @@ app.add_typer(results_app, name="results")
 
 
 def _filters(items: list[str] | None) -> dict[str, object]:
+    """``field=value`` pairs (values compared as text: ``batch=1``, ``torch_version=2.13.0``; ``cpu_flags=a+b``:
+    records having every listed ISA flag)."""
     out: dict[str, object] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise EmobenchError(f"filters look like field=value (e.g. backend=onnxruntime), got '{item}'")
-        out[key.strip()] = int(value) if value.strip().isdigit() else value.strip()
+        out[key.strip()] = value.strip()
     return out
 
 
 @results_app.command("list")
 def results_list(
-    filters: Annotated[Optional[list[str]], typer.Argument(help="field=value filters, e.g. model=emo_1m backend=torch.")] = None,
+    filters: Annotated[Optional[list[str]], typer.Argument(help="field=value filters, e.g. model=emo_1m backend=torch cpu_flags=avx512f torch_version=2.13.0.")] = None,
     limit: Annotated[int, typer.Option(help="Show the newest N records (0: all).")] = 50,
     store: StoreOpt = None,
     fmt: FormatOpt = None,
     output: OutputOpt = None,
 ) -> None:
-    """Stored records, newest last, with their ratio to torch eager where one exists."""
-    from .bench import records_frame
-    from .render import emit
+    """Stored records, newest last, with their ratio to torch eager where one exists. JSON and CSV carry every
+    stored field (schema emobench.bench/1, environment columns and columns unknown to emobench included)."""
+    import json
+
+    from .bench import SCHEMA, UNITS, records_frame, records_table
+    from .render import Format, emit, format_for
     from .store import ResultStore
 
+    if limit < 0:
+        raise EmobenchError(f"--limit takes a count >= 0 (0: all), got {limit}")
+    fmt_ = _format(fmt)
     with ResultStore(store, readonly=True) as db:
         df = db.records(**_filters(filters))
+        where = str(db.path)
     if limit > 0:
         df = df.tail(limit)
+    if format_for(fmt_, output) in (Format.json, Format.csv):
+        rows = records_table(df)
+        if format_for(fmt_, output) is Format.csv:
+            rows = rows.assign(**{k: [json.dumps(v, sort_keys=True) for v in rows[k]] for k in ("env", "params", "explain")})
+        emit(rows, fmt_, output, title=f"{len(rows)} record(s)", meta={"store": where, "units": UNITS},
+             schema=SCHEMA, console=console)
+        return
     view = records_frame(df)
     if not view.empty:
         view.insert(0, "machine", df["machine"].values)
         view.insert(0, "when", pd_time(df["created"]))
-    emit(view, _format(fmt), output, title=f"{len(view)} record(s)", console=console)
+    emit(view, fmt_, output, title=f"{len(view)} record(s)", console=console)
 
 
 def pd_time(seconds):
     import pandas as pd
 
-    return pd.to_datetime(seconds, unit="s").dt.strftime("%Y-%m-%d %H:%M").values
+    return pd.to_datetime(pd.Series(seconds, dtype=float), unit="s").dt.strftime("%Y-%m-%d %H:%M").values
 
 
 @results_app.command("compare")
 def results_compare(
     a: Annotated[str, typer.Argument(help="Baseline filter, e.g. backend=torch (comma-separated field=value).")],
-    b: Annotated[str, typer.Argument(help="Candidate filter, e.g. backend=onnxruntime.")],
+    b: Annotated[str, typer.Argument(help="Candidate filter, e.g. backend=onnxruntime or torch_version=2.13.0.")],
     fail_above: Annotated[Optional[float], typer.Option("--fail-above", help="Exit 1 when a pair is slower beyond its noise by more than this percentage (a CI guard).")] = None,
     store: StoreOpt = None,
     fmt: FormatOpt = None,
     output: OutputOpt = None,
 ) -> None:
-    """B vs A as latency ratios, matching records on every key the filters leave free (newest record each),
-    with a verdict: faster / slower when the ratio leaves 1 ± noise (the larger relative IQR or round spread of
-    the two records), else same."""
-    from .render import emit
+    """B vs A as latency ratios, matching records on every key the filters leave free (newest measured record
+    each), with a verdict: faster / slower when the ratio leaves 1 ± noise (the larger relative IQR or round
+    spread of the two records), else same. Filters may name environment columns (torch_version, cpu_model,
+    cpu_flags, runtime_version, git_revision, …). JSON schema: emobench.compare/1."""
+    from .render import Column, emit
     from .results import compare, regressions
     from .store import ResultStore
 
@@ -346,7 +401,12 @@ def results_compare(
         raise EmobenchError(f"--fail-above takes a percentage >= 0, got {fail_above}")
     with ResultStore(store, readonly=True) as db:
         df = compare(db.records(), _filters(a.split(",")), _filters(b.split(",")))
-    emit(df, _format(fmt), output, title=f"{b} vs {a} (ratio < 1: B is faster)", console=console)
+    columns = [Column("a_ms", "A ms", "ms"), Column("b_ms", "B ms", "ms"), Column("ratio", "B / A", "B median / A median"),
+               Column("noise", "noise", "relative (IQR / median or round spread, the larger of A and B)"),
+               Column("verdict", "verdict")]
+    emit(df, _format(fmt), output, title=f"{b} vs {a} (ratio < 1: B is faster)",
+         meta={"a": a, "b": b, "fail_above_pct": fail_above}, schema="emobench.compare/1", columns=columns,
+         console=console)
     if fail_above is not None:
         slow = regressions(df, fail_above)
         if len(slow):
@@ -360,24 +420,24 @@ def results_export(
     filters: Annotated[Optional[list[str]], typer.Argument(help="field=value filters.")] = None,
     store: StoreOpt = None,
 ) -> None:
-    """Every stored record with all its fields (environment included) as CSV or JSON."""
+    """Every stored record with all its fields (environment columns, and columns this emobench does not know,
+    included) as CSV or JSON."""
     import json
 
     from .render import write_text
     from .store import ResultStore
 
+    suffix = output.suffix.lower()
+    if suffix not in (".json", ".csv"):
+        raise EmobenchError(f"export writes .csv or .json, got '{output.name}'")
     with ResultStore(store, readonly=True) as db:
         df = db.records(**_filters(filters))
-    if output.suffix.lower() == ".json":
+    if suffix == ".json":
         records = json.loads(df.to_json(orient="records"))  # NaN → null: valid JSON
         write_text(json.dumps(records, indent=2) + "\n", output)
-    elif output.suffix.lower() == ".csv":
-        flat = df.copy()
-        flat["env"] = [json.dumps(e, sort_keys=True) for e in flat["env"]]
-        flat["params"] = [json.dumps(p, sort_keys=True) for p in flat["params"]]
-        write_text(flat.to_csv(index=False), output)
     else:
-        raise EmobenchError(f"export writes .csv or .json, got '{output.name}'")
+        flat = df.assign(**{k: [json.dumps(v, sort_keys=True) for v in df[k]] for k in ("env", "params", "explain")})
+        write_text(flat.to_csv(index=False), output)
     console.print(f"{len(df)} record(s) written to {output}")
 
 
@@ -386,7 +446,8 @@ def results_merge(
     sources: Annotated[list[Path], typer.Argument(help="Stores from other machines to merge in.")],
     store: StoreOpt = None,
 ) -> None:
-    """Copy the records of other stores into this one (by record id: merging twice adds nothing)."""
+    """Copy the records of other stores into this one by record id (merging twice adds nothing; records already
+    here are never replaced); columns unknown to this emobench come along."""
     from .store import ResultStore
 
     with ResultStore(store) as db:
@@ -408,21 +469,23 @@ def rf(
     input pixels (clipped), the unclipped size while the network is translation-equivariant, coverage (the
     fraction of input pixels that reach the centre), and where the centre output / every output becomes global.
 
-    Residual branches are unions; window attention follows the model's partition (grid, contiguous, global)."""
+    Residual branches are unions; window attention follows the model's partition (grid, contiguous, global).
+    JSON schema: emobench.rf/1."""
     from .analysis.rf import entry_receptive_field
-    from .models import parse_resolution
+    from .models import check_reach_fits, parse_resolution
     from .render import emit
+    from .views import COLUMNS, SCHEMAS
     from .zoo import get_entry
 
     entry = get_entry(model)
-    result = entry_receptive_field(entry, parse_resolution(resolution) if resolution else None, se_as_global)
+    res = parse_resolution(resolution) if resolution else None
+    check_reach_fits(list(res or entry.input_size[1:]), f"{model} at {'x'.join(map(str, res or entry.input_size[1:]))}")
+    result = entry_receptive_field(entry, res, se_as_global)
     h, w = result.input_size
-    caption = result.caption
     emit(result.table, _format(fmt), output, title=f"{model}: receptive field at {h}x{w}",
-         meta={"caption": caption, "input": [h, w], "first_centre_global": result.first_centre_global,
-               "first_all_global": result.first_all_global, "se_as_global": se_as_global,
-               "units": {"jump": "input pixels", "rf": "input pixels (H x W)", "coverage": "fraction of input pixels"}},
-         console=console)
+         meta={"caption": result.caption, "input": [h, w], "first_centre_global": result.first_centre_global,
+               "first_all_global": result.first_all_global, "se_as_global": se_as_global},
+         console=console, schema=SCHEMAS["rf"], columns=COLUMNS["rf"])
 
 
 @app.command("erf")
@@ -431,9 +494,9 @@ def erf(
     models: Annotated[list[str], typer.Argument(help="One or more zoo models.")],
     resolution: Annotated[str, typer.Option("--resolution", "-r", help="Input H or HxW (RepLKNet used 1024).")] = "224",
     images: Annotated[Optional[Path], typer.Option("--images", help="A folder of real images (default: random images).")] = None,
-    num_images: Annotated[int, typer.Option("--num-images", "-n", help="Images to average over.")] = 50,
+    num_images: Annotated[int, typer.Option("--num-images", "-n", min=1, help="Images to average over.")] = 50,
     checkpoint: Annotated[Optional[Path], typer.Option(help="Trained weights (one model only).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the random weights and images.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the random weights and images.")] = 0,
     out_dir: Annotated[Path, typer.Option("--out-dir", help="Where the heatmaps go.")] = Path("reports/erf"),
     png: Annotated[bool, typer.Option("--png", help="Also write a PNG (needs kaleido and Chrome/Chromium).")] = False,
     fmt: FormatOpt = None,
@@ -442,45 +505,35 @@ def erf(
 ) -> None:
     """Effective receptive field by RepLKNet's method: gradient of the centre feature (ReLU, summed over
     channels), ReLU'd and averaged over images; log10(x+1), max-normalised; high-contribution area ratios at
-    t = 20/30/50/99 %. Heatmaps of all models side by side as offline HTML."""
-    import torch
+    t = 20/30/50/99 %. Heatmaps of all models side by side as offline HTML. JSON schema: emobench.erf/1."""
     from rich.progress import Progress
 
-    from .analysis.erf import effective_receptive_field, folder_images, random_images
-    from .models import create_model, input_shape, parse_resolution
+    from .analysis.erf import erf_study
+    from .models import check_fits, input_shape, parse_resolution
     from .render import emit
     from .report.plots import erf_figure, write_figure
+    from .views import COLUMNS, SCHEMAS
     from .zoo import get_entry
 
-    if num_images < 1:
-        raise EmobenchError(f"--num-images must be >= 1, got {num_images}")
-    if checkpoint and len(models) > 1:
-        raise EmobenchError("--checkpoint applies to one model; give one model")
     res = parse_resolution(resolution)
-    results = []
+    for name in models:  # images go through in batches of up to 8, forward and backward
+        entry = get_entry(name)
+        check_fits(entry, input_shape(entry, res, min(num_images, 8)), copies=2, what="(forward and backward)")
     with Progress(console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
-        for name in models:
-            entry = get_entry(name)
-            shape = input_shape(entry, res)
-            if images is not None and shape[1] != 3:
-                raise EmobenchError(f"'{name}' takes {shape[1]} channels; --images needs an RGB model")
-            with torch.random.fork_rng():
-                torch.manual_seed(seed)
-                model = create_model(name, checkpoint=checkpoint)
-            source = f"{num_images} images from {images}" if images else f"{num_images} random images (seed {seed})"
-            stream = folder_images(images, num_images, res) if images else (
-                x[:, :1].expand(-1, shape[1], -1, -1).clone() if shape[1] != 3 else x for x in random_images(num_images, res, seed))
-            task = progress.add_task(f"ERF {name}", total=num_images)
-            results.append(effective_receptive_field(model, stream, name, source, lambda n, t=task: progress.advance(t, n)))
-    files = write_figure(erf_figure(results), out_dir / f"erf_{'_'.join(models)}_{res[0]}x{res[1]}.html", png)
-    rows = [{"model": r.model, "images": r.images, "skipped": r.skipped,
-             **{f"r(t={int(t * 100)}%)": v for t, v in r.area_ratios().items()}} for r in results]
-    import pandas as pd
+        tasks: dict[str, object] = {}
 
-    emit(pd.DataFrame(rows), _format(fmt), output, title=f"ERF high-contribution area ratios at {res[0]}x{res[1]}",
+        def step(name: str, done: int) -> None:
+            if name not in tasks:
+                tasks[name] = progress.add_task(f"ERF {name}", total=num_images)
+            progress.advance(tasks[name], done)
+
+        study = erf_study(models, res, images, num_images, seed, checkpoint, step)
+    files = write_figure(erf_figure(study.results), out_dir / f"erf_{'_'.join(models)}_{res[0]}x{res[1]}.html", png)
+    emit(study.frame(), _format(fmt), output, title=f"ERF high-contribution area ratios at {res[0]}x{res[1]}",
          meta={"caption": f"transform log10(x+1)/max; ratio = side²/(H·W) of the smallest centred square above t; "
                           f"heatmap: {files['html']}" + (f", {files['png']}" if files["png"] else ""),
-               "files": files, "inputs": results[0].source if results else None}, console=console)
+               "input": list(res), "files": files, "inputs": study.source},
+         console=console, schema=SCHEMAS["erf"], columns=COLUMNS["erf"])
     if png and files["png_note"]:
         err_console.print(f"[yellow]warning:[/] {files['png_note']}")
 
@@ -490,8 +543,8 @@ def erf(
 def mpl(
     blocks: Annotated[str, typer.Option("--blocks", help="Zoo blocks, comma-separated.")] = "irmb,irmb_contiguous,dwconv,wmhsa,mhsa",
     width: Annotated[str, typer.Option("--width", "-W", help="Map widths W, comma-separated.")] = "7,14,28,56",
-    kernel: Annotated[Optional[int], typer.Option("--kernel", "-k", help="Override the depth-wise kernel of every block.")] = None,
-    window: Annotated[Optional[int], typer.Option("--window", "-w", help="Override the attention window of every block.")] = None,
+    kernel: Annotated[Optional[int], typer.Option("--kernel", "-k", min=1, help="Override the depth-wise kernel of every block.")] = None,
+    window: Annotated[Optional[int], typer.Option("--window", "-w", min=1, help="Override the attention window of every block.")] = None,
     count: Annotated[str, typer.Option(help="blocks (the paper's sense: one block = 1) or layers (each spatial op = 1).")] = "blocks",
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Instead: the per-stage MPL of a network at a real resolution.")] = None,
     resolution: Annotated[Optional[str], typer.Option("--resolution", "-r", help="With --model: input H or HxW.")] = None,
@@ -501,76 +554,69 @@ def mpl(
     zoo: ZooDirs = None,
 ) -> None:
     """Maximum path length: exact (boolean reachability per axis; ∞ when a stack never connects), mean path
-    length, and the paper's asymptotic forms (MHSA 1, W-MHSA ∞, DW-Conv 2W/(k−1), iRMB 2W/(k−1+2w))."""
-    from .analysis.mpl import mpl_table, stage_table
+    length, and the paper's asymptotic forms (MHSA 1, W-MHSA ∞, DW-Conv 2W/(k−1), iRMB 2W/(k−1+2w)).
+    JSON schema: emobench.mpl/1 (emobench.mpl_stages/1 with --model)."""
+    from .analysis.mpl import mpl_sweep, stage_table
     from .bench import parse_ints
+    from .models import check_reach_fits, parse_resolution
     from .render import emit
+    from .views import COLUMNS, SCHEMAS
     from .zoo import get_entry
 
+    if count not in ("blocks", "layers"):
+        raise EmobenchError(f"--count takes blocks or layers, got '{count}'")
+    meta = {"count": count, "units": {"mpl": count, "mean_path": count, "paper_asymptotic": count}}
     if model:
-        from .models import parse_resolution
-
+        if plot is not None:
+            raise EmobenchError("--plot draws the block sweep; leave out --model")
         entry = get_entry(model)
-        df, rf_result = stage_table(entry, parse_resolution(resolution) if resolution else None, count)
+        res = parse_resolution(resolution) if resolution else None
+        check_reach_fits(list(res or entry.input_size[1:]), model)
+        df, rf_result = stage_table(entry, res, count)
         emit(df, _format(fmt), output, title=f"{model}: path lengths per stage ({count})",
-             meta={"caption": rf_result.caption}, console=console)
+             meta={"caption": rf_result.caption, "input": list(rf_result.input_size), "count": count,
+                   "units": {"mpl": count, "mean_path": count}}, console=console,
+             schema=SCHEMAS["mpl_stages"], columns=COLUMNS["mpl_stages"])
         return
-    overrides: dict = {}
-    if kernel is not None:
-        overrides["dw_kernel"] = kernel
-    if window is not None:
-        overrides["attention"] = {"window_size": window}
-    names = [b.strip() for b in blocks.split(",") if b.strip()]
-    if not names:
-        raise EmobenchError("--blocks names no block (e.g. --blocks irmb,mhsa)")
+    if resolution is not None:
+        raise EmobenchError("--resolution goes with --model (the block sweep takes --width)")
     widths = parse_ints(width, "widths")
-    df = _mpl_with_overrides(names, widths, count, overrides) if overrides else mpl_table(names, widths, count)
+    check_reach_fits([max(widths)] * 2, f"--width {max(widths)}")  # one width at a time, both axes
+    df = mpl_sweep(blocks.split(","), widths, count, kernel, window)
     files = None
     if plot is not None:
         from .report.plots import mpl_figure, write_figure
 
         files = write_figure(mpl_figure(df), plot)
     emit(df, _format(fmt), output, title=f"maximum path length ({count})",
-         meta={"caption": f"plot: {files['html']}" if files else None}, console=console)
-
-
-def _mpl_with_overrides(names, widths, count, overrides):
-    """Apply overrides only to the blocks that have the overridden parts."""
-    import pandas as pd
-
-    from .analysis.mpl import mpl_table
-    from .zoo import get_entry
-
-    frames = []
-    for name in names:
-        cfgs = [get_entry(part).config for part in name.split("+")]
-        own = {k: v for k, v in overrides.items()
-               if (k != "dw_kernel" or all(c.dw_kernel for c in cfgs)) and (k != "attention" or all(c.attention for c in cfgs))}
-        frames.append(mpl_table([name], widths, count, own or None))
-    return pd.concat(frames, ignore_index=True)
+         meta={"caption": f"plot: {files['html']}" if files else None, **meta}, console=console,
+         schema=SCHEMAS["mpl"], columns=COLUMNS["mpl"])
 
 
 @app.command("modules")
 def modules(
-    channels: Annotated[int, typer.Option("--channels", "-C", help="Channels C.")] = 64,
-    width: Annotated[int, typer.Option("--width", "-W", help="Map width W (L = W² tokens).")] = 14,
-    window: Annotated[int, typer.Option("--window", "-w", help="Attention window w (l = w² tokens).")] = 7,
-    kernel: Annotated[int, typer.Option("--kernel", "-k", help="Convolution kernel k.")] = 3,
-    expansion: Annotated[float, typer.Option("--expansion", "-e", help="iRMB expansion ratio λ.")] = 4.0,
+    channels: Annotated[int, typer.Option("--channels", "-C", min=1, help="Channels C.")] = 64,
+    width: Annotated[int, typer.Option("--width", "-W", min=1, help="Map width W (L = W² tokens).")] = 14,
+    window: Annotated[int, typer.Option("--window", "-w", min=1, help="Attention window w (l = w² tokens).")] = 7,
+    kernel: Annotated[int, typer.Option("--kernel", "-k", min=1, help="Convolution kernel k.")] = 3,
+    expansion: Annotated[float, typer.Option("--expansion", "-e", min=0, help="iRMB expansion ratio λ.")] = 4.0,
     fmt: FormatOpt = None,
     output: OutputOpt = None,
 ) -> None:
     """The paper's module comparison: params, FLOPs and MPL of MHSA, W-MHSA, Conv, DW-Conv and iRMB, closed
-    forms beside the modules built and counted (FLOPs = 2 × MACs; the formulas also count softmax)."""
+    forms beside the modules built and counted (FLOPs = 2 × MACs; the formulas also count softmax).
+    JSON schema: emobench.modules/1."""
     from .analysis.modules import irmb_heads, module_table
     from .render import emit
+    from .views import COLUMNS, SCHEMAS
 
     df = module_table(channels, width, window, kernel, expansion)
     heads, dim_head = irmb_heads(channels)
     emit(df, _format(fmt), output, title=f"modules at C={channels}, W={width}, w={window}, k={kernel}, λ={expansion} "
                                           f"(iRMB: {heads} head(s) of {dim_head} channels)",
-         meta={"units": {"FLOPs": "2 × MACs"}, "caption": "formula FLOPs include softmax/scaling terms (3L², 3Ll) that counters skip"},
-         console=console)
+         meta={"input": {"channels": channels, "width": width, "window": window, "kernel": kernel, "expansion": expansion},
+               "caption": "formula FLOPs include softmax/scaling terms (3L², 3Ll) that counters skip"},
+         console=console, schema=SCHEMAS["modules"], columns=COLUMNS["modules"])
 
 
 @app.command("table")
@@ -583,58 +629,99 @@ def table(
 ) -> None:
     """A comparison table of the paper: every reported number read from zoo/papers with its source, beside
     emobench's measurement for the models the zoo has (params; MACs = the paper's "FLOPs"), with the
-    difference; differences beyond 2 % are flagged and explained where they are the README's truncation."""
+    difference; differences beyond 2 % are flagged and explained where they are the README's truncation.
+    JSON and CSV carry the typed columns (schema emobench.table/1)."""
     from .render import emit, write_text
-    from .tables import build_table, to_html, to_latex
+    from .tables import comparison_table, to_html, to_latex, to_markdown
+    from .views import COLUMNS, SCHEMAS, table_columns
 
     if papers is not None and not papers.is_dir():
         raise EmobenchError(f"papers folder not found: {papers}")
-    df, meta = build_table(name, store, papers)
     kind = (fmt or (output.suffix.lstrip(".") if output is not None else "table")).lower()
     kind = {"tex": "latex", "htm": "html", "markdown": "md", "txt": "table"}.get(kind, kind)
     if kind not in ("table", "md", "csv", "json", "latex", "html"):
         raise EmobenchError(f"unknown format '{kind}' (choose table, md, csv, json, latex or html)")
-    if kind in ("latex", "html"):
-        text = to_latex(df, meta["title"]) if kind == "latex" else to_html(df, meta["title"])
+    result = comparison_table(name, store, papers)
+    meta = result.meta
+    if kind in ("latex", "html", "md"):
+        text = {"latex": to_latex, "html": to_html, "md": to_markdown}[kind](result.display(), meta["title"])
         if output is None:
             print(text, end="")
         else:
             write_text(text, output)
         return
-    emit(df, _format(kind), output, title=meta["title"], meta=meta, console=console)
+    if kind in ("csv", "json"):  # the typed frame: stable keys, units from the reported table's own labels
+        emit(result.data, _format(kind), output, title=meta["title"], meta={**meta, "table": name}, console=console,
+             schema=SCHEMAS["table"], columns=table_columns(result))
+        return
+    emit(result.display(), _format(kind), output, title=meta["title"], meta=meta, console=console)
 
 
 @app.command("report")
 def report(
     out_dir: Annotated[Path, typer.Option("--out-dir", help="Where to write (the repository's reports/ by default).")] = Path("reports"),
-    erf_images: Annotated[int, typer.Option("--erf-images", help="Random images per ERF map.")] = 50,
+    erf_images: Annotated[int, typer.Option("--erf-images", min=1, help="Random images per ERF map.")] = 50,
     png: Annotated[bool, typer.Option("--png", help="Also write PNGs of the plots (needs kaleido and Chrome/Chromium).")] = False,
     store: StoreOpt = None,
+    fmt: FormatOpt = None,
 ) -> None:
     """Regenerate every comparison table (md, csv, tex, html), the Pareto charts, ERF heatmaps and MPL curves into
-    one folder with a README.md index. Deterministic, except what reads the results store (latency)."""
+    one folder with a README.md index. Deterministic, except what reads the results store (latency). With
+    --format json or csv, the list of files written (schema emobench.report/1)."""
+    import pandas as pd
     from rich.progress import Progress
 
+    from .render import Format, emit
     from .report.build import build_report
+    from .views import COLUMNS, SCHEMAS
 
-    if erf_images < 1:
-        raise EmobenchError(f"--erf-images must be >= 1, got {erf_images}")
+    fmt_ = _format(fmt)
     with Progress(console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
         task = progress.add_task("report", total=None)
         result = build_report(out_dir, erf_images, store, lambda label: progress.update(task, description=label), png)
-    for f in result.files:
-        console.print(f"{f.path}  {f.what}", highlight=False)
     for n in result.notes:
         err_console.print(f"[yellow]note:[/] {n}")
+    if fmt_ in (None, Format.table):
+        for f in result.files:
+            console.print(f"{f.path}  {f.what}", highlight=False)
+        return
+    files = pd.DataFrame([{"path": str(f.path), "what": f.what, "machine_dependent": f.machine_dependent} for f in result.files],
+                         columns=["path", "what", "machine_dependent"])
+    emit(files, fmt_, None, title=f"emobench report: {out_dir}", meta={"out_dir": str(out_dir), "notes": result.notes},
+         console=console, schema=SCHEMAS["report"], columns=COLUMNS["report"])
+
+
+def usage_line(err) -> str:
+    """A click usage error as one line: the command, what is wrong, where help is."""
+    ctx = getattr(err, "ctx", None)
+    where = ctx.command_path if ctx is not None else "emobench"
+    message = " ".join(err.format_message().split())
+    return f"{where}: {message} (see '{where} --help')"
 
 
 def main() -> None:
-    """Entry point. Usage errors exit 2 through typer; emobench's own user errors become one line and exit 2."""
+    """Entry point. Every kind of bad input (usage errors from click, emobench's own errors) is one line on
+    stderr and exit code 2; anything else is a bug and keeps its traceback."""
+    # click's exceptions as typer raises them (typer may vendor its own click)
+    errors = sys.modules[typer.BadParameter.__module__]
     try:
-        app()
+        # not standalone: click leaves its errors to us instead of printing typer's multi-line boxes
+        code = app(standalone_mode=False, prog_name="emobench")
+    except errors.NoArgsIsHelpError as err:
+        # a bare command or group: its help, as no_args_is_help asks, with the usage exit code
+        help_text = err.ctx.get_help()  # typer's rich help prints itself and returns ""
+        if help_text:
+            print(help_text)
+        sys.exit(2)
+    except errors.ClickException as err:
+        err_console.print(f"[red]error:[/] {escape(usage_line(err))}", highlight=False, soft_wrap=True)
+        sys.exit(err.exit_code)
+    except typer.Abort:
+        sys.exit(130)
     except EmobenchError as err:
         err_console.print(f"[red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import torch
-
 
 def cpu_name() -> str:
     """The CPU model as the OS names it (``/proc/cpuinfo`` on Linux), else the platform's word for it."""
@@ -24,9 +22,12 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-#: instruction-set features that change which kernels (and which precision) runtimes pick
+#: instruction-set features that change which kernels (and which precision) runtimes pick; ``asimd`` is NEON
+#: on 64-bit ARM, ``neon`` on 32-bit ARM
 _ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile",
-              "amx_bf16", "amx_int8", "asimd", "asimdhp", "bf16", "i8mm", "sve")
+              "amx_bf16", "amx_int8", "neon", "asimd", "asimdhp", "bf16", "i8mm", "sve", "sve2")
+#: whole families kept by prefix (new AVX-512 and AMX extensions appear under these names)
+_ISA_PREFIXES = ("avx512", "amx")
 
 
 @functools.cache
@@ -36,11 +37,18 @@ def cpu_flags() -> tuple[str, ...]:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith(("flags", "Features")):
-                    present = set(line.split(":", 1)[1].split())
-                    return tuple(flag for flag in _ISA_FLAGS if flag in present)
+                    return isa_flags(line.split(":", 1)[1].split())
     except OSError:
         pass
     return ()
+
+
+def isa_flags(present) -> tuple[str, ...]:
+    """The flags among ``present`` that :data:`_ISA_FLAGS` names or :data:`_ISA_PREFIXES` covers, in a stable
+    order (the listed ones first, then the others sorted)."""
+    present = set(present)
+    listed = [flag for flag in _ISA_FLAGS if flag in present]
+    return tuple(listed + sorted(f for f in present if f.startswith(_ISA_PREFIXES) and f not in listed))
 
 
 @functools.cache
@@ -56,6 +64,10 @@ def git_revision() -> str | None:
 
 
 def environment(threads: int | None = None, cuda: bool = False) -> dict[str, Any]:
+    """The record's ``env``; the store also keeps emobench, git, torch, backend_version, cpu, cores and cpu_flags
+    as columns (:data:`emobench.store.ENV_COLUMNS`)."""
+    import torch  # only when a measurement is recorded: importing this module stays cheap
+
     from . import __version__
 
     return {

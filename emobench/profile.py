@@ -19,7 +19,7 @@ from .measure.counters import CountResult, ModuleRecord, count_all
 from .models import create_model, input_shape
 from .zoo import get_entry
 
-SCHEMA = "emobench.profile/1"
+SCHEMA = "emobench.profile/2"  # /2: layer keys snake_case (macs, fvcore_macs); schema in "meta"
 #: Counters disagreeing with emobench's own count by more than this (relative) get a warning.
 GAP_WARNING = 0.005
 
@@ -66,6 +66,13 @@ class ModelProfile:
             )
         return pd.DataFrame(rows)
 
+    def layers_table(self) -> pd.DataFrame:
+        """The per-layer table under its JSON/CSV keys (``macs``, ``fvcore_macs``; see views.COLUMNS)."""
+        from .render import machine_frame
+        from .views import COLUMNS
+
+        return machine_frame(self.layers, COLUMNS["profile_layers"])[0]
+
     def to_dict(self) -> dict[str, Any]:
         own = self.counters[0].macs
         return {
@@ -91,7 +98,7 @@ class ModelProfile:
                 }
                 for c in self.counters
             ],
-            "layers": self.layers.to_dict(orient="records"),
+            "layers": self.layers_table().to_dict(orient="records"),
             "warnings": self.warnings,
         }
 

@@ -5,36 +5,31 @@ from __future__ import annotations
 import pandas as pd
 
 from .errors import EmobenchError
-from .store import newest
+from .store import COMPARABLE_KEYS, comparable, select
 
 #: What identifies a measurement's conditions; records are matched on those a comparison leaves free.
-MATCH_KEYS = ["model", "backend", "form", "batch", "threads", "resolution", "dtype", "machine"]
+MATCH_KEYS = COMPARABLE_KEYS
 
 
 def compare(df: pd.DataFrame, a: dict, b: dict) -> pd.DataFrame:
-    """Latency of the records matching ``b`` over those matching ``a``, joined on the other keys."""
+    """Latency of the records matching ``b`` over those matching ``a``, joined on the match keys the filters
+    leave free (the :func:`~emobench.store.comparable` record of each). Filters may name any stored field,
+    the environment columns included (``torch_version=2.13.0``, ``cpu_flags=avx512f``)."""
     for key in [*a, *b]:
         if key not in df.columns:
-            raise EmobenchError(f"unknown record field '{key}'; fields: {', '.join(MATCH_KEYS)}")
-    ok = df[df["status"] == "ok"]
-
-    def pick(filters: dict) -> pd.DataFrame:
-        sel = ok
-        for k, v in filters.items():
-            sel = sel[sel[k].astype(str) == str(v)]
-        return sel
-
+            raise EmobenchError(f"unknown record field '{key}'; fields: {', '.join(df.columns)}")
     free = [k for k in MATCH_KEYS if k not in a and k not in b]
     if not free:
         raise EmobenchError("A and B fix every matching key; leave at least one (e.g. model) free to compare on")
-    left, right = pick(a), pick(b)
+    left, right = comparable(select(df, a), free), comparable(select(df, b), free)
     if left.empty or right.empty:
         raise EmobenchError(f"no stored 'ok' records match {'A' if left.empty else 'B'}")
-    left, right = newest(left, free), newest(right, free)
     joined = left.merge(right, on=free, suffixes=(" A", " B"))
     if joined.empty:
         raise EmobenchError("A and B have no records under matching conditions (" + ", ".join(free) + ")")
     out = joined[free + ["median_ms A", "median_ms B"]].rename(columns={"median_ms A": "A ms", "median_ms B": "B ms"})
+    out["A ms"] = out["A ms"].astype(float)
+    out["B ms"] = out["B ms"].astype(float)
     out["B / A"] = out["B ms"] / out["A ms"]
     out["noise"] = [max(_relative_noise(row, " A"), _relative_noise(row, " B")) for _, row in joined.iterrows()]
     out["verdict"] = [verdict(r, n) for r, n in zip(out["B / A"], out["noise"])]

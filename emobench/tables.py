@@ -4,9 +4,9 @@ what emobench measures for the models the zoo has, with the difference."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import pandas as pd
-import torch
 
 from .errors import EmobenchError
 from .papers import ReportedTable, get_table, list_tables
@@ -19,7 +19,9 @@ _SCALE = {"params_m": 1e6, "flops_m": 1e6, "flops_g": 1e9}
 TABLES = ("imagenet", "boost", "modules", "downstream", "speed")
 
 
-def _count(model: torch.nn.Module, shape: tuple[int, ...]) -> dict[str, float]:
+def _count(model, shape: tuple[int, ...]) -> dict[str, float]:
+    import torch
+
     from .measure.counters import count_emobench
 
     result, _ = count_emobench(model.eval(), torch.zeros(shape))
@@ -63,35 +65,36 @@ def _truncation_note(measured: float, reported: float, unit: str) -> str:
     return ""
 
 
-def reported_vs_measured(table: ReportedTable, flag: float = FLAG, use_timm: bool | None = None) -> pd.DataFrame:
-    """One row per reported row: the labels, each reported value, and for rows with a zoo model the measured
-    parameters and MACs (in the reported unit) with the relative difference; ``source`` last."""
+def comparison_frame(table: ReportedTable, flag: float = FLAG, use_timm: bool | None = None) -> pd.DataFrame:
+    """The typed form of a comparison table: one row per reported row, stable snake_case columns.
+
+    ``group``/``task`` (where the table has them), ``model``; per reported column KEY: ``KEY_reported`` and, for
+    parameters and MACs, ``KEY_measured`` (in the reported unit) and ``KEY_delta_pct``; ``measured_by`` ("zoo",
+    "timm" or missing), ``zoo_name``, ``timm_name`` (what was built), ``note``, ``source``. Numbers stay numbers;
+    :func:`display_frame` turns this into the labelled screen table."""
     zoo = get_zoo()
     use_timm = timm_available() if use_timm is None else use_timm
+    keyed = [k for k in ("group", "task") if any(getattr(r, k) for r in table.rows)]
     rows = []
     for i, row in enumerate(table.rows):
-        out: dict[str, object] = {}
-        for key in ("group", "task"):
-            if getattr(row, key):
-                out[key] = getattr(row, key)
+        out: dict[str, object] = {k: getattr(row, k) for k in keyed}
         out["model"] = row.model
         values = row.values
         measured, via = None, None
         resolution = int(values["resolution"]) if "resolution" in values else None
         if row.zoo and row.zoo in zoo.files:
-            measured, via = _measure(row.zoo, resolution), f"zoo:{row.zoo}"
+            measured, via = _measure(row.zoo, resolution), "zoo"
         elif row.timm and use_timm:
-            measured, via = _measure_timm(row.timm, resolution), f"timm:{row.timm}"
+            measured, via = _measure_timm(row.timm, resolution), "timm"
         notes = []
         for key, label in table.columns.items():
             value = values.get(key)
-            out[f"{label} reported"] = value
-            if key in _SCALE and measured is not None:
-                raw = measured["params" if key == "params_m" else "macs"]
-                m = raw / _SCALE[key]
-                out[f"{label} measured"] = m
-                delta = None if value is None else (m - value) / value
-                out[f"{label} Δ %"] = None if delta is None else 100 * delta
+            out[f"{key}_reported"] = value
+            if key in _SCALE:
+                m = None if measured is None else measured["params" if key == "params_m" else "macs"] / _SCALE[key]
+                delta = None if m is None or value is None else (m - value) / value
+                out[f"{key}_measured"] = m
+                out[f"{key}_delta_pct"] = None if delta is None else 100 * delta
                 if delta is not None:
                     note = _truncation_note(m, value, "M" if key != "flops_g" else "G")
                     if abs(delta) > flag and "rounds to" not in note:
@@ -100,52 +103,114 @@ def reported_vs_measured(table: ReportedTable, flag: float = FLAG, use_timm: boo
                         notes.append(note)
         if measured is None:
             notes.append("reported only" + (f" (timm '{row.timm}': install timm to measure)" if row.timm else ""))
-        out["measured by"] = via
+        out["measured_by"] = via
+        out["zoo_name"] = row.zoo if via == "zoo" else None
+        out["timm_name"] = row.timm if via == "timm" else None
         out["note"] = "; ".join(notes)
         out["source"] = table.source_of(i)
         rows.append(out)
     df = pd.DataFrame(rows)
-    # measured columns only where something was measured
-    return df.dropna(axis=1, how="all")
+    for col in df.columns:  # all-missing numeric columns stay float, not object, so the schema is stable
+        if col.endswith(("_reported", "_measured", "_delta_pct")) and df[col].isna().all():
+            df[col] = df[col].astype(float)
+    return df
 
 
-def speed_table(table: ReportedTable, store_path=None) -> pd.DataFrame:
-    """The reported speed rows, and beside them the newest stored ``emobench bench`` latency of each zoo model per
-    backend (batch 1, fp32, the formulation ``--form auto`` picked: :func:`emobench.store.headline`), with the
-    machine it ran on."""
+def display_labels(table: ReportedTable) -> dict[str, str]:
+    """Typed column → the human label the screen, Markdown, LaTeX and HTML tables show."""
+    labels = {"group": "group", "task": "task", "model": "model"}
+    for key, label in table.columns.items():
+        labels[f"{key}_reported"] = f"{label} reported"
+        labels[f"{key}_measured"] = f"{label} measured"
+        labels[f"{key}_delta_pct"] = f"{label} Δ %"
+    labels.update({"measured_by": "measured by", "note": "note", "source": "source", "measured_on": "measured on"})
+    return labels
+
+
+def display_frame(typed: pd.DataFrame, table: ReportedTable) -> pd.DataFrame:
+    """The labelled table: "measured by" as ``zoo:NAME``/``timm:NAME``; columns with nothing in them left out
+    (measured columns only where something was measured); latency columns (speed) as ``BACKEND ms (measured)``."""
+    df = typed.copy()
+    df["measured_by"] = [None if via is None or (isinstance(via, float) and math.isnan(via))
+                         else f"{via}:{z if via == 'zoo' else t}"
+                         for via, z, t in zip(df["measured_by"], df["zoo_name"], df["timm_name"])]
+    df = df.drop(columns=["zoo_name", "timm_name"])
+    latency = [c for c in df.columns if c.startswith("latency_ms_") or c in ("measured_on", "measured_latency")]
+    base = df.drop(columns=latency).dropna(axis=1, how="all")
+    df = pd.concat([base, df[latency]], axis=1)
+    labels = display_labels(table)
+    labels.update({c: f"{c.removeprefix('latency_ms_')} ms (measured)" for c in latency if c.startswith("latency_ms_")})
+    labels["measured_latency"] = "measured latency"
+    return df.rename(columns=labels)
+
+
+def reported_vs_measured(table: ReportedTable, flag: float = FLAG, use_timm: bool | None = None) -> pd.DataFrame:
+    """The labelled comparison table (:func:`display_frame` of :func:`comparison_frame`)."""
+    return display_frame(comparison_frame(table, flag, use_timm), table)
+
+
+def speed_frame(table: ReportedTable, store_path=None) -> pd.DataFrame:
+    """The typed speed table: :func:`comparison_frame` and beside it ``latency_ms_BACKEND``, the newest stored
+    ``emobench bench`` latency of each zoo model per backend (batch 1, fp32, the formulation ``--form auto``
+    picked: :func:`emobench.store.headline`), and ``measured_on``, the machines those records name."""
     from .store import ResultStore, headline
 
-    base = reported_vs_measured(table)
+    base = comparison_frame(table)
     with ResultStore(store_path, readonly=True) as store:
         latest = headline(store.records())
     if latest.empty:
-        base["measured latency"] = "no stored measurement: run `emobench bench`"
+        base["measured_latency"] = "no stored measurement: run `emobench bench`"
         return base
     for backend in sorted(latest["backend"].unique()):
         sel = latest[latest["backend"] == backend].set_index("model")
-        base[f"{backend} ms (measured)"] = [
-            sel.loc[z, "median_ms"] if z in sel.index else None for z in [r.zoo for r in table.rows]
+        base[f"latency_ms_{backend}"] = [
+            float(sel.loc[z, "median_ms"]) if isinstance(z, str) and z in sel.index else None for z in base["zoo_name"]
         ]
-    machines = sorted(latest["machine"].unique())
-    base["measured on"] = "; ".join(machines)
+    base["measured_on"] = "; ".join(sorted(latest["machine"].unique()))
     return base
 
 
-def build_table(name: str, store_path=None, papers=None) -> tuple[pd.DataFrame, dict]:
-    """The table ``name`` (imagenet, boost, modules, downstream, speed) and its metadata (title, sources);
-    ``papers``: another folder of reported-figure files (default zoo/papers)."""
+def speed_table(table: ReportedTable, store_path=None) -> pd.DataFrame:
+    """The labelled speed table (:func:`speed_frame`)."""
+    return display_frame(speed_frame(table, store_path), table)
+
+
+@dataclass
+class ComparisonTable:
+    """A comparison table both ways: ``data`` typed (stable snake_case columns, for JSON/CSV and the report)
+    and :meth:`display` labelled (screen, Markdown, LaTeX, HTML)."""
+
+    name: str
+    data: pd.DataFrame
+    meta: dict
+    reported: ReportedTable | None = None
+
+    def display(self) -> pd.DataFrame:
+        return display_frame(self.data, self.reported) if self.reported is not None else self.data
+
+
+def comparison_table(name: str, store_path=None, papers=None) -> ComparisonTable:
+    """The table ``name`` (imagenet, boost, modules, downstream, speed, or a file in ``papers``) with its
+    metadata (title, file, sources)."""
     if name == "modules":
         from .analysis.modules import module_table
 
-        df = module_table()
-        return df, {"title": "Module comparison: closed forms vs built and counted", "sources": ["computed by emobench"]}
+        return ComparisonTable(name, module_table(), {"title": "Module comparison: closed forms vs built and counted",
+                                                      "sources": ["computed by emobench"]})
     if papers is not None and not list_tables(papers):
         raise EmobenchError(f"no reported-figure files (*.toml) in {papers}")
     if name not in list_tables(papers):
         raise EmobenchError(f"unknown table '{name}' (choose {', '.join(sorted(set(TABLES) | set(list_tables(papers))))})")
     table = get_table(name, papers)
-    df = speed_table(table, store_path) if name == "speed" else reported_vs_measured(table)
-    return df, {"title": table.title, "file": str(table.path), "sources": sorted(set(table.sources))}
+    data = speed_frame(table, store_path) if name == "speed" else comparison_frame(table)
+    return ComparisonTable(name, data, {"title": table.title, "file": str(table.path), "sources": sorted(set(table.sources))},
+                           table)
+
+
+def build_table(name: str, store_path=None, papers=None) -> tuple[pd.DataFrame, dict]:
+    """The labelled table ``name`` and its metadata (see :func:`comparison_table` for the typed one)."""
+    result = comparison_table(name, store_path, papers)
+    return result.display(), result.meta
 
 
 _LATEX = {
@@ -178,3 +243,40 @@ def to_html(df: pd.DataFrame, title: str = "") -> str:
     body = "".join("<tr>" + "".join(f"<td>{html.escape(cell(v))}</td>" for v in row) + "</tr>\n" for row in df.itertuples(index=False))
     caption = f"<caption>{html.escape(title)}</caption>" if title else ""
     return f'<table class="emobench">{caption}\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>\n'
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(df: pd.DataFrame, title: str = "",
+                footnote_columns: tuple[str, ...] = ("note", "source", "measured latency", "measured on"),
+                width: int = 24) -> str:
+    """A Markdown table narrow enough to read on a code host: numbers to 4 significant digits, and the text of
+    ``footnote_columns`` longer than ``width`` characters moved to numbered footnotes (``[^n]``) below the table,
+    each distinct text once."""
+    numbers: dict[str, int] = {}
+    notes: list[str] = []
+
+    def ref(text: str) -> str:
+        if text not in numbers:
+            numbers[text] = len(numbers) + 1
+            notes.append(text)
+        return f"[^{numbers[text]}]"
+
+    numeric = {c: pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c]) for c in df.columns}
+    lines = [f"**{_md_escape(title)}**", ""] if title else []
+    lines.append("| " + " | ".join(_md_escape(str(c)) for c in df.columns) + " |")
+    lines.append("|" + "|".join(" ---: " if numeric[c] else " --- " for c in df.columns) + "|")
+    for row in df.itertuples(index=False):
+        cells = []
+        for col, value in zip(df.columns, row):
+            text = cell(value)
+            if col in footnote_columns and text != "–" and len(text) > width:
+                text = ref(text)
+            cells.append(_md_escape(text) if not text.startswith("[^") else text)
+        lines.append("| " + " | ".join(cells) + " |")
+    if notes:
+        lines.append("")
+        lines += [f"[^{i}]: {_md_escape(text)}" for i, text in enumerate(notes, start=1)]
+    return "\n".join(lines) + "\n"

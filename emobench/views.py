@@ -9,7 +9,74 @@ from pathlib import Path
 import pandas as pd
 from rich.console import Console
 
-from .render import Format, format_for, rich_table, to_text, write_text
+from .render import Column, Format, format_for, machine_frame, rich_table, to_text, write_text
+
+# Machine-readable schemas: one name per command output, bumped when a key changes meaning or disappears
+# (adding keys keeps the version). Documented in docs/output.md.
+SCHEMAS = {
+    "zoo_list": "emobench.zoo_list/1", "zoo_show": "emobench.zoo_show/1", "zoo_load": "emobench.zoo_load/1",
+    "profile": "emobench.profile/2", "rf": "emobench.rf/1", "erf": "emobench.erf/1", "mpl": "emobench.mpl/1",
+    "mpl_stages": "emobench.mpl_stages/1", "modules": "emobench.modules/1", "table": "emobench.table/1",
+    "report": "emobench.report/1",
+}
+
+# Columns by command: the library's display label, its key in JSON/CSV and its unit. Labels not listed
+# here get a derived key (render.column_for), which the tests hold to snake_case.
+COLUMNS: dict[str, tuple[Column, ...]] = {
+    "zoo_list": (
+        Column("name", "name"), Column("family", "family"), Column("params", "params", "count"),
+        Column("input", "input", "C x H x W"), Column("tags", "tags"), Column("summary", "summary"),
+    ),
+    "zoo_show": (
+        Column("block", "block"), Column("widths", "in→mid→out", "channels in→mid→out"),
+        Column("dw", "dw", "kernel x kernel, stride"), Column("norm_act", "norm/act"), Column("attention", "attention"),
+        Column("heads", "heads", "count"), Column("skip", "skip"), Column("output", "output", "H x W"),
+        Column("params", "params", "count"),
+    ),
+    "zoo_load": (
+        Column("model", "model"), Column("checkpoint", "checkpoint"), Column("loaded_from", "loaded from"),
+        Column("tensors", "tensors", "count"), Column("params", "params", "count"),
+    ),
+    "rf": (
+        Column("layer", "layer"), Column("stage", "stage"), Column("op", "op"), Column("output", "output", "H x W"),
+        Column("jump", "jump", "input pixels"), Column("rf", "rf", "input pixels (H x W)"),
+        Column("rf_unclipped", "rf unclipped", "input pixels (H x W)"), Column("start", "start", "input pixels"),
+        Column("coverage", "coverage", "fraction of input pixels"), Column("centre_global", "centre global"),
+        Column("all_global", "all global"),
+    ),
+    "erf": (
+        Column("model", "model"), Column("images", "images", "count"), Column("skipped", "skipped", "count"),
+        *(Column(f"area_ratio_t{t}", f"r(t={t}%)", "fraction of the input area") for t in (20, 30, 50, 99)),
+    ),
+    "mpl": (
+        Column("block", "block"), Column("kind", "kind"), Column("width", "W", "tokens per side"),
+        Column("mpl", "MPL", "steps (null: never connects)"), Column("mean_path", "mean path", "steps"),
+        Column("paper_asymptotic", "paper (asymptotic)", "steps"), Column("kernel", "k", "pixels"),
+        Column("window", "w", "tokens per side"),
+    ),
+    "mpl_stages": (
+        Column("stage", "stage"), Column("map", "map", "H x W"), Column("blocks", "blocks", "count"),
+        Column("kind", "kind"), Column("mpl", "MPL", "steps (null: never connects)"),
+        Column("mean_path", "mean path", "steps"), Column("connects_within_stage", "connects within stage"),
+    ),
+    "modules": (
+        Column("module", "module"), Column("params_formula", "params (formula)", "count"),
+        Column("params_built", "params (built)", "count"), Column("flops_formula", "FLOPs (formula)", "FLOPs (2 × MACs)"),
+        Column("flops_counted", "FLOPs (counted)", "FLOPs (2 × MACs)"), Column("mpl_exact", "MPL (exact)", "steps"),
+        Column("mpl_paper", "MPL (paper)", "steps"),
+    ),
+    "table": (
+        Column("measured_by", "measured by"), Column("measured_latency", "measured latency", "ms"),
+        Column("params", "params (formula)", "count"),
+    ),
+    "report": (Column("path", "path"), Column("what", "what"), Column("machine_dependent", "machine dependent")),
+    # the per-layer table of `profile` (ModelProfile.layers)
+    "profile_layers": (
+        Column("module", "module"), Column("type", "type"), Column("depth", "depth"), Column("output", "output", "C x H x W"),
+        Column("params", "params", "count"), Column("macs", "MACs", "MACs"), Column("fvcore_macs", "fvcore MACs", "MACs"),
+        Column("share", "share", "fraction of the model's MACs"),
+    ),
+}
 
 
 def human(value, unit: str) -> str:
@@ -49,18 +116,20 @@ def _layers_view(profile) -> pd.DataFrame:
 
 def render_profiles(profiles: list, fmt: Format | None, output: Path | None, env: dict, layers: bool, console: Console) -> None:
     """table/md: per model, the metrics, the three counters and the per-layer table, then warnings.
-    json: the whole structure (schema ``emobench.profile/1``). csv: one long metrics table, or with ``layers``
+    json: the whole structure (schema ``emobench.profile/2``). csv: one long metrics table, or with ``layers``
     the per-layer table of every model."""
     from .profile import SCHEMA
 
     fmt = format_for(fmt, output)
     if fmt is Format.json:
-        text = json.dumps({"schema": SCHEMA, "environment": env, "profiles": [p.to_dict() for p in profiles]}, indent=2, default=str)
+        _, layer_units = machine_frame(profiles[0].layers if profiles else pd.DataFrame(), COLUMNS["profile_layers"])
+        meta = {"schema": SCHEMA, "environment": env, "units": {"layers": layer_units}}
+        text = json.dumps({"meta": meta, "profiles": [p.to_dict() for p in profiles]}, indent=2, default=str)
         _out(text + "\n", output)
         return
     if fmt is Format.csv:
         if layers:
-            df = pd.concat([p.layers.assign(model=p.model) for p in profiles], ignore_index=True)
+            df = pd.concat([p.layers_table().assign(model=p.model) for p in profiles], ignore_index=True)
         else:
             frames = []
             for p in profiles:
@@ -102,3 +171,23 @@ def _out(text: str, output: Path | None) -> None:
         print(text, end="")
     else:
         write_text(text, output)
+
+
+def table_columns(result) -> tuple[Column, ...]:
+    """The columns of a typed comparison table (``tables.ComparisonTable``): keys as typed, labels as the screen
+    shows them, units from the reported table's labels (``Params (M)`` → ``M``; ``Δ %`` → ``%``)."""
+    from .render import column_for
+
+    if result.reported is None:
+        return COLUMNS.get(result.name, ())
+    from .tables import display_labels
+
+    labels = display_labels(result.reported)
+    columns = []
+    for key in result.data.columns:
+        if key.startswith("latency_ms_"):
+            columns.append(Column(key, f"{key.removeprefix('latency_ms_')} ms (measured)", "ms"))
+            continue
+        label = labels.get(key, key.replace("_", " "))
+        columns.append(Column(key, label, column_for(label).unit))
+    return tuple(columns)

@@ -31,7 +31,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ZooError
-from .nn import FAMILIES
+
+
+def _families() -> dict:
+    """The registered families; importing them imports torch, so only code that validates or builds does."""
+    from .nn import FAMILIES
+
+    return FAMILIES
 
 ENV_ZOO_PATH = "EMOBENCH_ZOO_PATH"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -118,7 +124,7 @@ def read_validated(path: Path, schema: type[BaseModel]) -> Any:
 
 def _validate_config(family: str, config: dict[str, Any], where: str) -> Any:
     try:
-        return FAMILIES[family].config.model_validate(config)
+        return _families()[family].config.model_validate(config)
     except ValidationError as err:
         raise ZooError(f"{where}: config.{_format_validation(err)}") from None
 
@@ -168,10 +174,11 @@ class Zoo:
                 raise ZooError(f"{path}: extends: {err}") from None
         base = self.get(f.extends, (*_chain, name)) if f.extends else None
         family = f.family or (base.family if base else None)
+        families = _families()
         if family is None:
-            raise ZooError(f"{path}: family: field required (one of {', '.join(sorted(FAMILIES))})")
-        if family not in FAMILIES:
-            raise ZooError(f"{path}: family: unknown family '{family}' (known: {', '.join(sorted(FAMILIES))})")
+            raise ZooError(f"{path}: family: field required (one of {', '.join(sorted(families))})")
+        if family not in families:
+            raise ZooError(f"{path}: family: unknown family '{family}' (known: {', '.join(sorted(families))})")
         if base is not None and base.family != family:
             raise ZooError(f"{path}: family '{family}' differs from the family '{base.family}' of '{f.extends}'")
         raw = _merge(base.raw_config, f.config) if base else f.config
@@ -243,9 +250,123 @@ def list_models(pattern: str = "*", family: str | None = None) -> list[str]:
     zoo = get_zoo()
     names = [n for n in zoo.names() if fnmatch.fnmatchcase(n, pattern)]
     if family is not None:
-        names = [n for n in names if zoo.get(n).family == family]
+        names = [n for n in names if _describe(zoo, n)["family"] == family]  # no config validation: no torch
     return names
 
 
 def get_entry(name: str) -> ZooEntry:
     return get_zoo().get(name)
+
+
+def _describe(zoo: Zoo, name: str, _chain: tuple[str, ...] = ()) -> dict[str, Any]:
+    """An entry's top-level fields and merged raw config, read and merged like :meth:`Zoo.get` but without
+    validating the config against its family (which would import torch)."""
+    path = zoo.resolve_name(name)
+    if name in _chain:
+        raise ZooError(f"{path}: 'extends' forms a cycle: {' -> '.join((*_chain, name))}")
+    f = zoo._read(path)
+    if f.extends and f.extends not in zoo.files:
+        try:
+            zoo.resolve_name(f.extends)
+        except ZooError as err:
+            raise ZooError(f"{path}: extends: {err}") from None
+    base = _describe(zoo, f.extends, (*_chain, name)) if f.extends else {}
+    return {
+        "family": f.family or base.get("family"),
+        "summary": f.summary or base.get("summary", ""),
+        "input_size": list(f.input_size or base.get("input_size") or ()),
+        "tags": list(f.tags if f.tags is not None else base.get("tags", ())),
+        "config": _merge(base.get("config", {}), f.config) if base else f.config,
+    }
+
+
+def cache_dir() -> Path:
+    """emobench's cache folder: ``EMOBENCH_CACHE`` or the user cache folder (platformdirs)."""
+    env = os.environ.get("EMOBENCH_CACHE")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("emobench", appauthor=False))
+
+
+@cache
+def _code_fingerprint() -> str:
+    """A hash of the model code (emobench/nn): a change there may change what a config builds."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted((Path(__file__).parent / "nn").rglob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _params_key(desc: dict[str, Any]) -> str:
+    import hashlib
+    import json
+
+    # input_size too: a miss validates the entry, so a broken file is never listed from the cache
+    blob = json.dumps({k: desc[k] for k in ("family", "config", "input_size")}, sort_keys=True, default=str)
+    return hashlib.sha256((blob + _code_fingerprint()).encode()).hexdigest()
+
+
+def _read_params_cache(path: Path) -> dict[str, int]:
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}  # missing or damaged: counted again
+    return {k: v for k, v in data.items() if isinstance(v, int)} if isinstance(data, dict) else {}
+
+
+def _write_params_cache(path: Path, data: dict[str, int]) -> None:
+    import json
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(data, sort_keys=True))
+        tmp.replace(path)  # readers never see half a file
+    except OSError:
+        tmp.unlink(missing_ok=True) if tmp.parent.is_dir() else None  # an unwritable cache only costs time
+
+
+def parameter_count(name: str, fresh: bool = False) -> int:
+    """Parameters of a zoo model, counted on a meta-device build (no memory, no weights); ``fresh``: from the
+    files as they are now, not the entry this process has already loaded."""
+    import torch
+
+    entry = Zoo(get_zoo().dirs).get(name) if fresh else get_entry(name)
+    with torch.device("meta"):
+        model = _families()[entry.family].build(entry.config)
+    return sum(p.numel() for p in model.parameters())
+
+
+def zoo_listing(names: list[str] | None = None, use_cache: bool = True) -> "pandas.DataFrame":
+    """name, family, params, input, tags and summary of each zoo entry (all by default).
+
+    The parameter count comes from a cache (``zoo_params.json`` in :func:`cache_dir`) keyed by a hash of the
+    entry's resolved family and config (its file and every file it extends) and of the model code, so a listing
+    whose counts are cached reads TOML only and never imports torch; a miss validates, builds on the meta
+    device, counts and stores the count."""
+    import pandas as pd
+
+    zoo = get_zoo()
+    names = zoo.names() if names is None else names
+    path = cache_dir() / "zoo_params.json"
+    cached = _read_params_cache(path) if use_cache else {}
+    added = False
+    rows = []
+    for name in names:
+        desc = _describe(zoo, name)
+        key = _params_key(desc)
+        if key not in cached:
+            cached[key] = parameter_count(name, fresh=True)  # the files as hashed; validates the entry too (one clear error if it is broken)
+            added = True
+        rows.append({"name": name, "family": desc["family"], "params": cached[key],
+                     "input": "x".join(map(str, desc["input_size"])), "tags": ",".join(desc["tags"]),
+                     "summary": desc["summary"]})
+    if added and use_cache:
+        _write_params_cache(path, {**_read_params_cache(path), **cached})
+    return pd.DataFrame(rows, columns=["name", "family", "params", "input", "tags", "summary"])

@@ -227,3 +227,53 @@ def test_cli_erf_empty_image_folder(capsys, monkeypatch, tmp_path):
     (tmp_path / "imgs").mkdir()
     code, _, err = run(capsys, monkeypatch, "erf", "emo_tiny", "--images", str(tmp_path / "imgs"), "--out-dir", str(tmp_path))
     assert_user_error(code, err, "no images")
+
+
+def test_erf_study_is_the_measurement_the_cli_and_report_share():
+    """erf_study = effective_receptive_field on the seeded model and images, with stable ratio columns, and the
+    caller's random state untouched."""
+    from emobench.analysis.erf import RATIO_COLUMNS, erf_study, random_images
+
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    study = erf_study(["irmb"], (14, 14), num_images=3, seed=5)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    with torch.random.fork_rng():
+        torch.manual_seed(5)
+        model = emobench.create_model("irmb")
+    images = (x[:, :1].expand(-1, 64, -1, -1).clone() for x in random_images(3, (14, 14), 5))
+    direct = effective_receptive_field(model, images, "irmb")
+    assert np.array_equal(study.results[0].mean_gradient, direct.mean_gradient)
+    frame = study.frame()
+    assert list(frame.columns) == ["model", "images", "skipped", *RATIO_COLUMNS]
+    assert RATIO_COLUMNS == ("area_ratio_t20", "area_ratio_t30", "area_ratio_t50", "area_ratio_t99")
+    assert frame.loc[0, "images"] == 3 and frame.loc[0, "skipped"] == 0
+    ratios = direct.area_ratios()
+    assert frame.loc[0, "area_ratio_t50"] == ratios[0.5]
+    assert "3 random images (seed 5)" in study.source
+
+
+@pytest.mark.parametrize("kwargs, needle", [({"num_images": 0}, "num-images"),
+                                            ({"checkpoint": "x.pth", "models": ["irmb", "mhsa"]}, "one model")])
+def test_erf_study_bad_input(kwargs, needle):
+    from emobench.analysis.erf import erf_study
+    from emobench.errors import EmobenchError
+
+    with pytest.raises(EmobenchError, match=needle):
+        erf_study(**{"models": ["irmb"], **kwargs})
+
+
+def test_mpl_sweep_overrides_only_the_blocks_that_have_the_part():
+    """A 5-tap kernel: DW-Conv at W = 14 needs ceil(13 / 2) = 7 blocks (the paper: 2W/(k−1) = 7); MHSA has no
+    depth-wise conv and keeps its MPL 1; a window override leaves DW-Conv alone."""
+    from emobench.analysis.mpl import mpl_sweep
+    from emobench.errors import EmobenchError
+
+    df = mpl_sweep(["mhsa", "dwconv"], [14], kernel=5).set_index("block")
+    assert df.loc["dwconv", "MPL"] == 7 and df.loc["dwconv", "k"] == 5 and df.loc["dwconv", "paper (asymptotic)"] == 7
+    assert df.loc["mhsa", "MPL"] == 1 and df.loc["mhsa", "k"] == 0
+    windowed = mpl_sweep(["wmhsa", "dwconv"], [14], window=14).set_index("block")
+    assert windowed.loc["wmhsa", "MPL"] == 1 and windowed.loc["wmhsa", "w"] == 14  # one window covers the map
+    assert windowed.loc["dwconv", "MPL"] == 13  # untouched 3-tap conv: one token per block
+    with pytest.raises(EmobenchError, match="names no block"):
+        mpl_sweep([" ", ""], [7])

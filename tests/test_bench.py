@@ -132,9 +132,7 @@ def test_cuda_backends_skip_without_a_gpu():
         pytest.skip("a GPU is present")
     records = run_bench(BenchPlan(["irmb"], ["cuda", "cuda-compile"], **FAST))
     assert [r.status for r in records] == ["skipped", "skipped"]
-    assert B.BACKENDS["cuda"].unavailable() == "no CUDA device"
-    assert set(B.BACKENDS["cuda"].dtypes) == {"fp32", "fp16", "bf16"}
-    assert B.BACKENDS["cuda"].sync() is torch.cuda.synchronize
+    assert all(r.error and "no CUDA device" in r.error and r.median_ms is None for r in records)
 
 
 @pytest.mark.cuda
@@ -158,14 +156,20 @@ def test_cli_bench_and_results(capsys, monkeypatch, tmp_path):
     data = json.loads(out)
     rows = data["rows"]
     assert data["meta"]["schema"] == "emobench.bench/1" and data["meta"]["units"]["median_ms"] == "ms"
-    assert [r["backend"] for r in rows] == ["torch", "torch-cl"] and rows[0]["ratio_to_torch"] == 1.0 and rows[1]["median_ms"] > 0
+    assert [r["backend"] for r in rows] == ["torch", "torch-cl"]
+    # the ratio column is the row's median over eager torch's at the same settings
+    assert rows[1]["ratio_to_torch"] == pytest.approx(rows[1]["median_ms"] / rows[0]["median_ms"], rel=1e-6)
     code, out, _ = run(capsys, monkeypatch, "results", "list", "--store", str(store), "-f", "csv")
     assert code == 0 and out.count("\n") == 3
-    code, out, _ = run(capsys, monkeypatch, "results", "compare", "backend=torch", "backend=torch-cl", "--store", str(store), "-f", "json")
-    assert code == 0 and json.loads(out)["rows"][0]["B / A"] > 0
     target = tmp_path / "all.json"
     code, _, _ = run(capsys, monkeypatch, "results", "export", str(target), "--store", str(store))
-    assert code == 0 and len(json.loads(target.read_text())) == 2
+    exported = {r["backend"]: r for r in json.loads(target.read_text())}
+    assert code == 0 and len(exported) == 2
+    # nothing lost on the way: the stored medians are the ones bench printed
+    assert [exported[b]["median_ms"] for b in ("torch", "torch-cl")] == [r["median_ms"] for r in rows]
+    code, out, _ = run(capsys, monkeypatch, "results", "compare", "backend=torch", "backend=torch-cl", "--store", str(store), "-f", "json")
+    assert code == 0
+    assert json.loads(out)["rows"][0]["ratio"] == pytest.approx(rows[1]["median_ms"] / rows[0]["median_ms"], rel=1e-6)
     other = tmp_path / "other.sqlite"
     code, out, _ = run(capsys, monkeypatch, "results", "merge", str(store), "--store", str(other))
     assert code == 0 and "2 record(s) added" in out
@@ -180,9 +184,9 @@ def test_cli_bench_and_results(capsys, monkeypatch, tmp_path):
         (["bench", "irmb", "--dtype", "int4"], "unknown dtype"),
         (["bench", "emo_7m"], "unknown model"),
         (["bench", "irmb", "--form", "fastest"], "unknown form 'fastest'"),
-        (["bench", "irmb", "--rounds", "0"], "rounds >= 1"),
+        (["bench", "irmb", "--rounds", "0"], "--rounds"),
         (["bench", "irmb", "--timeout", "0"], "timeout must be > 0"),
-        (["bench", "irmb", "--tolerance", "-1"], "tolerance must be >= 0"),
+        (["bench", "irmb", "--tolerance", "-1"], "--tolerance"),
         (["bench", "irmb", "-B", ""], "no backend given"),
     ],
 )

@@ -28,16 +28,23 @@ def test_profile_result_carries_units_methods_and_status():
 
 
 def test_blocks_take_their_own_input_and_fused_form_profiles():
-    p = profile_model("irmb", latency=False, memory=False, fused=True)
-    assert p.input_shape == (1, 64, 14, 14) and p.form == "fused"
-    assert p.counters[0].macs == p.counters[1].macs
+    """FFN block (C = 64, λ = 4, 14×14) by hand: LayerNorm 5 per element with its affine part, 4 without
+    (docs/counting.md); two 1×1 projections C·4C per position. Fusion folds LN's affine part into MLP_e."""
+    positions, c = 14 * 14, 64
+    projections = 2 * positions * c * 4 * c
+    reference = profile_model("ffn", latency=False, memory=False)
+    fused = profile_model("ffn", latency=False, memory=False, fused=True)
+    assert reference.input_shape == fused.input_shape == (1, 64, 14, 14) and fused.form == "fused"
+    assert reference.metrics["macs"].value == projections + 5 * c * positions
+    assert fused.metrics["macs"].value == projections + 4 * c * positions
+    assert reference.metrics["params"].value == 2 * c + (c * 4 * c + 4 * c) + (4 * c * c + c)
 
 
 def test_cli_profile_json_and_table(capsys, monkeypatch, tmp_path):
     code, out, _ = run(capsys, monkeypatch, "profile", "irmb", "mhsa", "-f", "json", "-b", "2")
     assert code == 0
     data = json.loads(out)
-    assert data["schema"] == "emobench.profile/1" and len(data["profiles"]) == 2
+    assert data["meta"]["schema"] == "emobench.profile/2" and len(data["profiles"]) == 2
     first = data["profiles"][0]
     assert first["input_shape"] == [2, 64, 14, 14]
     assert first["metrics"]["latency_cpu"]["unit"] == "ms" and first["metrics"]["latency_cpu"]["value"] > 0

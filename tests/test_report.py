@@ -82,3 +82,45 @@ def test_unwritable_out_dir(capsys, monkeypatch, tmp_path):
     code, _, err = run(capsys, monkeypatch, "report", "--out-dir", str(blocker / "sub"), "--erf-images", "1")
     assert_user_error(code, err, "cannot write")
     assert blocker.read_text() == "keep"
+
+
+def test_latency_joins_on_the_typed_zoo_name():
+    """The latency chart pairs table rows with stored records by the ``zoo_name`` column, not by a label."""
+    import pandas as pd
+
+    from emobench.report.build import _imagenet_points, _latency_by_model
+
+    typed = pd.DataFrame({"model": ["EMO-1M", "Peer", "EMO-5M"], "zoo_name": ["emo_1m", None, "emo_5m"],
+                          "measured_by": ["zoo", None, "zoo"], "top1_reported": [71.5, 70.0, 78.4],
+                          "params_m_reported": [1.3, 2.0, 5.1], "params_m_measured": [1.361168, None, 5.108848],
+                          "flops_m_reported": [261, 300, 903], "flops_m_measured": [260.8, None, 902.6]})
+    records = pd.DataFrame({"model": ["emo_1m", "irmb"], "median_ms": [3.5, 1.0]})
+    assert _latency_by_model(records, typed).to_dict("records") == [{"model": "EMO-1M", "latency_ms": 3.5}]
+    points = _imagenet_points(typed).set_index("model")
+    assert points.loc["EMO-1M", "params_m"] == 1.361168 and points.loc["Peer", "params_m"] == 2.0
+    assert points["measured"].tolist() == [True, False, True] and points.loc["Peer", "macs_m"] == 300
+
+
+def test_index_embeds_static_images(tmp_path):
+    from emobench.report.build import Report, ReportFile, _write_index
+
+    report = Report(tmp_path, [ReportFile(tmp_path / "plots" / "a.html", "curve A", image=tmp_path / "plots" / "a.png"),
+                               ReportFile(tmp_path / "plots" / "b.html", "curve B")])
+    _write_index(report, 1)
+    index = (tmp_path / "README.md").read_text()
+    assert "![curve A](plots/a.png)" in index and "[plots/a.html](plots/a.html) ([png](plots/a.png))" in index
+    assert "![curve B]" not in index and "[plots/b.html](plots/b.html) |" in index
+
+
+def test_committed_reports_show_every_plot_as_a_picture():
+    """A code host cannot run the HTML plots: each committed one has a PNG beside it, shown in the index."""
+    index = REPO_REPORTS / "README.md"
+    if not index.exists():
+        pytest.skip("reports/ has not been generated in this checkout")
+    text = index.read_text()
+    plots = sorted((REPO_REPORTS / "plots").glob("*.html"))
+    assert plots
+    for html in plots:
+        png = html.with_suffix(".png")
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+        assert f"](plots/{png.name})" in text and f"](plots/{html.name})" in text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from test_cli import assert_user_error, run
@@ -112,6 +113,11 @@ def test_timm_peers_are_measured_when_timm_is_installed(monkeypatch):
     assert df.loc["EdgeNeXt-XXS", "measured by"] == "timm:edgenext_xx_small"
     assert df.loc["EdgeNeXt-XXS", "Params (M) measured"] == pytest.approx(216 / 1e6)
     assert df.loc["EdgeNeXt-XXS", "FLOPs (M) measured"] == pytest.approx(216 * 224 * 224 / 1e6)
+    from emobench.tables import comparison_frame
+
+    typed = comparison_frame(get_table("speed"), use_timm=True).set_index("model")
+    assert typed.loc["EdgeNeXt-XXS", "timm_name"] == "edgenext_xx_small" and typed.loc["EdgeNeXt-XXS", "measured_by"] == "timm"
+    assert typed["zoo_name"].isna().loc["EdgeNeXt-XXS"]
     without = reported_vs_measured(get_table("speed"), use_timm=False).set_index("model")
     assert "install timm" in without.loc["EdgeNeXt-XXS", "note"]
 
@@ -120,3 +126,62 @@ def test_cli_data_file_without_source(capsys, monkeypatch, tmp_path):
     (tmp_path / "mine.toml").write_text('name = "mine"\ntitle = "t"\ncolumns = { top1 = "Top-1" }\n[[rows]]\nmodel = "X"\ntop1 = 1.0\n')
     code, _, err = run(capsys, monkeypatch, "table", "mine", "--papers", str(tmp_path))
     assert_user_error(code, err, "mine.toml", "no source")
+
+
+def test_typed_columns_carry_the_numbers_and_the_zoo_name():
+    """The typed table has stable snake_case columns, numbers as numbers and the zoo model as its own column;
+    the labelled table is derived from it (its "measured by" is never parsed back)."""
+    from emobench.tables import comparison_table
+
+    table = comparison_table("imagenet")
+    data = table.data.set_index("model")
+    for col in ("zoo_name", "timm_name", "measured_by", "params_m_reported", "params_m_measured", "params_m_delta_pct",
+                "flops_m_measured", "top1_reported", "note", "source"):
+        assert col in data.columns
+    for col in ("params_m_measured", "params_m_delta_pct", "top1_reported"):
+        assert data[col].dtype.kind == "f", col
+    assert data.loc["EMO-1M", "zoo_name"] == "emo_1m" and data.loc["EMO-1M", "measured_by"] == "zoo"
+    assert data.loc["EMO-1M", "params_m_measured"] * 1e6 == pytest.approx(1_361_168)  # official release's count
+    assert data.loc["EMO-1M", "params_m_delta_pct"] == pytest.approx(100 * (1.361168 - 1.3) / 1.3)
+    assert data["zoo_name"].isna().sum() == data["measured_by"].isna().sum()  # reported-only rows have no zoo model
+    shown = table.display().set_index("model")
+    assert shown.loc["EMO-1M", "measured by"] == "zoo:emo_1m" and "zoo_name" not in shown.columns
+    # reported-only tables keep the typed columns (a script can rely on them); the screen drops the empty ones
+    downstream = comparison_table("downstream")
+    assert {"zoo_name", "measured_by"} <= set(downstream.data.columns)
+
+
+def test_markdown_moves_long_text_to_footnotes():
+    import pandas as pd
+
+    from emobench.tables import to_markdown
+
+    long_a, long_b = "a source that is far too long for a table cell", "another long source text | with a pipe"
+    df = pd.DataFrame({"model": ["A", "B", "C"], "x": [1.23456, None, 1234567.0], "note": ["", "short", long_a],
+                       "source": [long_a, long_b, "tiny"]})
+    md = to_markdown(df, "T")
+    lines = md.splitlines()
+    assert lines[0] == "**T**"
+    assert lines[4] == "| A | 1.235 |  | [^1] |"
+    assert lines[5] == "| B | – | short | [^2] |"
+    assert lines[6] == "| C | 1.235e+06 | [^1] | tiny |"  # the same text is one footnote
+    assert lines[8:] == [f"[^1]: {long_a}", "[^2]: another long source text \\| with a pipe"]
+    assert lines[3] == "| --- | ---: | --- | --- |"
+
+
+def test_committed_markdown_tables_keep_every_source_as_a_footnote():
+    """Nothing lost: each row's source is in the committed Markdown (as a footnote), and rows stay narrow."""
+    from pathlib import Path
+
+    reports = Path(__file__).resolve().parents[1] / "reports" / "tables"
+    if not reports.exists():
+        pytest.skip("reports/ has not been generated in this checkout")
+    for name in ("imagenet", "boost", "downstream", "speed"):
+        text = (reports / f"{name}.md").read_text()
+        for source in set(get_table(name).sources):
+            assert source.replace("|", "\\|") in text, (name, source)
+        refs = set(re.findall(r"\[\^(\d+)\](?!:)", text))
+        defined = set(re.findall(r"^\[\^(\d+)\]:", text, re.M))
+        assert refs == defined and refs
+        rows = [line for line in text.splitlines() if line.startswith("|")][2:]  # below the header and rule
+        assert max(len(line) for line in rows) < 160  # the headers wrap on a code host; long cell text does not

@@ -203,7 +203,7 @@ def test_headline_records_are_batch_1_fp32_auto_and_newest():
 
     def rec(created, **kw):
         base = dict(model="emo_1m", backend="torch", form="fused", form_requested="auto", batch=1, dtype="fp32",
-                    status="ok", median_ms=10.0, created=created)
+                    threads=2, status="ok", median_ms=10.0, created=created)
         return {**base, **kw}
 
     df = pd.DataFrame([
@@ -215,6 +215,7 @@ def test_headline_records_are_batch_1_fp32_auto_and_newest():
         rec(6.0, status="parity-failed", median_ms=None),
         rec(7.0, backend="onnxruntime", form="mobile", median_ms=4.0),
         rec(0.5, backend="litert", form="fused", form_requested=None, median_ms=3.0),  # a store from before forms
+        rec(8.0, threads=1, median_ms=15.0),  # newer, but 1 thread where 2 threads were measured
     ])
     picked = headline(df).set_index("backend")["median_ms"].to_dict()
     assert picked == {"torch": 10.0, "onnxruntime": 4.0, "litert": 3.0}

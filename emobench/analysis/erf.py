@@ -138,3 +138,71 @@ def effective_receptive_field(
     if used == 0:
         raise EmobenchError("no image gave a usable gradient (all NaN or none given)")
     return ERFResult(name, total / used, used, skipped, source)
+
+
+#: Stable columns of :func:`ratios_frame` (snake_case; the threshold in percent in the name).
+RATIO_COLUMNS = tuple(f"area_ratio_t{int(t * 100)}" for t in THRESHOLDS)
+
+
+@dataclass
+class ERFStudy:
+    """ERF maps of several models measured the same way, and the inputs they were averaged over."""
+
+    results: list[ERFResult]
+    resolution: tuple[int, int]
+    source: str
+
+    def frame(self) -> "pd.DataFrame":
+        return ratios_frame(self.results)
+
+
+def ratios_frame(results: list[ERFResult], thresholds=THRESHOLDS):
+    """One row per model: ``model``, ``images``, ``skipped`` and ``area_ratio_tNN`` (a fraction of the input, or
+    missing where no centred square gets above the threshold): stable names for JSON/CSV and the report."""
+    import pandas as pd
+
+    rows = [{"model": r.model, "images": r.images, "skipped": r.skipped,
+             **{f"area_ratio_t{int(t * 100)}": v for t, v in r.area_ratios(thresholds).items()}} for r in results]
+    columns = ["model", "images", "skipped", *(f"area_ratio_t{int(t * 100)}" for t in thresholds)]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def erf_study(
+    models: list[str],
+    resolution: tuple[int, int] = (224, 224),
+    images: str | Path | None = None,
+    num_images: int = 50,
+    seed: int = 0,
+    checkpoint: str | Path | None = None,
+    progress=None,
+) -> ERFStudy:
+    """The ERF of each zoo model in ``models`` at ``resolution``, averaged over ``num_images`` images from the
+    folder ``images`` (or seeded random images). Weights: ``checkpoint`` (one model only) or random ones drawn
+    with ``seed`` in a forked RNG, so the caller's random state is left as it was. ``progress(model, done)`` is
+    called as images are processed. The CLI's ``erf`` and ``emobench report`` both use this."""
+    from ..models import create_model, input_shape
+    from ..zoo import get_entry
+
+    if num_images < 1:
+        raise EmobenchError(f"--num-images must be >= 1, got {num_images}")
+    if checkpoint and len(models) > 1:
+        raise EmobenchError("--checkpoint applies to one model; give one model")
+    source = f"{num_images} images from {images}" if images else f"{num_images} random images (seed {seed})"
+    if checkpoint is None:
+        source += f", random weights (seed {seed})"
+    results = []
+    for name in models:
+        shape = input_shape(get_entry(name), resolution)
+        if images is not None and shape[1] != 3:
+            raise EmobenchError(f"'{name}' takes {shape[1]} channels; --images needs an RGB model")
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            model = create_model(name, checkpoint=checkpoint)
+        if images is not None:
+            stream = folder_images(images, num_images, resolution)
+        else:  # a model with other than 3 channels gets the first random channel repeated
+            stream = (x if shape[1] == 3 else x[:, :1].expand(-1, shape[1], -1, -1).clone()
+                      for x in random_images(num_images, resolution, seed))
+        step = (lambda n, name=name: progress(name, n)) if progress else None
+        results.append(effective_receptive_field(model, stream, name, source, step))
+    return ERFStudy(results, tuple(resolution), source)

@@ -138,3 +138,26 @@ def stage_table(entry: ZooEntry, resolution: tuple[int, int] | None = None, coun
         rows.append({"stage": f"stage{i}", "map": size, "blocks": len(repeated), "kind": block_kind(repeated[0]),
                      "MPL": exact, "mean path": mean, "connects within stage": exact <= len(repeated)})
     return pd.DataFrame(rows), rf_result
+
+
+def mpl_sweep(blocks: list[str], widths: list[int], count: str = "blocks", kernel: int | None = None,
+              window: int | None = None) -> pd.DataFrame:
+    """:func:`mpl_table` with the depth-wise ``kernel`` and attention ``window`` overridden, each only in the
+    blocks that have that part (a kernel for MHSA, or a window for DW-Conv, would make a different block)."""
+    blocks = [b.strip() for b in blocks if b.strip()]
+    if not blocks:
+        raise EmobenchError("--blocks names no block (e.g. --blocks irmb,mhsa)")
+    overrides: dict = {}
+    if kernel is not None:
+        overrides["dw_kernel"] = kernel
+    if window is not None:
+        overrides["attention"] = {"window_size": window}
+    if not overrides:
+        return mpl_table(blocks, widths, count)
+    frames = []
+    for name in blocks:
+        cfgs = [get_entry(part).config for part in name.split("+")]
+        own = {k: v for k, v in overrides.items()
+               if (k != "dw_kernel" or all(c.dw_kernel for c in cfgs)) and (k != "attention" or all(c.attention for c in cfgs))}
+        frames.append(mpl_table([name], widths, count, own or None))
+    return pd.concat(frames, ignore_index=True)

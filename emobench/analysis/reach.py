@@ -102,7 +102,15 @@ class BlockOps:
 
     def attention(self, n: int) -> Relation | None:
         att = self.cfg.attention
-        return None if att is None else window(n, att.window_size, att.window)
+        if att is None:
+            return None
+        if att.sr_ratio > 1 and n % att.sr_ratio:
+            # K/V come from a stride-r conv that skips the last n mod r rows/columns; those inputs reach an output
+            # only through its own query, so the 2-D relation ({o} ∪ R×R) is no Kronecker product.
+            raise EmobenchError(f"spatial-reduction attention (ratio {att.sr_ratio}) over a map of {n} drops the "
+                                f"last {n % att.sr_ratio} rows/columns from its keys: not separable per axis "
+                                f"(use a map divisible by {att.sr_ratio})")
+        return window(n, att.window_size, att.window)
 
     def local(self, n: int) -> Relation | None:
         cfg = self.cfg

@@ -66,7 +66,8 @@ def block_unit(name: str, stage: str, cfg, se_as_global: bool) -> Unit:
     att = cfg.attention
     parts = []
     if att is not None:
-        parts.append("global attn" if att.window == "global" else f"{att.window} {att.window_size}x{att.window_size} attn")
+        parts.append(("global attn" if att.window == "global" else f"{att.window} {att.window_size}x{att.window_size} attn")
+                     + (f" (K/V reduced {att.sr_ratio}x)" if att.sr_ratio > 1 else ""))
     if cfg.dw_kernel:
         parts.append(f"dw {cfg.dw_kernel}x{cfg.dw_kernel} s{cfg.stride}")
     if cfg.se_ratio > 0:
@@ -80,17 +81,71 @@ def block_unit(name: str, stage: str, cfg, se_as_global: bool) -> Unit:
     return Unit(name, stage, op, ops.relation, k if equivariant else None, cfg.stride, pad)
 
 
+UnitBuilder = Callable[[ZooEntry, bool], list[Unit]]
+
+#: family name → the reach units of one of its zoo entries (exact per-axis relations, module by module)
+REACH_UNITS: dict[str, UnitBuilder] = {}
+
+
+def reach_units(family: str) -> Callable[[UnitBuilder], UnitBuilder]:
+    def wrap(build: UnitBuilder) -> UnitBuilder:
+        REACH_UNITS[family] = build
+        return build
+
+    return wrap
+
+
 def units_for(entry: ZooEntry, se_as_global: bool = False) -> list[Unit]:
-    cfg = entry.config
-    if entry.family == "m2":
-        return [block_unit(entry.name, "block", cfg, se_as_global)]
-    if not isinstance(cfg, EMOConfig):
-        raise EmobenchError(f"reach analysis covers the emo and m2 families, not '{entry.family}' ({entry.name})")
+    """The entry's network as reach units; a family without them is refused, never approximated."""
+    build = REACH_UNITS.get(entry.family)
+    if build is None:
+        raise EmobenchError(f"reach analysis has no units for the '{entry.family}' family ({entry.name}); "
+                            f"it covers {', '.join(sorted(REACH_UNITS))}")
+    return build(entry, se_as_global)
+
+
+@reach_units("m2")
+def _m2_units(entry: ZooEntry, se_as_global: bool) -> list[Unit]:
+    return [block_unit(entry.name, "block", entry.config, se_as_global)]
+
+
+@reach_units("emo")
+def _emo_units(entry: ZooEntry, se_as_global: bool) -> list[Unit]:
+    cfg: EMOConfig = entry.config
     configs = cfg.block_configs()
     units = [conv_unit("stage0.0", cfg.dw_kss[0], 2, stage="stage0")]
     units.append(block_unit("stage0.1", "stage0", configs[0][0], se_as_global))
     for i, stage in enumerate(configs[1:], start=1):
         units += [block_unit(f"stage{i}.{j}", f"stage{i}", c, se_as_global) for j, c in enumerate(stage)]
+    return units
+
+
+@reach_units("mobilenetv2")
+def _mobilenetv2_units(entry: ZooEntry, se_as_global: bool) -> list[Unit]:
+    # Unit names are the model's module names; the 1×1 head conv is pointwise (the identity here).
+    blocks = entry.config.block_configs()
+    return ([conv_unit("stem", 3, 2, stage="stem")]
+            + [block_unit(f"blocks.{i}", "blocks", c, se_as_global) for i, c in enumerate(blocks)]
+            + [conv_unit("head_conv", 1, stage="head")])
+
+
+@reach_units("vit")
+def _vit_units(entry: ZooEntry, se_as_global: bool) -> list[Unit]:
+    cfg = entry.config
+    p = cfg.patch_size
+    # Patch embedding: a p×p stride-p conv without padding; adding the position map is pointwise.
+    return ([conv_unit("patch_embed", p, p, padding=0, stage="embed")]
+            + [block_unit(f"blocks.{i}", "blocks", c, se_as_global) for i, c in enumerate(cfg.block_configs())])
+
+
+@reach_units("pvt")
+def _pvt_units(entry: ZooEntry, se_as_global: bool) -> list[Unit]:
+    cfg = entry.config
+    units = []
+    for i, stage in enumerate(cfg.stage_configs()):
+        p = cfg.patch_sizes[i]
+        units.append(conv_unit(f"embeds.{i}", p, p, padding=0, stage=f"stage{i + 1}"))
+        units += [block_unit(f"stages.{i}.{j}", f"stage{i + 1}", c, se_as_global) for j, c in enumerate(stage)]
     return units
 
 
@@ -154,12 +209,14 @@ def receptive_field(units: list[Unit], size: tuple[int, int]) -> RFResult:
 
 
 def entry_receptive_field(entry: ZooEntry, resolution: tuple[int, int] | None = None, se_as_global: bool = False) -> RFResult:
+    from ..models import check_input
+
     size = resolution or tuple(entry.input_size[1:])
     if min(size) < 1:
         raise EmobenchError(f"resolution must be positive, got {size}")
-    if entry.family == "emo" and min(size) < 32:
-        raise EmobenchError(f"input {size[0]}x{size[1]} is smaller than the network's stride 32")
-    return receptive_field(units_for(entry, se_as_global), size)
+    units = units_for(entry, se_as_global)
+    check_input(entry, (1, entry.input_size[0], *size))  # the family's own limits (stride, fixed position maps)
+    return receptive_field(units, size)
 
 
 def reach_mask(units: list[Unit], size: tuple[int, int], position: tuple[int, int]) -> np.ndarray:

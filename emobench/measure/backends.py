@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -197,6 +198,24 @@ def _quiet():
             os.close(copy)
 
 
+def _outputs(values) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    """A runtime's outputs as torch tensors: one tensor for a single-output model, else a tuple in model order."""
+    tensors = tuple(v if isinstance(v, torch.Tensor) else torch.from_numpy(np.array(v, copy=True)) for v in values)
+    return tensors[0] if len(tensors) == 1 else tensors
+
+
+def _litert_output_order(interp) -> list[int]:
+    """Output tensor indices in the model's order: the signature names them ``output_0``, ``output_1``, … (the
+    flat list of output details is not guaranteed to follow it)."""
+    signatures = interp.get_signature_list()
+    if len(signatures) == 1:
+        names = next(iter(signatures.values()))["outputs"]
+        runner_outputs = interp._get_full_signature_list()[next(iter(signatures))]["outputs"]
+        keyed = sorted(names, key=lambda n: int(n.rsplit("_", 1)[-1]) if n.rsplit("_", 1)[-1].isdigit() else n)
+        return [runner_outputs[n] for n in keyed]
+    return [d["index"] for d in interp.get_output_details()]
+
+
 def _atomic_path(path: Path) -> Path:
     """A temporary sibling with the same suffix (some exporters insist on it), renamed into place when done."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -217,7 +236,8 @@ def _eager_session(model: nn.Module, device: str, dtype: str, summary: str) -> S
 
     def run(x):
         with torch.inference_mode(), torch.autocast(device, autocast, enabled=autocast is not None):
-            return model(x).float()
+            out = model(x)
+            return tuple(o.float() for o in out) if isinstance(out, (tuple, list)) else out.float()
 
     return Session(run, _torch_precision(dtype), explain_counts(summary))
 
@@ -324,7 +344,7 @@ class OnnxRuntime(FileBackend):
 
         session = ort.InferenceSession(str(artifact.path), self._options(threads), providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
-        run = lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0])  # noqa: E731
+        run = lambda x: _outputs(session.run(None, {name: x.numpy()}))  # noqa: E731
         return Session(run, "fp32", lambda: self._explain(artifact, threads))
 
     def _explain(self, artifact: Artifact, threads: int) -> dict:
@@ -391,7 +411,12 @@ class OpenVINO(FileBackend):
             f"{len(compute)} executed layers", accelerated=Counter(t for t, _ in compute),
             precisions=Counter(p for _, p in compute),
         )
-        run = lambda x: torch.from_numpy(request.infer([x.numpy()])[compiled.output(0)].copy())  # noqa: E731
+        outs = compiled.outputs
+
+        def run(x):
+            result = request.infer([x.numpy()])
+            return _outputs([result[o] for o in outs])
+
         return Session(run, precision, explain)
 
 
@@ -447,7 +472,7 @@ class ExecuTorch(FileBackend):
         portable_lib._unsafe_reset_threadpool(threads)  # process-wide, and this process is the worker's own
         method = Runtime.get().load_program(str(artifact.path)).load_method("forward")
         explain = artifact.explain or explain_counts("no delegation report (artifact exported by an older emobench)")
-        return Session(lambda x: method.execute([x])[0], "fp32", explain)
+        return Session(lambda x: _outputs(method.execute([x])), "fp32", explain)
 
 
 def litert_delegation(ops: list[dict]) -> dict:
@@ -499,12 +524,13 @@ class LiteRT(FileBackend):
 
         interp = Interpreter(model_path=str(artifact.path), num_threads=threads)
         interp.allocate_tensors()
-        inp, out = interp.get_input_details()[0]["index"], interp.get_output_details()[0]["index"]
+        inp = interp.get_input_details()[0]["index"]
+        outs = _litert_output_order(interp)
 
         def run(x):
             interp.set_tensor(inp, x.numpy())
             interp.invoke()
-            return torch.from_numpy(interp.get_tensor(out).copy())
+            return _outputs([interp.get_tensor(o) for o in outs])
 
         return Session(run, "fp32", litert_delegation(interp._get_ops_details()))
 

@@ -70,3 +70,43 @@ def cuda_peak_bytes(model: nn.Module, x: torch.Tensor) -> int:
     peak = torch.cuda.max_memory_allocated(device) - before
     del out
     return peak
+
+
+class _MetaFootprint(TorchDispatchMode):
+    """On meta tensors (shapes only, nothing allocated): the largest bytes one operation holds at once, its
+    tensor inputs (parameters and buffers excluded) plus the new tensors it returns."""
+
+    def __init__(self, static: set[int]) -> None:
+        super().__init__()
+        self.static = static
+        self.largest = 0
+        self.op = ""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        # a view or in-place op returns an alias: it creates no memory of its own
+        creates = all(r.alias_info is None for r in func._schema.returns)
+        seen: set[int] = set()
+        held = 0
+        for t in tree_leaves((args, kwargs, out if creates else ())):
+            if not isinstance(t, torch.Tensor):
+                continue
+            storage = t.untyped_storage()
+            if storage._cdata in seen or storage._cdata in self.static:
+                continue
+            seen.add(storage._cdata)
+            held += storage.nbytes()
+        if held > self.largest:
+            self.largest, self.op = held, str(func.overloadpacket.__name__)
+        return out
+
+
+def meta_footprint(model: nn.Module, shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> tuple[int, str]:
+    """The bytes the largest single operation of ``model(x)`` needs live (inputs and outputs), and its name, for
+    ``x`` of ``shape``, found on the meta device: a lower bound of the peak memory of one inference, computed
+    without allocating anything. ``model`` must be on the meta device."""
+    static = {t.untyped_storage()._cdata for t in (*model.parameters(), *model.buffers())}
+    tracker = _MetaFootprint(static)
+    with torch.no_grad(), tracker:
+        model(torch.empty(shape, dtype=dtype, device="meta"))
+    return tracker.largest, tracker.op

@@ -58,6 +58,22 @@ def load_backend(path: str):
     return obj()
 
 
+def parity(out, expected: list) -> tuple[float, str | None]:
+    """Largest |difference| over every output tensor (inf when the outputs' number or shapes differ, with why)."""
+    import numpy as np
+
+    outs = list(out) if isinstance(out, (tuple, list)) else [out]
+    if len(outs) != len(expected):
+        return float("inf"), f"{len(outs)} output(s), expected {len(expected)}"
+    worst = 0.0
+    for i, (o, e) in enumerate(zip(outs, expected)):
+        o = o.float().cpu().numpy()
+        if o.shape != e.shape:
+            return float("inf"), f"output {i}: {tuple(o.shape)} ≠ {tuple(e.shape)}"
+        worst = max(worst, float(np.abs(o - e).max()) if o.size else 0.0)
+    return worst, None
+
+
 def measure(spec: dict) -> dict:
     """Run one measurement as ``spec`` describes (see :func:`emobench.bench.worker_spec`); returns the result."""
     import numpy as np
@@ -74,7 +90,8 @@ def measure(spec: dict) -> dict:
         backend.import_runtime()
         result["import_s"] = time.perf_counter() - start
         x = torch.from_numpy(np.load(spec["input"], allow_pickle=False)).to(backend.device)
-        expected = np.load(spec["expected"], allow_pickle=False)
+        with np.load(spec["expected"], allow_pickle=False) as saved:  # out_0, out_1, … (every model output)
+            expected = [saved[f"out_{i}"] for i in range(len(saved.files))]
         result["rss_base_mb"] = _current_rss_mb()
 
         stage = "load"
@@ -106,12 +123,12 @@ def measure(spec: dict) -> dict:
             sync()
         result["first_ms"] = (time.perf_counter() - start) * 1e3
         result["precision"] = session.precision
-        diff = float(np.abs(out.float().cpu().numpy() - expected).max()) if out.shape == expected.shape else float("inf")
+        diff, mismatch = parity(out, expected)
         result["parity_max_abs"] = diff
         if session.precision != spec["dtype"]:
             result.update(status="parity-failed", error=f"{backend.name} ran {session.precision}, not {spec['dtype']}")
         elif not diff <= spec["tolerance"]:  # NaN fails too
-            shape = "" if out.shape == expected.shape else f" (output {tuple(out.shape)} ≠ {tuple(expected.shape)})"
+            shape = f" ({mismatch})" if mismatch else ""
             result.update(status="parity-failed", error=f"max |Δ| {diff:.3g} > tolerance {spec['tolerance']:g}{shape}")
         else:
             stage = "timing"

@@ -248,19 +248,22 @@ class FusedBlock(nn.Module):
 
 @torch.no_grad()
 def fuse(model: nn.Module) -> nn.Module:
-    """The fast inference form of an EMO or an M² block (see the module docstring). ``model`` is unchanged."""
+    """The fast inference form of a zoo network or an M² block (see the module docstring). ``model`` is unchanged.
+    Other families (MobileNetV2, ViT, PVT) build theirs in ``fused_form()``, from the same fused blocks."""
     model = copy.deepcopy(model).eval()
     if isinstance(model, EMO):
         return FusedEMO(model).eval()
     if isinstance(model, M2Block):
         return FusedBlock(model).eval()
+    if callable(getattr(model, "fused_form", None)):
+        return model.fused_form().eval()
     from ..errors import EmobenchError
 
-    raise EmobenchError(f"{type(model).__name__} has no fused form (EMO models and single M² blocks have one)")
+    raise EmobenchError(f"{type(model).__name__} has no fused form (zoo networks and single M² blocks have one)")
 
 
 def has_fused_form(model: nn.Module) -> bool:
-    return isinstance(model, (EMO, M2Block))
+    return isinstance(model, (EMO, M2Block)) or callable(getattr(model, "fused_form", None))
 
 
 def fused_unsupported(model: nn.Module) -> str | None:

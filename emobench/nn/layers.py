@@ -121,3 +121,25 @@ class DropPath(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+class ClassifierHead:
+    """timm's classifier contract for a network with ``num_features``, a ``head`` and ``forward_features``:
+    ``forward`` = ``forward_head(forward_features(x))``; the subclass defines ``forward_head``."""
+
+    num_features: int
+    num_classes: int
+    head: nn.Module
+
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A fresh classifier for ``num_classes`` (0: none, forward returns the pooled features)."""
+        if num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))

@@ -8,11 +8,13 @@ up with the width multiplier above 1), global pooling, dropout and the classifie
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from .emo import check_image_input
-from .layers import ConvNormAct
+from .fused import FusedM2Block, _bn_affine, _frozen, _linear_of, token_linear
+from .layers import ClassifierHead, ConvNormAct
 from .m2 import M2Block, M2BlockConfig
 from .registry import register_family
 
@@ -43,40 +45,86 @@ class MobileNetV2Config(BaseModel):
                 raise ValueError(f"stages: each row is [t, c, n, s] with positive values and s <= 2, got {row}")
         return self
 
+    @property
+    def stem_dim(self) -> int:
+        return make_divisible(32 * self.width)
 
-class MobileNetV2(nn.Module):
+    def block_configs(self) -> list[M2BlockConfig]:
+        """The IRB M² block of every layer, in order (the model and the reach analysis both read this)."""
+        blocks, dim = [], self.stem_dim
+        for t, c, n, s in self.stages:
+            out = make_divisible(c * self.width)
+            for i in range(n):
+                blocks.append(
+                    M2BlockConfig(
+                        dim_in=dim, dim_out=out, exp_ratio=float(t), expand=t != 1, stride=s if i == 0 else 1,
+                        norm="none", norm_eps=self.norm_eps, act="relu6", expand_bias=False, expand_norm=t != 1,
+                        dw_kernel=3, dw_act="relu6", local_skip=False, proj_norm=True,
+                    )
+                )
+                dim = out
+        return blocks
+
+
+class MobileNetV2(ClassifierHead, nn.Module):
     def __init__(self, cfg: MobileNetV2Config) -> None:
         super().__init__()
         self.cfg = cfg
         self.in_chans = cfg.in_chans
-        stem = make_divisible(32 * cfg.width)
-        self.stem = ConvNormAct(cfg.in_chans, stem, 3, stride=2, norm="bn", act="relu6", norm_eps=cfg.norm_eps)
-        blocks, dim = [], stem
-        for t, c, n, s in cfg.stages:
-            out = make_divisible(c * cfg.width)
-            for i in range(n):
-                blocks.append(
-                    M2Block(
-                        M2BlockConfig(
-                            dim_in=dim, dim_out=out, exp_ratio=float(t), expand=t != 1, stride=s if i == 0 else 1,
-                            norm="none", norm_eps=cfg.norm_eps, act="relu6", expand_bias=False, expand_norm=t != 1,
-                            dw_kernel=3, dw_act="relu6", local_skip=False, proj_norm=True,
-                        )
-                    )
-                )
-                dim = out
-        self.blocks = nn.Sequential(*blocks)
+        self.num_classes = cfg.num_classes
+        self.stem = ConvNormAct(cfg.in_chans, cfg.stem_dim, 3, stride=2, norm="bn", act="relu6", norm_eps=cfg.norm_eps)
+        configs = cfg.block_configs()
+        self.blocks = nn.Sequential(*[M2Block(c) for c in configs])
         self.num_features = make_divisible(1280 * max(1.0, cfg.width))
-        self.head_conv = ConvNormAct(dim, self.num_features, 1, norm="bn", act="relu6", norm_eps=cfg.norm_eps)
+        self.head_conv = ConvNormAct(configs[-1].dim_out, self.num_features, 1, norm="bn", act="relu6", norm_eps=cfg.norm_eps)
         self.drop = nn.Dropout(cfg.drop)
         self.head = nn.Linear(self.num_features, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
 
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The 1×1 head conv's map (stride 32), before pooling."""
         return self.head_conv(self.blocks(self.stem(x)))
 
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        # timm's order: pool, dropout, then the classifier (pre-logits are the pooled features after dropout).
+        x = self.drop(x.mean((2, 3)))
+        return x if pre_logits else self.head(x)
+
+    def fused_form(self) -> "FusedMobileNetV2":
+        return FusedMobileNetV2(self)
+
+
+class FusedMobileNetV2(nn.Module):
+    """An eval-mode :class:`MobileNetV2` on channels-last tokens: every BatchNorm folded into its conv, the 1×1
+    convs as matrix products (see :mod:`emobench.nn.fused`). Same outputs; inference only."""
+
+    def __init__(self, model: MobileNetV2) -> None:
+        super().__init__()
+        self.cfg, self.in_chans = model.cfg, model.in_chans
+        self.num_classes, self.num_features = model.num_classes, model.num_features
+        conv = model.stem.conv
+        scale, shift = _bn_affine(model.stem.norm)
+        self.stem_weight, self.stem_bias = _frozen(conv.weight * scale[:, None, None, None]), _frozen(shift)
+        self.stem_args = dict(stride=conv.stride, padding=conv.padding)
+        self.blocks = nn.ModuleList(FusedM2Block(b) for b in model.blocks)
+        w, b = _linear_of(model.head_conv)
+        self.head_conv_weight, self.head_conv_bias = _frozen(w), _frozen(b)
+        self.head_weight = self.head_bias = None
+        if isinstance(model.head, nn.Linear):
+            self.head_weight, self.head_bias = _frozen(model.head.weight), _frozen(model.head.bias)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous(memory_format=torch.channels_last)
+        x = F.relu6(F.conv2d(x, self.stem_weight, self.stem_bias, **self.stem_args)).permute(0, 2, 3, 1)
+        for block in self.blocks:
+            x = block(x)
+        return F.relu6(token_linear(x, self.head_conv_weight, self.head_conv_bias)).permute(0, 3, 1, 2)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = x.mean((2, 3))
+        return x if pre_logits or self.head_weight is None else F.linear(x, self.head_weight, self.head_bias)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.drop(self.forward_features(x).mean((2, 3))))
+        return self.forward_head(self.forward_features(x))
 
 
 @register_family("mobilenetv2", MobileNetV2Config, "MobileNetV2: a stem and stages of IRB (inverted residual) M² blocks",

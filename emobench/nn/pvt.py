@@ -11,14 +11,16 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from .emo import check_image_input
+from .fused import FusedM2Block, _frozen
 from .layers import LayerNorm2d
-from .m2 import M2Block
+from .m2 import M2Block, M2BlockConfig
 from .registry import register_family
-from .vit import irmb_layer, transformer_layer
+from .vit import FusedPooledNormHead, PooledNormHead, irmb_layer, transformer_layer
 
 
 class PVTConfig(BaseModel):
@@ -47,6 +49,22 @@ class PVTConfig(BaseModel):
                 raise ValueError(f"dim_head={self.dim_head} must divide every embed dim, not {d}")
         return self
 
+    def stage_configs(self) -> list[list[M2BlockConfig]]:
+        """The M² blocks of each of the four stages (the model and the reach analysis both read this)."""
+        rates = iter(torch.linspace(0, self.drop_path, sum(self.depths), device="cpu").tolist())
+        stages = []
+        for i in range(4):
+            d, configs = self.embed_dims[i], []
+            for _ in range(self.depths[i]):
+                rate = next(rates)
+                if self.block == "transformer":
+                    configs += transformer_layer(d, self.dim_head, self.mlp_ratios[i], self.norm_eps, rate, self.sr_ratios[i])
+                else:
+                    configs.append(irmb_layer(d, self.dim_head, self.irmb_ratio, self.irmb_kernel, "global", 7, self.attn_pre,
+                                              self.norm_eps, rate, self.sr_ratios[i]))
+            stages.append(configs)
+        return stages
+
 
 class PatchEmbed(nn.Module):
     def __init__(self, dim_in: int, dim_out: int, patch: int, eps: float) -> None:
@@ -58,29 +76,21 @@ class PatchEmbed(nn.Module):
         return self.norm(self.proj(x))
 
 
-class PVT(nn.Module):
+class PVT(PooledNormHead, nn.Module):
     def __init__(self, cfg: PVTConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.in_chans = cfg.in_chans
-        rates = iter(torch.linspace(0, cfg.drop_path, sum(cfg.depths), device="cpu").tolist())
+        self.num_classes = cfg.num_classes
         size, dim_in = cfg.img_size, cfg.in_chans
         self.embeds, self.stages = nn.ModuleList(), nn.ModuleList()
         self.pos_embeds = nn.ParameterList()
-        for i in range(4):
+        for i, configs in enumerate(cfg.stage_configs()):
             d, size = cfg.embed_dims[i], size // cfg.patch_sizes[i]
             self.embeds.append(PatchEmbed(dim_in, d, cfg.patch_sizes[i], cfg.norm_eps))
             pos = nn.Parameter(torch.zeros(1, d, size, size))
             nn.init.trunc_normal_(pos, std=0.02)
             self.pos_embeds.append(pos)
-            configs = []
-            for _ in range(cfg.depths[i]):
-                rate = next(rates)
-                if cfg.block == "transformer":
-                    configs += transformer_layer(d, cfg.dim_head, cfg.mlp_ratios[i], cfg.norm_eps, rate, cfg.sr_ratios[i])
-                else:
-                    configs.append(irmb_layer(d, cfg.dim_head, cfg.irmb_ratio, cfg.irmb_kernel, "global", 7, cfg.attn_pre,
-                                              cfg.norm_eps, rate, cfg.sr_ratios[i]))
             self.stages.append(nn.Sequential(*[M2Block(c) for c in configs]))
             dim_in = d
         self.norm = LayerNorm2d(dim_in, eps=cfg.norm_eps)
@@ -88,12 +98,43 @@ class PVT(nn.Module):
         self.head = nn.Linear(dim_in, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last stage's map (stride 32), before the final norm."""
         for embed, pos, stage in zip(self.embeds, self.pos_embeds, self.stages):
             x = stage(embed(x) + pos)
         return x
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.norm(self.forward_features(x)).mean((2, 3)))
+    def fused_form(self) -> "FusedPVT":
+        return FusedPVT(self)
+
+
+class FusedPVT(FusedPooledNormHead):
+    """An eval-mode :class:`PVT` on channels-last tokens (fused M² blocks, folded head). Inference only."""
+
+    def __init__(self, model: PVT) -> None:
+        super().__init__()
+        self.cfg, self.in_chans = model.cfg, model.in_chans
+        self.num_classes, self.num_features = model.num_classes, model.num_features
+        self.embeds = []  # (conv weight, bias, stride, LN weight, bias, eps, position map NHWC) per stage
+        self.stages = nn.ModuleList()
+        for i, (embed, pos, stage) in enumerate(zip(model.embeds, model.pos_embeds, model.stages)):
+            ln = embed.norm.norm
+            for name, t in (("proj_weight", embed.proj.weight), ("proj_bias", embed.proj.bias), ("ln_weight", ln.weight),
+                            ("ln_bias", ln.bias), ("pos", pos.permute(0, 2, 3, 1))):
+                setattr(self, f"embed{i}_{name}", _frozen(t))
+            self.embeds.append((embed.proj.stride, ln.eps))
+            self.stages.append(nn.ModuleList(FusedM2Block(b) for b in stage))
+        self.fold_head(model)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous(memory_format=torch.channels_last)
+        for i, ((stride, eps), stage) in enumerate(zip(self.embeds, self.stages)):
+            p = lambda name: getattr(self, f"embed{i}_{name}")  # noqa: E731
+            x = F.conv2d(x, p("proj_weight"), p("proj_bias"), stride=stride).permute(0, 2, 3, 1)
+            x = F.layer_norm(x, x.shape[-1:], p("ln_weight"), p("ln_bias"), eps) + p("pos")
+            for block in stage:
+                x = block(x)
+            x = x.permute(0, 3, 1, 2)  # an NCHW view of channels-last memory for the next patch conv
+        return x
 
 
 def _check_pvt_input(cfg: PVTConfig, shape: tuple[int, ...]) -> None:

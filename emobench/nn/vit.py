@@ -11,11 +11,13 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from .emo import check_image_input, validate_blocks
-from .layers import LayerNorm2d
+from .fused import FusedM2Block, _frozen
+from .layers import ClassifierHead, LayerNorm2d
 from .m2 import AttentionConfig, M2Block, M2BlockConfig, WindowMode
 from .registry import register_family
 
@@ -51,6 +53,22 @@ class ViTConfig(BaseModel):
                                       self.irmb_window_size, self.attn_pre, self.norm_eps, 0.0)])
         return self
 
+    @property
+    def grid(self) -> int:
+        return self.img_size // self.patch_size
+
+    def block_configs(self) -> list[M2BlockConfig]:
+        """Every M² block in order: two per Transformer layer, or one iRMB per layer (the model and the reach
+        analysis both read this)."""
+        configs: list[M2BlockConfig] = []
+        for rate in torch.linspace(0, self.drop_path, self.depth, device="cpu").tolist():
+            if self.block == "transformer":
+                configs += transformer_layer(self.embed_dim, self.dim_head, self.mlp_ratio, self.norm_eps, rate)
+            else:
+                configs.append(irmb_layer(self.embed_dim, self.dim_head, self.irmb_ratio, self.irmb_kernel, self.irmb_window,
+                                          self.irmb_window_size, self.attn_pre, self.norm_eps, rate))
+        return configs
+
 
 def transformer_layer(dim: int, dim_head: int, mlp_ratio: float, eps: float, drop_path: float, sr_ratio: int = 1) -> list[M2BlockConfig]:
     """A Transformer layer as two M² blocks: MHSA (λ = 1) then FFN (λ = mlp_ratio), both pre-LN with residual.
@@ -72,34 +90,82 @@ def irmb_layer(dim: int, dim_head: int, ratio: float, kernel: int, window: Windo
                                                    attn_pre=attn_pre, sr_ratio=sr_ratio))
 
 
-class ViT(nn.Module):
+class PooledNormHead(ClassifierHead):
+    """The head of ViT and PVT: LayerNorm over channels, global average pool, classifier."""
+
+    norm: LayerNorm2d
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.norm(x).mean((2, 3))
+        return x if pre_logits else self.head(x)
+
+
+class ViT(PooledNormHead, nn.Module):
     def __init__(self, cfg: ViTConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.in_chans = cfg.in_chans
-        self.grid = cfg.img_size // cfg.patch_size
+        self.num_classes = cfg.num_classes
+        self.grid = cfg.grid
         d = cfg.embed_dim
         self.patch_embed = nn.Conv2d(cfg.in_chans, d, cfg.patch_size, cfg.patch_size)
         self.pos_embed = nn.Parameter(torch.zeros(1, d, self.grid, self.grid))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        rates = torch.linspace(0, cfg.drop_path, cfg.depth, device="cpu").tolist()
-        configs: list[M2BlockConfig] = []
-        for rate in rates:
-            if cfg.block == "transformer":
-                configs += transformer_layer(d, cfg.dim_head, cfg.mlp_ratio, cfg.norm_eps, rate)
-            else:
-                configs.append(irmb_layer(d, cfg.dim_head, cfg.irmb_ratio, cfg.irmb_kernel, cfg.irmb_window,
-                                          cfg.irmb_window_size, cfg.attn_pre, cfg.norm_eps, rate))
-        self.blocks = nn.Sequential(*[M2Block(c) for c in configs])
+        self.blocks = nn.Sequential(*[M2Block(c) for c in cfg.block_configs()])
         self.norm = LayerNorm2d(d, eps=cfg.norm_eps)
         self.num_features = d
         self.head = nn.Linear(d, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last block's map, before the final norm."""
         return self.blocks(self.patch_embed(x) + self.pos_embed)
 
+    def fused_form(self) -> "FusedViT":
+        return FusedViT(self)
+
+
+class FusedPooledNormHead(nn.Module):
+    """The fused form of :class:`PooledNormHead`: LayerNorm's affine part commutes with the average pool, so it
+    folds into the classifier (as EMO's fused head does)."""
+
+    def fold_head(self, model: PooledNormHead) -> None:
+        ln = model.norm.norm
+        self.norm_eps = ln.eps
+        self.norm_weight, self.norm_bias = _frozen(ln.weight), _frozen(ln.bias)
+        self.head_weight = self.head_bias = None
+        if isinstance(model.head, nn.Linear):
+            self.head_weight = _frozen(model.head.weight * ln.weight)
+            self.head_bias = _frozen(model.head.bias + model.head.weight @ ln.bias)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], None, None, self.norm_eps).mean((1, 2))
+        if pre_logits or self.head_weight is None:
+            return x * self.norm_weight + self.norm_bias
+        return F.linear(x, self.head_weight, self.head_bias)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.norm(self.forward_features(x)).mean((2, 3)))
+        return self.forward_head(self.forward_features(x))
+
+
+class FusedViT(FusedPooledNormHead):
+    """An eval-mode :class:`ViT` on channels-last tokens (fused M² blocks, folded head). Inference only."""
+
+    def __init__(self, model: ViT) -> None:
+        super().__init__()
+        self.cfg, self.in_chans = model.cfg, model.in_chans
+        self.num_classes, self.num_features = model.num_classes, model.num_features
+        conv = model.patch_embed
+        self.patch_weight, self.patch_bias, self.patch_stride = _frozen(conv.weight), _frozen(conv.bias), conv.stride
+        self.pos_embed = _frozen(model.pos_embed.permute(0, 2, 3, 1))
+        self.blocks = nn.ModuleList(FusedM2Block(b) for b in model.blocks)
+        self.fold_head(model)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous(memory_format=torch.channels_last)
+        x = F.conv2d(x, self.patch_weight, self.patch_bias, stride=self.patch_stride).permute(0, 2, 3, 1) + self.pos_embed
+        for block in self.blocks:
+            x = block(x)
+        return x.permute(0, 3, 1, 2)
 
 
 def _check_vit_input(cfg: ViTConfig, shape: tuple[int, ...]) -> None:

@@ -15,9 +15,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..errors import EmobenchError
-from ..render import Format, to_text, write_text
+from ..render import write_text
 from ..store import headline
-from ..tables import TABLES, build_table, to_html, to_latex
+from ..tables import TABLES, comparison_table, to_html, to_latex, to_markdown
 
 ERF_MODELS = ("emo_1m", "emo_2m", "emo_5m", "emo_6m")
 MPL_BLOCKS = ("irmb", "irmb_contiguous", "dwconv", "wmhsa", "mhsa")
@@ -29,6 +29,7 @@ class ReportFile:
     path: Path
     what: str
     machine_dependent: bool = False
+    image: Path | None = None  # a static PNG of a plot, shown in the index where a code host cannot run the HTML
 
 
 @dataclass
@@ -62,26 +63,22 @@ def pareto_figure(df: pd.DataFrame, x: str, x_title: str, title: str) -> go.Figu
     return fig
 
 
-def _imagenet_points(df: pd.DataFrame) -> pd.DataFrame:
-    """Per model: top-1 (reported), params and MACs (measured where emobench built the model, else reported)."""
-    measured = df.get("measured by")
-    rows = []
-    for _, r in df.iterrows():
-        m = measured is not None and isinstance(r.get("measured by"), str)
-        rows.append({
-            "model": r["model"], "top1": r["Top-1 (%) reported"], "measured": m,
-            "params_m": r["Params (M) measured"] if m else r["Params (M) reported"],
-            "macs_m": r["FLOPs (M) measured"] if m else r["FLOPs (M) reported"],
-        })
-    return pd.DataFrame(rows)
+def _imagenet_points(typed: pd.DataFrame) -> pd.DataFrame:
+    """Per model: top-1 (reported), params and MACs (measured where emobench built the model, else reported),
+    and the zoo model behind it; read from the typed table's columns."""
+    measured = typed["measured_by"].notna()
+    return pd.DataFrame({
+        "model": typed["model"], "zoo_name": typed["zoo_name"], "top1": typed["top1_reported"], "measured": measured,
+        "params_m": typed["params_m_measured"].where(measured, typed["params_m_reported"]),
+        "macs_m": typed["flops_m_measured"].where(measured, typed["flops_m_reported"]),
+    })
 
 
 def build_report(folder: Path, erf_images: int = 50, store=None, progress=None, png: bool = False) -> Report:
-    """Write tables (md, csv, tex, html), plots (HTML, and PNG with ``png`` where an exporter exists) and
-    README.md into ``folder``."""
-    from ..analysis.erf import effective_receptive_field, random_images
+    """Write tables (md with footnoted sources, csv with the typed columns, tex, html), plots (HTML, and a PNG
+    beside each with ``png`` where an exporter exists, embedded in the index) and README.md into ``folder``."""
+    from ..analysis.erf import erf_study
     from ..analysis.mpl import mpl_table
-    from ..models import create_model
     from ..store import ResultStore
     from .plots import erf_figure, mpl_figure, write_figure
 
@@ -91,27 +88,30 @@ def build_report(folder: Path, erf_images: int = 50, store=None, progress=None, 
 
     def plot(fig: go.Figure, name: str, what: str, machine_dependent: bool = False) -> None:
         path = folder / "plots" / f"{name}.html"
-        problem = write_figure(fig, path, png, shared_js=True, div_id=name)["png_note"]
-        report.files.append(ReportFile(path, what + (" (+ .png)" if png and problem is None else ""), machine_dependent))
-        if problem and problem not in report.notes:
-            report.notes.append(problem)
+        files = write_figure(fig, path, png, shared_js=True, div_id=name)
+        image = Path(files["png"]) if files["png"] else None
+        report.files.append(ReportFile(path, what, machine_dependent, image))
+        if files["png_note"] and files["png_note"] not in report.notes:
+            report.notes.append(files["png_note"])
+
     built = {}
     for name in TABLES:
         step(f"table {name}")
-        df, meta = built[name] = build_table(name, store)
-        for suffix, text in (("md", to_text(df, Format.md, meta)), ("csv", to_text(df, Format.csv)),
-                             ("tex", to_latex(df, meta["title"])), ("html", to_html(df, meta["title"]))):
+        table = built[name] = comparison_table(name, store)
+        shown, title = table.display(), table.meta["title"]
+        for suffix, text in (("md", to_markdown(shown, title)), ("csv", table.data.to_csv(index=False)),
+                             ("tex", to_latex(shown, title)), ("html", to_html(shown, title))):
             path = folder / "tables" / f"{name}.{suffix}"
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as err:
                 raise EmobenchError(f"cannot write {path.parent}: {err.strerror or err}") from None
             write_text(text, path)
-        report.files.append(ReportFile(folder / "tables" / f"{name}.md", f"{meta['title']} (also .csv, .tex, .html)",
+        report.files.append(ReportFile(folder / "tables" / f"{name}.md", f"{title} (also .csv, .tex, .html)",
                                        machine_dependent=name == "speed"))
 
     step("Pareto charts")
-    imagenet, _ = built["imagenet"]
+    imagenet = built["imagenet"].data
     points = _imagenet_points(imagenet)
     for x, label, fname in (("macs_m", "MACs (M) (the paper's FLOPs)", "pareto_macs"), ("params_m", "Parameters (M)", "pareto_params")):
         plot(pareto_figure(points, x, label, f"ImageNet top-1 vs {label.split(' (')[0]} (filled: measured by emobench)"),
@@ -125,19 +125,13 @@ def build_report(folder: Path, erf_images: int = 50, store=None, progress=None, 
                            f"ImageNet top-1 vs measured latency ({machines})"),
              "pareto_latency", f"top-1 against latency measured on {machines}", machine_dependent=True)
     else:
+        for stale in ("pareto_latency.html", "pareto_latency.png"):  # a chart from an earlier store would mislead
+            (folder / "plots" / stale).unlink(missing_ok=True)
         report.notes.append("No latency Pareto chart: the results store has no `emobench bench` records (backend torch, batch 1).")
 
     step("ERF heatmaps")
-    results = []
-    import torch
-
-    for name in ERF_MODELS:
-        with torch.random.fork_rng():
-            torch.manual_seed(0)
-            model = create_model(name)
-        results.append(effective_receptive_field(model, random_images(erf_images, (224, 224), seed=0), name,
-                                                 f"{erf_images} random images (seed 0), random weights (seed 0)"))
-    fig = erf_figure(results)
+    study = erf_study(list(ERF_MODELS), (224, 224), num_images=erf_images, seed=0)
+    fig = erf_figure(study.results)
     for trace in fig.data:  # 3 decimals are plenty for a heatmap, and keep the file small
         trace.z = [[round(float(v), 3) for v in row] for row in trace.z]
     plot(fig, "erf_emo", f"ERF of EMO-1M/2M/5M/6M at 224² (RepLKNet method, {erf_images} random images, untrained weights)")
@@ -149,29 +143,36 @@ def build_report(folder: Path, erf_images: int = 50, store=None, progress=None, 
 
 
 def _latency_by_model(records: pd.DataFrame, imagenet: pd.DataFrame) -> pd.DataFrame:
-    zoo_of = {r["model"]: r["measured by"].split(":", 1)[1] for _, r in imagenet.iterrows()
-              if isinstance(r.get("measured by"), str) and r["measured by"].startswith("zoo:")}
-    latest = records.set_index("model")
-    rows = [{"model": m, "latency_ms": latest.loc[z, "median_ms"]} for m, z in zoo_of.items() if z in latest.index]
-    return pd.DataFrame(rows, columns=["model", "latency_ms"])
+    """The headline latency of each table row's zoo model (joined on the typed ``zoo_name`` column)."""
+    latency = records[["model", "median_ms"]].rename(columns={"model": "zoo_name", "median_ms": "latency_ms"})
+    rows = imagenet[["model", "zoo_name"]].dropna().merge(latency, on="zoo_name")
+    return rows[["model", "latency_ms"]]
 
 
 def _write_index(report: Report, erf_images: int) -> None:
     lines = [
         "# emobench reports",
         "",
-        "Generated by `emobench report` (do not edit by hand; run it again instead). Every reported number comes from",
-        "`zoo/papers/*.toml` with its source; every measured one was computed by emobench. Plots are HTML that open",
-        "offline (they share `plots/plotly.min.js`).",
+        "Generated by `emobench report --png` (do not edit by hand; run it again instead). Every reported number comes",
+        "from `zoo/papers/*.toml` with its source (footnotes under each Markdown table); every measured one was",
+        "computed by emobench. Plots are HTML that open offline (they share `plots/plotly.min.js`); where a static",
+        "exporter ran, a PNG of each is shown below.",
         "",
         "| file | what |",
         "| --- | --- |",
     ]
     for f in report.files:
         rel = f.path.relative_to(report.folder).as_posix()
-        lines.append(f"| [{rel}]({rel}) | {f.what}{' (machine-dependent)' if f.machine_dependent else ''} |")
+        image = f" ([png]({f.image.relative_to(report.folder).as_posix()}))" if f.image else ""
+        lines.append(f"| [{rel}]({rel}){image} | {f.what}{' (machine-dependent)' if f.machine_dependent else ''} |")
     lines += ["", "Machine-dependent files (latency) reflect the results store of the machine that ran the command;",
               "the store records name that machine in each row."]
     if report.notes:
         lines += [""] + [f"- {n}" for n in report.notes]
+    pictures = [f for f in report.files if f.image]
+    if pictures:
+        lines += ["", "## Plots"]
+        for f in pictures:
+            rel, image = f.path.relative_to(report.folder).as_posix(), f.image.relative_to(report.folder).as_posix()
+            lines += ["", f"### {f.what}", "", f"![{f.what}]({image})", "", f"Interactive: [{rel}]({rel})"]
     write_text("\n".join(lines) + "\n", report.folder / "README.md")
