@@ -38,7 +38,7 @@ from .measure.backends import BACKENDS, TOLERANCE, Artifact, Backend, weights_fi
 from .measure.timing import NOISY_CV, summarize
 from .models import build_reference, input_shape
 from .nn.forms import AUTO, candidates, form_names, formulate
-from .store import BenchRecord, ResultStore, newest
+from .store import BenchRecord, ResultStore, comparable
 from .zoo import current_extra_dirs, get_entry
 
 #: bump when the artifact format or what is stored beside it changes (older cached exports are not reused)
@@ -375,8 +375,7 @@ def _records_df(records: list[BenchRecord] | pd.DataFrame) -> pd.DataFrame:
 
 
 def _ratio(df: pd.DataFrame, reference: pd.DataFrame, keys: list[str]) -> list[float | None]:
-    ok = reference[reference["status"] == "ok"]
-    base = (newest(ok, keys) if "created" in ok else ok.groupby(keys, as_index=False).last()).set_index(keys)["median_ms"]
+    base = comparable(reference, keys).set_index(keys)["median_ms"]
     return [
         (r.median_ms / base.get(tuple(r[k] for k in keys))) if r.status == "ok" and tuple(r[k] for k in keys) in base.index else None
         for _, r in df.iterrows()

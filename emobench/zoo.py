@@ -160,18 +160,24 @@ class Zoo:
     def _read(self, path: Path) -> ZooFile:
         return read_validated(path, ZooFile)
 
-    def get(self, name: str, _chain: tuple[str, ...] = ()) -> ZooEntry:
-        if name in self._entries:
-            return self._entries[name]
+    def read_entry_file(self, name: str, chain: tuple[str, ...] = ()) -> tuple[Path, ZooFile]:
+        """An entry's file, read and validated, with its ``extends`` checked (it names an entry; no cycle
+        through ``chain``, the entries already on the way)."""
         path = self.resolve_name(name)
-        if name in _chain:
-            raise ZooError(f"{path}: 'extends' forms a cycle: {' -> '.join((*_chain, name))}")
+        if name in chain:
+            raise ZooError(f"{path}: 'extends' forms a cycle: {' -> '.join((*chain, name))}")
         f = self._read(path)
         if f.extends and f.extends not in self.files:
             try:
                 self.resolve_name(f.extends)
             except ZooError as err:
                 raise ZooError(f"{path}: extends: {err}") from None
+        return path, f
+
+    def get(self, name: str, _chain: tuple[str, ...] = ()) -> ZooEntry:
+        if name in self._entries:
+            return self._entries[name]
+        path, f = self.read_entry_file(name, _chain)
         base = self.get(f.extends, (*_chain, name)) if f.extends else None
         family = f.family or (base.family if base else None)
         families = _families()
@@ -261,15 +267,7 @@ def get_entry(name: str) -> ZooEntry:
 def _describe(zoo: Zoo, name: str, _chain: tuple[str, ...] = ()) -> dict[str, Any]:
     """An entry's top-level fields and merged raw config, read and merged like :meth:`Zoo.get` but without
     validating the config against its family (which would import torch)."""
-    path = zoo.resolve_name(name)
-    if name in _chain:
-        raise ZooError(f"{path}: 'extends' forms a cycle: {' -> '.join((*_chain, name))}")
-    f = zoo._read(path)
-    if f.extends and f.extends not in zoo.files:
-        try:
-            zoo.resolve_name(f.extends)
-        except ZooError as err:
-            raise ZooError(f"{path}: extends: {err}") from None
+    _, f = zoo.read_entry_file(name, _chain)
     base = _describe(zoo, f.extends, (*_chain, name)) if f.extends else {}
     return {
         "family": f.family or base.get("family"),

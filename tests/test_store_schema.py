@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import sys
 
 import pandas as pd
 import pytest
 
-from emobench.cli import main
+from test_cli import assert_user_error, run
 from emobench.errors import EmobenchError
 from emobench.store import (SCHEMA_VERSION, BenchRecord, ResultStore, check_writable, comparable, headline)
 
@@ -23,23 +22,6 @@ ENV = {"cpu": "Test CPU 9000", "cores": 8, "cpu_flags": ["avx2", "avx512f", "amx
 OLD_COLUMNS = ("model TEXT, backend TEXT, form TEXT, batch INTEGER, threads INTEGER, resolution TEXT, dtype TEXT, "
                "status TEXT, median_ms REAL, iqr_ms REAL, round_spread REAL, env TEXT, params TEXT, created REAL, "
                "machine TEXT, uuid TEXT")
-
-
-def run(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["emobench", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as e:
-        code = e.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_error_line(code: int, err: str, *needles: str) -> None:
-    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    for needle in needles:
-        assert needle in err, err
 
 
 def make_store(path, columns: str = OLD_COLUMNS, rows: list[dict] = (), version: int = 0, extra_sql: str = "") -> None:
@@ -129,10 +111,10 @@ def test_a_newer_store_with_a_not_null_column_is_read_but_writing_is_refused(tmp
     with ResultStore(source) as db:
         db.add(record("x"))
     code, out, err = run(capsys, monkeypatch, "results", "merge", str(source), "--store", str(path))
-    one_error_line(code, err, f"schema version {SCHEMA_VERSION + 1}", "gpu", "NOT NULL without default")
+    assert_user_error(code, err, f"schema version {SCHEMA_VERSION + 1}", "gpu", "NOT NULL without default")
     assert "added" not in out and path.read_bytes() == before  # nothing written, nothing lost
     code, out, err = run(capsys, monkeypatch, "bench", "irmb", "--store", str(path))
-    one_error_line(code, err, "NOT NULL without default")  # refused before anything is measured
+    assert_user_error(code, err, "NOT NULL without default")  # refused before anything is measured
     assert "stored" not in out + err and stored(path) == [("a", 10.0)]
 
 
@@ -304,7 +286,7 @@ def test_environment_columns_are_filled_filtered_and_compared(tmp_path, capsys, 
                        "--fail-above", "10", "--store", str(path), "-f", "json")
     assert code == 0 and json.loads(out)["rows"][0]["verdict"] == "faster"
     code, _, err = run(capsys, monkeypatch, "results", "list", "gpu_model=x", "--store", str(path))
-    one_error_line(code, err, "unknown record field")
+    assert_user_error(code, err, "unknown record field")
 
 
 # --- 8. one definition of comparable records -----------------------------------------------------------

@@ -35,12 +35,11 @@ TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 5e-2}
 
 
 def cache_dir() -> Path:
-    env = os.environ.get("EMOBENCH_CACHE")
-    if env:
-        return Path(env).expanduser()
-    from platformdirs import user_cache_dir
+    """Where exports are cached: ``EMOBENCH_CACHE`` itself, or ``artifacts`` in emobench's user cache folder."""
+    from ..zoo import cache_dir as emobench_cache_dir
 
-    return Path(user_cache_dir("emobench", appauthor=False)) / "artifacts"
+    base = emobench_cache_dir()
+    return base if os.environ.get("EMOBENCH_CACHE") else base / "artifacts"
 
 
 def weights_fingerprint(model: nn.Module) -> str:

@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from ..errors import InputSizeError
 from .registry import FAMILIES, register_family
 
 Act = Literal["relu", "relu6"] | None
@@ -61,9 +60,17 @@ class _Part(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class _SSDLitePart(_Part):
+    """What SSDLite's neck and head share: depth-wise separable convs, BatchNorm ε and activation."""
+
+    use_depthwise: bool = True
+    norm_eps: float = 1e-3
+    act: Act = "relu6"
+
+
 # ---- necks ----------------------------------------------------------------------------------------------------
 
-class SSDNeckConfig(_Part):
+class SSDNeckConfig(_SSDLitePart):
     """mmdet ``SSDNeck`` (SSDLite with ``use_depthwise``): extra levels of 1×1 reduce + depth-wise separable conv."""
 
     type: Literal["ssd"]
@@ -71,9 +78,6 @@ class SSDNeckConfig(_Part):
     level_strides: list[int]
     level_paddings: list[int]
     last_kernel_size: int = 3
-    use_depthwise: bool = True
-    norm_eps: float = 1e-3
-    act: Act = "relu6"
 
 
 class SSDNeck(nn.Module):
@@ -148,16 +152,13 @@ class FPN(nn.Module):
 
 # ---- detection heads ------------------------------------------------------------------------------------------
 
-class SSDHeadConfig(_Part):
+class SSDHeadConfig(_SSDLitePart):
     """mmdet ``SSDHead`` (SSDLite with ``use_depthwise``): per level a depth-wise 3×3 then a 1×1 predictor.
     Class scores include the background class (softmax): ``num_classes + 1`` per anchor."""
 
     type: Literal["ssd"]
     num_classes: int = Field(80, ge=1)
     num_anchors: list[int] = Field(description="anchors per location, per level")
-    use_depthwise: bool = True
-    norm_eps: float = 1e-3
-    act: Act = "relu6"
 
 
 class SSDHead(nn.Module):
@@ -199,10 +200,12 @@ class RetinaHead(nn.Module):
         if len(set(in_channels)) != 1:
             raise ValueError("RetinaNet head: every level must have the same width (put an FPN before it)")
         cin, feat = in_channels[0], cfg.feat_channels
-        self.cls_convs = nn.ModuleList(ConvModule(cin if i == 0 else feat, feat, 3, padding=1, norm_eps=None)
-                                       for i in range(cfg.stacked_convs))
-        self.reg_convs = nn.ModuleList(ConvModule(cin if i == 0 else feat, feat, 3, padding=1, norm_eps=None)
-                                       for i in range(cfg.stacked_convs))
+
+        def tower() -> nn.ModuleList:  # stacked 3×3 convs with ReLU, no norm
+            return nn.ModuleList(ConvModule(cin if i == 0 else feat, feat, 3, padding=1, norm_eps=None)
+                                 for i in range(cfg.stacked_convs))
+
+        self.cls_convs, self.reg_convs = tower(), tower()
         last = feat if cfg.stacked_convs else cin
         self.retina_cls = nn.Conv2d(last, cfg.num_anchors * cfg.num_classes, 3, padding=1)
         self.retina_reg = nn.Conv2d(last, cfg.num_anchors * 4, 3, padding=1)
@@ -360,13 +363,10 @@ class Backbone(nn.Module):
         bad = [i for i in out_indices if not 0 <= i < len(net.stages)]
         if bad:
             raise ValueError(f"out_indices {bad} outside the backbone's {len(net.stages)} stages")
-        self.entry = entry
         self.out_indices = list(out_indices)
-        self.reductions = [net.reductions[i] for i in out_indices]
         self.channels = [net.feature_info[i]["num_chs"] for i in out_indices]
         for i, stage in enumerate(net.stages[: max(out_indices) + 1]):  # later stages are never used
             self.add_module(f"stage{i}", stage)
-        self.check_input = lambda shape: FAMILIES[entry.family].check_input(entry.config, shape)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         outs = []
@@ -398,13 +398,8 @@ class Detector(nn.Module):
         return self.bbox_head(feats)
 
     def output_names(self) -> list[str]:
-        levels = len(self.bbox_head.cls_convs) if isinstance(self.bbox_head, SSDHead) else _neck_levels(self)
+        levels = len(_neck_channels(self.backbone.channels, self.cfg.neck))  # the head predicts on every level
         return [f"cls_{i}" for i in range(levels)] + [f"reg_{i}" for i in range(levels)]
-
-
-def _neck_levels(det: Detector) -> int:
-    neck = det.cfg.neck
-    return len(_neck_channels(det.backbone.channels, neck))
 
 
 class Segmenter(nn.Module):
@@ -438,11 +433,9 @@ def _check(cfg: _DenseConfig, shape: tuple[int, ...]) -> None:
     from ..zoo import get_entry
 
     entry = get_entry(cfg.backbone).with_overrides(**cfg.backbone_args)
-    check = FAMILIES[entry.family].check_input
+    check = FAMILIES[entry.family].check_input  # the backbone's own input rule (an EMO: stride 32)
     if check is not None:
         check(entry.config, shape)
-    if len(shape) == 4 and min(shape[-2:]) < 32:
-        raise InputSizeError(f"input {shape[-2]}x{shape[-1]} is smaller than the backbone's stride 32")
 
 
 @register_family("detector", DetectorConfig, "Down-stream detector: zoo backbone → neck → detection head (mmdet)",
