@@ -35,11 +35,13 @@ from .environment import cpu_name
 from .environment import environment as machine_environment
 from .errors import EmobenchError, first_line
 from .measure.backends import BACKENDS, TOLERANCE, Artifact, Backend, weights_fingerprint
+from .measure.quantize import CALIBRATION_IMAGES, MIN_LOGIT_COSINE, MIN_TOP1_AGREEMENT
 from .measure.timing import NOISY_CV, summarize
-from .models import build_reference, input_shape
+from .models import build_reference
 from .nn.forms import AUTO, candidates, form_names, formulate
 from .store import BenchRecord, ResultStore, comparable
-from .zoo import current_extra_dirs, get_entry
+from .references import module_input_size, resolve
+from .zoo import current_extra_dirs
 
 #: bump when the artifact format or what is stored beside it changes (older cached exports are not reused)
 ARTIFACT_FORMAT = 3
@@ -64,6 +66,17 @@ class BenchPlan:
     tolerance: float | None = None
     noisy_cv: float = NOISY_CV
     checkpoint: str | None = None
+    #: an ImageFolder every backend classifies (``emobench eval``; see :mod:`emobench.evaluate`)
+    images: str | None = None
+    class_index: str | None = None
+    limit: int | None = None  # at most this many images of the folder (in ImageFolder order)
+    preprocess: dict = field(default_factory=dict)  # crop_pct, mean, std, interpolation overriding the model's
+    timed: bool = True  # False: accuracy only, no latency (eval)
+    #: int8: calibration images (a folder; None: seeded random inputs, flagged) and the parity thresholds
+    calibration: str | None = None
+    calibration_size: int = CALIBRATION_IMAGES
+    min_agreement: float = MIN_TOP1_AGREEMENT
+    min_cosine: float = MIN_LOGIT_COSINE
 
     def validate(self) -> None:
         unknown = [b for b in self.backends if b not in BACKENDS]
@@ -90,8 +103,17 @@ class BenchPlan:
             raise EmobenchError(f"timeout must be > 0 seconds, got {self.timeout}")
         if self.tolerance is not None and not self.tolerance >= 0:
             raise EmobenchError(f"tolerance must be >= 0, got {self.tolerance}")
-        for name in self.models:
-            get_entry(name)
+        if self.tolerance is not None and self.dtype == "int8":
+            raise EmobenchError("int8 parity is top-1 agreement and logit cosine (--min-agreement, --min-cosine), not a max |Δ| tolerance")
+        if self.calibration is not None and self.dtype != "int8":
+            raise EmobenchError("--calibration calibrates an int8 export: add --dtype int8")
+        if self.calibration_size < 1 or (self.limit is not None and self.limit < 1):
+            raise EmobenchError("the calibration size and the image limit must be >= 1")
+        if not (0 <= self.min_agreement <= 1 and -1 <= self.min_cosine <= 1):
+            raise EmobenchError("--min-agreement must be in [0, 1] and --min-cosine in [-1, 1]")
+        for item in self.models:
+            if not isinstance(item, torch.nn.Module):
+                resolve(item)
 
 
 def parse_backends(spec: str) -> list[str]:
@@ -119,9 +141,29 @@ def environment(backend: Backend, threads: int) -> dict:
     return {**machine_environment(threads, cuda=backend.device == "cuda"), "backend": backend.name, "backend_version": backend.version()}
 
 
-def _artifact_key(entry, form: str, shape, backend: Backend, fingerprint: str) -> str:
+def model_identity(item) -> dict:
+    """What names a model's architecture in an export's cache key (the weights go in by fingerprint): a zoo
+    entry's family and config; a timm/torchvision model's name, arguments and library version; a factory file's
+    content; an in-memory module's structure."""
+    if isinstance(item, torch.nn.Module):
+        return {"model": type(item).__qualname__, "structure": repr(item)}
+    ref = resolve(item)
+    if ref.is_zoo:
+        entry = ref.entry
+        return {"model": entry.name, "family": entry.family, "config": entry.raw_config}
+    ident = {"model": ref.text, "kind": ref.kind, "kwargs": ref.kwargs}
+    if ref.kind in ("timm", "torchvision"):
+        from importlib.metadata import version
+
+        ident["library"] = version(ref.kind)
+    elif ref.kind == "file":
+        ident["file"] = hashlib.sha256(Path(ref.target).read_bytes()).hexdigest()
+    return ident
+
+
+def _artifact_key(identity: dict, form: str, shape, backend: Backend, fingerprint: str) -> str:
     ident = {
-        "model": entry.name, "family": entry.family, "config": entry.raw_config, "form": form, "shape": list(shape),
+        **identity, "form": form, "shape": list(shape),
         "backend": backend.name, "backend_version": backend.version(), "torch": torch.__version__,
         "emobench": __version__, "weights": fingerprint, "format": ARTIFACT_FORMAT,
     }
@@ -170,11 +212,13 @@ class _Slot:
     form_requested: str
     candidates: list[tuple[str, str | None]]
     reference: torch.nn.Module
-    entry: object
+    entry: dict  # the model's identity (:func:`model_identity`)
     shape: tuple[int, ...]
-    inputs: dict  # input / expected .npy paths
+    inputs: dict  # input / expected .npy paths (and the images to score, where there are)
     fingerprint: str
     seq: int = 0
+    calibration: object = None  # int8: the calibration inputs (N×C×H×W array)
+    accuracy: dict = field(default_factory=dict)  # record fields known before measuring (image source, calibration)
     chosen: str | None = None
     artifact: Artifact | None = None
     notes: list[str] = field(default_factory=list)
@@ -188,8 +232,12 @@ def _export(slot: _Slot, form: str) -> Artifact | None:
         return None
     model = copy.deepcopy(formulate(slot.reference, form))  # converters may leave state on what they convert
     x = torch.randn(slot.shape, generator=torch.Generator().manual_seed(1))
-    key = _artifact_key(slot.entry, form, slot.shape, slot.backend, slot.fingerprint)
-    return slot.backend.prepare(model, x.to(slot.backend.device), key)
+    identity = slot.entry
+    if slot.calibration is not None:  # an int8 export depends on what it was calibrated on
+        calibrated = hashlib.sha256(np.ascontiguousarray(slot.calibration).tobytes()).hexdigest()[:16]
+        identity = {**identity, "dtype": "int8", "calibration": calibrated}
+    key = _artifact_key(identity, form, slot.shape, slot.backend, slot.fingerprint)
+    return slot.backend.prepare(model, x.to(slot.backend.device), key, calibration=slot.calibration)
 
 
 def _spec(plan: BenchPlan, slot: _Slot, form: str, artifact: Artifact | None, threads: int, tolerance: float) -> dict:
@@ -197,7 +245,7 @@ def _spec(plan: BenchPlan, slot: _Slot, form: str, artifact: Artifact | None, th
     spec = {
         "backend": f"{backend.__module__}:{backend.__qualname__}", "dtype": plan.dtype, "threads": threads,
         "warmup": plan.warmup, "min_time": plan.min_time, "min_runs": plan.min_runs, "tolerance": tolerance,
-        **slot.inputs,
+        "time": plan.timed, **slot.inputs,
         "artifact": None, "model": {"name": slot.model, "checkpoint": plan.checkpoint, "form": form,
                                     "zoo_dirs": [str(d) for d in current_extra_dirs()]},
     }
@@ -228,8 +276,33 @@ def _resolve(plan: BenchPlan, slot: _Slot, threads: int, workdir: Path, toleranc
     return None
 
 
+def _input_shape(item, module: torch.nn.Module, resolution, batch: int) -> tuple[int, ...]:
+    if not isinstance(item, torch.nn.Module):
+        return resolve(item).input_shape(resolution, batch)
+    c, h, w = module_input_size(module)[0]
+    return (batch, c, *(resolution or (h, w)))
+
+
+def _program_for_worker(module: torch.nn.Module, example: torch.Tensor, path: str) -> dict:
+    """An in-memory module reaches an eager worker as a ``torch.export`` program in the sweep's private
+    temporary folder (graph as JSON, weights as raw bytes; the worker loads it with ``torch.export.load``):
+    no code of the caller is pickled. A module that does not export gets its reason recorded instead."""
+    try:
+        with torch.no_grad():
+            torch.export.save(torch.export.export(module, (example,)), path)
+    except Exception as err:  # noqa: BLE001 - an export failure is a record, not a crash
+        return {"program_error": f"torch.export of the in-memory module failed: {first_line(err)}"}
+    return {"program": path}
+
+
 def run_bench(plan: BenchPlan, store: ResultStore | None = None, progress: Progress | None = None) -> list[BenchRecord]:
-    """Run the sweep; returns every record (skipped and failed ones included) and stores all but the skipped."""
+    """Run the sweep; returns every record (skipped and failed ones included) and stores all but the skipped.
+
+    With ``plan.images`` every backend also classifies those images (top-1/top-5, agreement with eager fp32
+    torch); with ``dtype="int8"`` the exports are calibrated (``plan.calibration`` or random inputs) and their
+    parity is top-1 agreement and logit cosine on the images, or on the calibration inputs."""
+    from .measure.images import prepare_image_inputs
+
     plan.validate()
     tolerance = plan.tolerance if plan.tolerance is not None else TOLERANCE[plan.dtype]
     report = progress or (lambda label, done, total: None)
@@ -237,16 +310,28 @@ def run_bench(plan: BenchPlan, store: ResultStore | None = None, progress: Progr
     skipped: list[tuple] = []
     with tempfile.TemporaryDirectory(prefix="emobench-") as tmp:
         workdir = Path(tmp)
-        for name in plan.models:
-            entry = get_entry(name)
-            reference = build_reference(name, plan.checkpoint)
+        for index, item in enumerate(plan.models):
+            in_memory = isinstance(item, torch.nn.Module)
+            if in_memory:  # measured as given (its own weights); the caller's module is not touched
+                reference = copy.deepcopy(item).eval()
+                name = getattr(item, "model_reference", None) or type(item).__name__
+            else:
+                reference = build_reference(item, plan.checkpoint)
+                name = resolve(item).text
+            entry = model_identity(item)
             fingerprint = weights_fingerprint(reference)
             for batch in plan.batches:
-                shape = input_shape(entry, plan.resolution, batch)
+                shape = _input_shape(item, reference, plan.resolution, batch)
                 x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
                 with torch.inference_mode():
                     expected = reference(x)
-                inputs = {"input": str(workdir / f"{name}-b{batch}-x.npy"), "expected": str(workdir / f"{name}-b{batch}-y.npz")}
+                stem = workdir / f"model{index}-b{batch}"  # references may hold '/' and ':'
+                inputs = {"input": f"{stem}-x.npy", "expected": f"{stem}-y.npz"}
+                scored = prepare_image_inputs(plan, index, reference, shape, workdir, report)
+                if scored.images is not None:
+                    inputs["images"] = scored.images
+                if in_memory and any(BACKENDS[b].suffix is None for b in plan.backends):
+                    inputs.update(_program_for_worker(reference, x, f"{stem}.pt2"))
                 np.save(inputs["input"], x.numpy(), allow_pickle=False)
                 outs = expected if isinstance(expected, (tuple, list)) else (expected,)
                 np.savez(inputs["expected"], **{f"out_{i}": o.float().numpy() for i, o in enumerate(outs)})
@@ -259,8 +344,12 @@ def run_bench(plan: BenchPlan, store: ResultStore | None = None, progress: Progr
                         if reason:
                             skipped.append((seq, name, backend, batch, form, shape, reason))
                             continue
-                        slots.append(_Slot(name, backend, batch, form, candidates(form, backend.name, reference),
-                                           reference, entry, shape, inputs, fingerprint, seq))
+                        options = candidates(form, backend.name, reference)
+                        if in_memory and backend.suffix is None:  # the worker runs the module's exported graph
+                            options = [(n, None if n == "reference" else "an in-memory module runs as given on "
+                                        "eager backends (form reference)") for n, _ in options if n == "reference" or form != AUTO]
+                        slots.append(_Slot(name, backend, batch, form, options, reference, entry, shape, inputs,
+                                           fingerprint, seq, calibration=scored.calibration, accuracy=scored.fields))
 
         done_records: dict[tuple[int, int], BenchRecord] = {}
 
@@ -290,14 +379,14 @@ def run_bench(plan: BenchPlan, store: ResultStore | None = None, progress: Progr
             if slot.chosen is None or not runs:
                 failure = slot.failure or {"status": "error", "error": "not measured"}
                 art = failure.get("artifact")
-                record(order, base, threads, form=failure.get("form") or slot.candidates[-1][0], status=failure["status"],
+                record(order, base, threads, **_accuracy(slot, failure), form=failure.get("form") or slot.candidates[-1][0], status=failure["status"],
                        error="; ".join(slot.notes) if slot.form_requested == AUTO else failure.get("error"),
                        parity_max_abs=failure.get("parity_max_abs"), parity_ok=False if "parity_max_abs" in failure else None,
                        precision=failure.get("precision"), explain=failure.get("explain") or {},
                        export_s=art.export_s if art else None, artifact_bytes=art.size if art else None,
                        cached=art.cached if art else None)
                 return
-            record(order, base, threads, form=slot.chosen, **_aggregate(runs, slot, plan, threads))
+            record(order, base, threads, form=slot.chosen, **_accuracy(slot, runs[-1]), **_aggregate(runs, slot, plan, threads))
 
         for seq, name, backend, batch, form, shape, reason in skipped:
             for t, threads in enumerate(plan.threads):
@@ -330,6 +419,12 @@ def run_bench(plan: BenchPlan, store: ResultStore | None = None, progress: Progr
     return [done_records[key] for key in sorted(done_records)]
 
 
+def _accuracy(slot: _Slot, result: dict) -> dict:
+    """The image scores of a worker's result, with what the slot knows (image source, skipped, calibration)."""
+    scores = {k: result.get(k) for k in ("images", "top1", "top5", "top1_agreement", "logit_cosine")}
+    return {**scores, **slot.accuracy}
+
+
 def _aggregate(runs: list[dict], slot: _Slot, plan: BenchPlan, threads: int) -> dict:
     """One record from the rounds of one measurement: pooled statistics, round-to-round spread, cold start."""
     art = slot.artifact
@@ -344,9 +439,13 @@ def _aggregate(runs: list[dict], slot: _Slot, plan: BenchPlan, threads: int) -> 
             return dict(status=r["status"], error=f"round {i + 1}: {r.get('error')}",
                         parity_max_abs=r.get("parity_max_abs"), parity_ok=False if r["status"] == "parity-failed" else None,
                         **{k: v for k, v in common.items() if k != "error"})
+    middle = lambda key: statistics.median(r[key] for r in runs) if all(r.get(key) is not None for r in runs) else None  # noqa: E731
+    if not plan.timed:  # accuracy only (eval): cold start and memory, no latency
+        return dict(status="ok", parity_max_abs=max(r["parity_max_abs"] for r in runs), parity_ok=True,
+                    import_s=middle("import_s"), load_s=middle("load_s"), first_ms=middle("first_ms"),
+                    rss_base_mb=middle("rss_base_mb"), peak_rss_mb=middle("peak_rss_mb"), **common)
     stats = summarize([t for r in runs for t in r["times"]], plan.noisy_cv)
     medians = [statistics.median(r["times"]) * 1e3 for r in runs]
-    middle = lambda key: statistics.median(r[key] for r in runs) if all(r.get(key) is not None for r in runs) else None  # noqa: E731
     return dict(
         status="ok", median_ms=stats.median_ms, mean_ms=stats.mean_ms, p10_ms=stats.p10_ms, p90_ms=stats.p90_ms,
         iqr_ms=stats.iqr_ms, cv=stats.cv, noisy=stats.noisy, runs=stats.runs,
@@ -382,21 +481,43 @@ def _ratio(df: pd.DataFrame, reference: pd.DataFrame, keys: list[str]) -> list[f
     ]
 
 
-def records_table(records: list[BenchRecord] | pd.DataFrame) -> pd.DataFrame:
+def _fp32_ratios(df: pd.DataFrame, history: pd.DataFrame | None) -> dict[str, list]:
+    """``ratio_to_fp32`` (latency) and ``size_ratio_to_fp32`` (artifact bytes) of non-fp32 records against the
+    newest measured fp32 record of the same model, backend, form, batch, threads, resolution and machine,
+    among these records and ``history`` (the store)."""
+    keys = ["model", "backend", "form", "batch", "threads", "resolution", "machine"]
+    pool = df if history is None or history.empty else pd.concat([_records_df(history), df], ignore_index=True)
+    base = comparable(pool[pool["dtype"] == "fp32"], keys).set_index(keys)
+    latency, size = [], []
+    for _, r in df.iterrows():
+        key = tuple(r[k] for k in keys)
+        found = r["dtype"] != "fp32" and key in base.index
+        row = base.loc[key] if found else None
+        latency.append(r["median_ms"] / row["median_ms"] if found and r["status"] == "ok" and pd.notna(r["median_ms"]) else None)
+        size.append(r["artifact_bytes"] / row["artifact_bytes"] if found and pd.notna(r["artifact_bytes"])
+                    and pd.notna(row["artifact_bytes"]) and row["artifact_bytes"] else None)
+    return {"ratio_to_fp32": latency, "size_ratio_to_fp32": size}
+
+
+def records_table(records: list[BenchRecord] | pd.DataFrame, history: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every record field under its own (snake_case) name, plus ``ratio_to_torch`` (eager torch at the same
     model, requested form, batch, threads, resolution, dtype and machine) and ``ratio_to_official`` (the
-    ``official`` formulation on the same backend and conditions), both None where no such record exists."""
+    ``official`` formulation on the same backend and conditions), both None where no such record exists, and
+    for int8 (any non-fp32 dtype) records ``ratio_to_fp32`` / ``size_ratio_to_fp32`` against the fp32 record of
+    the same measurement, found among ``records`` and ``history`` (the stored records)."""
     df = _records_df(records)
     if df.empty:
-        return pd.DataFrame(columns=[*BenchRecord.__dataclass_fields__, "ratio_to_torch", "ratio_to_official"])
+        return pd.DataFrame(columns=[*BenchRecord.__dataclass_fields__, "ratio_to_torch", "ratio_to_official",
+                                     "ratio_to_fp32", "size_ratio_to_fp32"])
     common = ["model", "batch", "threads", "resolution", "dtype", "machine"]
     return df.assign(ratio_to_torch=_ratio(df, df[df["backend"] == "torch"], ["form_requested", *common]),
-                     ratio_to_official=_ratio(df, df[df["form"] == "official"], ["backend", *common]))
+                     ratio_to_official=_ratio(df, df[df["form"] == "official"], ["backend", *common]),
+                     **_fp32_ratios(df, history))
 
 
-def records_frame(records: list[BenchRecord] | pd.DataFrame) -> pd.DataFrame:
+def records_frame(records: list[BenchRecord] | pd.DataFrame, history: pd.DataFrame | None = None) -> pd.DataFrame:
     """The table people read: one row per measurement under human labels (scripts: :func:`records_table`)."""
-    df = records_table(records)
+    df = records_table(records, history)
     if df.empty:
         return pd.DataFrame()
     out = pd.DataFrame(
@@ -407,11 +528,14 @@ def records_frame(records: list[BenchRecord] | pd.DataFrame) -> pd.DataFrame:
             "img/s": df["throughput"], "× torch": df["ratio_to_torch"], "× official": df["ratio_to_official"],
             "max |Δ|": df["parity_max_abs"], "precision": df["precision"], "load s": df["load_s"],
             "first ms": df["first_ms"], "RSS MB": df["peak_rss_mb"], "export s": df["export_s"],
-            "MB": df["artifact_bytes"] / 1e6, "cached": df["cached"], "status": df["status"], "note": df["error"],
+            "MB": df["artifact_bytes"] / 1e6, "cached": df["cached"], "× fp32": df["ratio_to_fp32"],
+            "size × fp32": df["size_ratio_to_fp32"], "agreement": df["top1_agreement"], "cosine": df["logit_cosine"],
+            "status": df["status"], "note": df["error"],
         }
     )
-    if out["× official"].isna().all():
-        out = out.drop(columns=["× official"])
+    for optional in ("× official", "× fp32", "size × fp32", "agreement", "cosine"):
+        if out[optional].isna().all():
+            out = out.drop(columns=[optional])
     return out
 
 
@@ -419,12 +543,17 @@ def records_frame(records: list[BenchRecord] | pd.DataFrame) -> pd.DataFrame:
 UNITS = {"median_ms": "ms", "mean_ms": "ms", "p10_ms": "ms", "p90_ms": "ms", "iqr_ms": "ms", "throughput": "images/s",
          "artifact_bytes": "bytes", "export_s": "s", "import_s": "s", "load_s": "s", "first_ms": "ms",
          "rss_base_mb": "MiB", "peak_rss_mb": "MiB", "round_spread": "(max - min) / median of the per-round medians",
-         "cv": "standard deviation / mean", "created": "s since the Unix epoch"}
+         "cv": "standard deviation / mean", "created": "s since the Unix epoch", "images": "count",
+         "images_skipped": "count", "top1": "fraction of images", "top5": "fraction of images",
+         "top1_agreement": "fraction of images (same top-1 class as eager fp32 torch)",
+         "logit_cosine": "mean cosine similarity to eager fp32 torch's logits",
+         "ratio_to_fp32": "median_ms / the fp32 record's", "size_ratio_to_fp32": "artifact_bytes / the fp32 record's"}
 
 
 #: the columns of the screen table (files and JSON keep every column)
 SCREEN_COLUMNS = ["model", "backend", "form", "batch", "threads", "median ms", "p10 ms", "p90 ms", "spread",
-                  "× torch", "× official", "max |Δ|", "precision", "load s", "first ms", "RSS MB", "status", "note"]
+                  "× torch", "× official", "× fp32", "size × fp32", "agreement", "cosine", "max |Δ|", "precision",
+                  "load s", "first ms", "RSS MB", "status", "note"]
 
 
 def screen_frame(frame: pd.DataFrame) -> pd.DataFrame:
@@ -443,5 +572,8 @@ def explain_lines(records: list[BenchRecord]) -> list[tuple[str, str, list[str]]
         summary = r.explain.get("summary", "")
         if precisions:
             summary += " (" + ", ".join(f"{p}: {n}" for p, n in precisions.items()) + " layers)"
+        floating = r.explain.get("float") or {}
+        if floating:  # int8: the compute operators that stayed in float
+            summary += "; stayed float: " + ", ".join(f"{op} ×{n}" for op, n in sorted(floating.items(), key=lambda kv: -kv[1]))
         out.append((what, summary, fallback))
     return out

@@ -34,6 +34,8 @@ FormatOpt = Annotated[
     Optional[str],
     typer.Option("--format", "-f", help="table (default on screen), json, csv or md.", show_default=False),
 ]
+MODEL_REFS_HELP = ("Models: zoo names, timm:NAME, torchvision:NAME, package.module:factory or file.py:factory, "
+                   "each with optional ,key=value arguments and @H or @HxW input size (e.g. timm:edgenext_xx_small@256).")
 OutputOpt = Annotated[
     Optional[Path],
     typer.Option("--output", "-o", help="Write to this file instead of the screen (format from its suffix).", show_default=False),
@@ -89,7 +91,7 @@ def zoo_list(
 @zoo_app.command("show")
 @zoo_scoped
 def zoo_show(
-    name: Annotated[str, typer.Argument(help="A zoo model, e.g. emo_5m.")],
+    name: Annotated[str, typer.Argument(help="A zoo model, e.g. emo_5m (also emo_5m@256, emo_5m,window=contiguous).")],
     resolution: Annotated[Optional[str], typer.Option("--resolution", "-r", help="Input H or HxW, e.g. 256 or 192x320 (default: the entry's).")] = None,
     fmt: FormatOpt = None,
     output: OutputOpt = None,
@@ -101,12 +103,16 @@ def zoo_show(
 
     from .architecture import block_table
     from .models import parse_resolution
+    from .references import parse_reference
     from .render import Format, emit
     from .views import COLUMNS, SCHEMAS
-    from .zoo import get_entry
 
-    entry = get_entry(name)
-    res = parse_resolution(resolution) if resolution else None
+    ref = parse_reference(name)
+    if not ref.is_zoo:
+        raise EmobenchError(f"zoo show describes zoo entries; for {name} use 'emobench profile {name} --depth 2' "
+                            f"(its layers, parameters and MACs)")
+    entry = ref.entry
+    res = ref.size or (parse_resolution(resolution) if resolution else None)
     df = block_table(entry, res)
     c, h, w = entry.input_size
     if res:
@@ -163,8 +169,8 @@ def zoo_load(
 @app.command("profile")
 @zoo_scoped
 def profile(
-    models: Annotated[list[str], typer.Argument(help="One or more zoo models (EMO variants or single blocks).")],
-    resolution: Annotated[Optional[str], typer.Option("--resolution", "-r", help="Input H or HxW, e.g. 224 or 192x320 (default: the entry's own; blocks keep their channels).")] = None,
+    models: Annotated[list[str], typer.Argument(help=MODEL_REFS_HELP)],
+    resolution: Annotated[Optional[str], typer.Option("--resolution", "-r", help="Input H or HxW, e.g. 224 or 192x320 (default: the model's own; blocks keep their channels; REF@HxW wins for that model).")] = None,
     batch: Annotated[int, typer.Option("--batch", "-b", min=1, help="Batch size.")] = 1,
     depth: Annotated[int, typer.Option("--depth", "-d", min=0, help="Per-layer table down to this module depth (0: none).")] = 1,
     fused: Annotated[bool, typer.Option("--fused", help="Profile the fused inference form instead of the reference form.")] = False,
@@ -187,10 +193,10 @@ def profile(
 
     from rich.progress import Progress
 
-    from .models import check_fits, input_shape, parse_resolution
+    from .models import check_fits, parse_resolution
     from .profile import environment, profile_model
+    from .references import resolve
     from .views import render_profiles
-    from .zoo import get_entry
 
     fmt_ = _format(fmt)
     res = parse_resolution(resolution) if resolution else None
@@ -199,8 +205,8 @@ def profile(
         raise EmobenchError(f"{threads} threads on a machine with {cores} cores would time the scheduler, not the model "
                             f"(use -t 1..{cores})")
     for name in models:  # every model and input checked before the first is profiled
-        entry = get_entry(name)
-        check_fits(entry, input_shape(entry, res, batch), copies=2 if fused else 1)
+        ref = resolve(name)
+        check_fits(ref, ref.input_shape(res, batch), copies=2 if fused else 1)
     results = []
     with Progress(console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
         task = progress.add_task("profiling", total=len(models))
@@ -218,17 +224,59 @@ StoreOpt = Annotated[
     Optional[Path],
     typer.Option("--store", help="Results store (SQLite file; default: the user data folder, or EMOBENCH_STORE).", show_default=False),
 ]
+NoStoreOpt = Annotated[bool, typer.Option("--no-store", help="Do not record the results.")]
+
+
+CalibrationOpt = Annotated[Optional[Path], typer.Option("--calibration", help="int8: calibrate on images of this folder (ImageFolder or flat; a seeded sample of --calibration-size). Default: 32 seeded random inputs, flagged as such in the record.", show_default=False)]
+CalibrationSizeOpt = Annotated[int, typer.Option("--calibration-size", min=1, help="int8: images sampled from --calibration.")]
+MinAgreementOpt = Annotated[float, typer.Option("--min-agreement", min=0, max=1, help="int8 parity: least top-1 agreement with eager fp32 torch (on the evaluation or calibration images).")]
+MinCosineOpt = Annotated[float, typer.Option("--min-cosine", min=-1, max=1, help="int8 parity: least mean cosine similarity of the logits to eager fp32 torch's.")]
+
+
+def _exit_on_failures(records) -> None:
+    """A measurement that failed parity or errored: each named on stderr, exit 1 (bad input stays 2)."""
+    from .bench import failed
+
+    bad = failed(records)
+    if bad:
+        for r in bad:
+            err_console.print(f"[red]{r.status}:[/] {escape(f'{r.model} {r.backend} {r.form}: {r.error}')}", highlight=False)
+        raise typer.Exit(1)
+
+
+def _run_stored(store: Path | None, no_store: bool, work):
+    """``work(db, step)`` under a transient progress bar, with the results store open (None with --no-store);
+    returns (what it returned, the store's path or None)."""
+    from .store import ResultStore
+
+    db = None if no_store else ResultStore(store)
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    try:
+        with Progress(*columns, console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
+            task = progress.add_task("preparing", total=None)
+
+            def step(label: str, done: int, total: int) -> None:
+                progress.update(task, description=label, completed=done, total=total)
+
+            return work(db, step), None if db is None else str(db.path)
+    finally:
+        if db is not None:
+            db.close()
 
 
 @app.command("bench")
 @zoo_scoped
 def bench(
-    models: Annotated[list[str], typer.Argument(help="One or more zoo models.")],
+    models: Annotated[list[str], typer.Argument(help=MODEL_REFS_HELP)],
     backend: Annotated[str, typer.Option("--backend", "-B", help="Comma-separated backends, or 'all': torch, torch-cl, torch-compile, onnxruntime, openvino, executorch, litert, cuda, cuda-compile.")] = "torch",
     batch: Annotated[str, typer.Option("--batch", "-b", help="Batch sizes, e.g. 1,8 (throughput for batch > 1).")] = "1",
     threads: Annotated[Optional[str], typer.Option("--threads", "-t", help="CPU thread counts, e.g. 1,2 (default: torch's, at most the core count).")] = None,
     resolution: Annotated[Optional[str], typer.Option("--resolution", "-r", help="Input H or HxW (default: the entry's).")] = None,
-    dtype: Annotated[str, typer.Option(help="fp32 (fp32 on every backend); bf16 (torch autocast, OpenVINO where the CPU has it, cuda); fp16 (cuda).")] = "fp32",
+    dtype: Annotated[str, typer.Option(help="fp32 (fp32 on every backend); bf16 (torch autocast, OpenVINO where the CPU has it, cuda); fp16 (cuda); int8 (static post-training quantization: executorch, litert, onnxruntime, openvino).")] = "fp32",
+    calibration: CalibrationOpt = None,
+    calibration_size: CalibrationSizeOpt = 100,
+    min_agreement: MinAgreementOpt = 0.9,
+    min_cosine: MinCosineOpt = 0.98,
     form: Annotated[str, typer.Option("--form", help="Formulation(s), comma-separated: auto (per backend, the fastest that passes parity), reference, fused, official (the official code's operators), mobile.")] = "auto",
     rounds: Annotated[int, typer.Option(min=1, help="Rounds: each measurement runs this many times in fresh processes, backends alternating; timings are pooled.")] = 3,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed calls before timing, per round.")] = 10,
@@ -239,7 +287,7 @@ def bench(
     checkpoint: Annotated[Optional[Path], typer.Option(help="Weights to load first.")] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Also show what each runtime ran on screen: delegated vs fallback operators, subgraphs, precisions (JSON/CSV always carry it).")] = False,
     store: StoreOpt = None,
-    no_store: Annotated[bool, typer.Option("--no-store", help="Do not record the results.")] = False,
+    no_store: NoStoreOpt = False,
     fmt: FormatOpt = None,
     output: OutputOpt = None,
     zoo: ZooDirs = None,
@@ -256,18 +304,18 @@ def bench(
 
     import json
 
-    from .bench import (SCHEMA, UNITS, BenchPlan, explain_lines, failed, parse_backends, parse_ints, parse_names,
+    from .bench import (SCHEMA, UNITS, BenchPlan, explain_lines, parse_backends, parse_ints, parse_names,
                         records_frame, records_table, run_bench, screen_frame)
     from .models import parse_resolution
     from .render import Format, emit, format_for
-    from .store import ResultStore
 
     plan = BenchPlan(
         models=models, backends=parse_backends(backend), batches=parse_ints(batch, "batch"),
         **({"threads": parse_ints(threads, "threads")} if threads else {}),
         resolution=parse_resolution(resolution) if resolution else None, dtype=dtype, forms=parse_names(form),
         rounds=rounds, warmup=warmup, min_time=min_time, min_runs=min_runs, timeout=timeout, tolerance=tolerance,
-        checkpoint=str(checkpoint) if checkpoint else None,
+        checkpoint=str(checkpoint) if checkpoint else None, calibration=str(calibration) if calibration else None,
+        calibration_size=calibration_size, min_agreement=min_agreement, min_cosine=min_cosine,
     )
     plan.validate()
     if not no_store:  # before minutes of measuring, not after
@@ -275,49 +323,122 @@ def bench(
 
         check_writable(store)
     fmt_ = _format(fmt)
-    from .models import check_fits, input_shape
-    from .zoo import get_entry
+    from .models import check_fits
+    from .references import resolve
 
     for name in plan.models:  # one measurement runs at a time: the largest batch of each model must fit
-        entry = get_entry(name)
-        check_fits(entry, input_shape(entry, plan.resolution, max(plan.batches)))
-    db = None if no_store else ResultStore(store)
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    try:
-        with Progress(*columns, console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
-            task = progress.add_task("preparing", total=None)
-
-            def step(label: str, done: int, total: int) -> None:
-                progress.update(task, description=label, completed=done, total=total)
-
-            records = run_bench(plan, db, step)
-    finally:
-        if db is not None:
-            db.close()
+        ref = resolve(name)
+        check_fits(ref, ref.input_shape(plan.resolution, max(plan.batches)))
+    (records, history), store_path = _run_stored(store, no_store, lambda db, step: (
+        run_bench(plan, db, step),
+        db.records() if db is not None and plan.dtype != "fp32" else None))  # the fp32 records beside int8
     shown = format_for(fmt_, output)
     if shown in (Format.json, Format.csv):
         # scripts get every field under a stable name (schema emobench.bench/1), explain reports included
-        df = records_table(records)
+        df = records_table(records, history)
         if shown is Format.csv:
             df = df.assign(**{k: [json.dumps(v, sort_keys=True) for v in df[k]] for k in ("env", "params", "explain")})
-        meta = {"schema": SCHEMA, "units": UNITS, "store": None if db is None else str(db.path)}
+        meta = {"schema": SCHEMA, "units": UNITS, "store": store_path}
     else:
-        df = records_frame(records)
+        df = records_frame(records, history)
         df = screen_frame(df) if shown is Format.table else df
-        meta = {"store": None if db is None else str(db.path)}
+        meta = {"store": store_path}
     emit(df, fmt_, output, title="emobench bench", meta=meta, console=console)
     if explain and fmt_ in (None, Format.table) and output is None:
         for what, summary, fallback in explain_lines(records):
             console.print(f"[bold]{escape(what)}[/]: {escape(summary)}", highlight=False)
             if fallback:
                 console.print(f"    fallback: {escape(', '.join(fallback))}", highlight=False)
-    if db is not None and fmt_ in (None, Format.table) and output is None:
-        err_console.print(f"[dim]{sum(r.status != 'skipped' for r in records)} record(s) stored in {db.path}[/]")
-    bad = failed(records)
-    if bad:
-        for r in bad:
-            err_console.print(f"[red]{r.status}:[/] {escape(f'{r.model} {r.backend} {r.form}: {r.error}')}", highlight=False)
-        raise typer.Exit(1)
+    if store_path is not None and fmt_ in (None, Format.table) and output is None:
+        err_console.print(f"[dim]{sum(r.status != 'skipped' for r in records)} record(s) stored in {store_path}[/]")
+    _exit_on_failures(records)
+
+
+@app.command("eval")
+@zoo_scoped
+def evaluate(
+    model: Annotated[str, typer.Argument(help="A model reference (zoo name, timm:NAME, package.module:factory, …; ,num_classes=N to match the folder).")],
+    images: Annotated[Path, typer.Option("--images", help="An ImageFolder: one sub-folder per class, classes in sorted order (or --class-index).")],
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Trained weights (torch state dict or .safetensors; never unpickled beyond tensors).")] = None,
+    backend: Annotated[str, typer.Option("--backend", "-B", help="Comma-separated backends, or 'all' (see bench).")] = "torch",
+    dtype: Annotated[str, typer.Option(help="fp32, or int8 (calibrated on --calibration, else random inputs).")] = "fp32",
+    batch: Annotated[int, typer.Option("--batch", "-b", min=1, help="Batch size of the exports the images go through.")] = 1,
+    threads: Annotated[Optional[int], typer.Option("--threads", "-t", min=1, help="CPU threads (default: torch's, at most the core count).")] = None,
+    form: Annotated[str, typer.Option("--form", help="Formulation(s), as for bench (auto: each backend's fastest exact one).")] = "auto",
+    class_index: Annotated[Optional[Path], typer.Option("--class-index", help="Class names in index order, one per line (or JSON name → index), as timm's class_map.", show_default=False)] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", "-n", min=1, help="At most this many images (in ImageFolder order).", show_default=False)] = None,
+    crop_pct: Annotated[Optional[float], typer.Option("--crop-pct", help="Override the centre-crop fraction (default: the model's, else 0.875).", show_default=False)] = None,
+    interpolation: Annotated[Optional[str], typer.Option("--interpolation", help="Override the resize: bicubic, bilinear or nearest.", show_default=False)] = None,
+    mean: Annotated[Optional[str], typer.Option("--mean", help="Override the normalisation mean, e.g. 0.5,0.5,0.5.", show_default=False)] = None,
+    std: Annotated[Optional[str], typer.Option("--std", help="Override the normalisation std.", show_default=False)] = None,
+    calibration: CalibrationOpt = None,
+    calibration_size: CalibrationSizeOpt = 100,
+    min_agreement: MinAgreementOpt = 0.9,
+    min_cosine: MinCosineOpt = 0.98,
+    timeout: Annotated[float, typer.Option(min=0, help="Seconds one worker process may take before it is killed.")] = 3600.0,
+    store: StoreOpt = None,
+    no_store: NoStoreOpt = False,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+    zoo: ZooDirs = None,
+) -> None:
+    """Top-1/top-5 on an ImageFolder, through eager torch and through each backend's export.
+
+    Images are decoded with Pillow and preprocessed as timm evaluates (shorter side to size / crop_pct, centre
+    crop, mean/std: the model's pretrained_cfg, else ImageNet statistics and crop 0.875); unreadable files are
+    skipped and counted. Each backend's worker checks parity first, then classifies the same images; the
+    record carries top-1, top-5, and top-1 agreement and logit cosine against eager fp32 torch (int8: below
+    --min-agreement / --min-cosine it is parity-failed). Exit 1 when a backend errors or fails parity.
+    JSON schema: emobench.eval/1."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .bench import parse_backends, parse_names
+    from .evaluate import SCHEMA as EVAL_SCHEMA
+    from .evaluate import UNITS as EVAL_UNITS
+    from .evaluate import eval_frame, eval_plan, eval_table, run_eval
+    from .models import check_fits
+    from .references import resolve
+    from .render import Format, emit, format_for
+
+    def floats(text: str | None, what: str):
+        if text is None:
+            return None
+        try:
+            return tuple(float(v) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise EmobenchError(f"{what} must be comma-separated numbers, got '{text}'") from None
+
+    preprocess = {"crop_pct": crop_pct, "interpolation": interpolation, "mean": floats(mean, "--mean"), "std": floats(std, "--std")}
+    plan = eval_plan(model, str(images), parse_backends(backend), dtype=dtype, batches=[batch], forms=parse_names(form),
+                     **({"threads": [threads]} if threads else {}), checkpoint=str(checkpoint) if checkpoint else None,
+                     class_index=str(class_index) if class_index else None, limit=limit,
+                     preprocess={k: v for k, v in preprocess.items() if v is not None},
+                     calibration=str(calibration) if calibration else None, calibration_size=calibration_size,
+                     min_agreement=min_agreement, min_cosine=min_cosine, timeout=timeout)
+    plan.validate()
+    from .measure.images import scan_image_folder
+
+    scan_image_folder(images, class_index)  # a folder without classes fails here, before anything is built
+    ref = resolve(model)
+    check_fits(ref, ref.input_shape(None, batch))
+    if not no_store:
+        from .store import check_writable
+
+        check_writable(store)
+    fmt_ = _format(fmt)
+    records, store_path = _run_stored(store, no_store, lambda db, step: run_eval(plan, db, step))
+    shown = format_for(fmt_, output)
+    if shown in (Format.json, Format.csv):
+        df, meta = eval_table(records), {"units": EVAL_UNITS}
+    else:
+        df, meta = eval_frame(records), {}
+    meta["store"] = store_path
+    emit(df, fmt_, output, title=f"emobench eval {model} on {images}", meta=meta, console=console,
+         schema=EVAL_SCHEMA if shown in (Format.json, Format.csv) else None)
+    skipped = max((r.images_skipped or 0) for r in records) if records else 0
+    if skipped and fmt_ in (None, Format.table) and output is None:
+        err_console.print(f"[yellow]warning:[/] {skipped} unreadable image file(s) skipped")
+    _exit_on_failures(records)
 
 
 results_app = typer.Typer(help="List, compare, export and merge stored benchmark records.", no_args_is_help=True)
@@ -458,8 +579,8 @@ def results_merge(
 @app.command("rf")
 @zoo_scoped
 def rf(
-    model: Annotated[str, typer.Argument(help="A zoo model (network or block).")],
-    resolution: Annotated[Optional[str], typer.Option("--resolution", "-r", help="Input H or HxW (default: the entry's).")] = None,
+    model: Annotated[str, typer.Argument(help="A zoo model (network or block), or any model reference (timm:NAME, package.module:factory, file.py:factory; empirical path).")],
+    resolution: Annotated[Optional[str], typer.Option("--resolution", "-r", help="Input H or HxW (default: the model's; the empirical path caps large defaults at 256).")] = None,
     se_as_global: Annotated[bool, typer.Option("--se-as-global", help="Count SE's global pool as a global mixing layer (papers do not).")] = False,
     fmt: FormatOpt = None,
     output: OutputOpt = None,
@@ -470,29 +591,37 @@ def rf(
     fraction of input pixels that reach the centre), and where the centre output / every output becomes global.
 
     Residual branches are unions; window attention follows the model's partition (grid, contiguous, global).
+    Models without exact reach units (other zoo families such as detectors and segmenters, timm, factories)
+    get the empirical receptive field from gradient support, one row per output tensor (column method).
     JSON schema: emobench.rf/1."""
-    from .analysis.rf import entry_receptive_field
-    from .models import check_reach_fits, parse_resolution
+    from .analysis.rf import REACH_UNITS, model_receptive_field
+    from .models import check_fits, check_reach_fits, parse_resolution
+    from .references import resolve
     from .render import emit
     from .views import COLUMNS, SCHEMAS
-    from .zoo import get_entry
 
-    entry = get_entry(model)
+    ref = resolve(model)
     res = parse_resolution(resolution) if resolution else None
-    check_reach_fits(list(res or entry.input_size[1:]), f"{model} at {'x'.join(map(str, res or entry.input_size[1:]))}")
-    result = entry_receptive_field(entry, res, se_as_global)
+    entry = ref.entry
+    if entry is not None and entry.family in REACH_UNITS:
+        size = ref.size or res or entry.input_size[1:]
+        check_reach_fits(list(size), f"{model} at {'x'.join(map(str, size))}")
+    else:  # the empirical path: float64 forward and backward passes
+        check_fits(ref, ref.input_shape(res), copies=4, what="(float64, forward and backward)")
+    result = model_receptive_field(ref, res, se_as_global)
     h, w = result.input_size
-    emit(result.table, _format(fmt), output, title=f"{model}: receptive field at {h}x{w}",
+    emit(result.table, _format(fmt), output, title=f"{model}: receptive field at {h}x{w} ({result.method.split(' (')[0]})",
          meta={"caption": result.caption, "input": [h, w], "first_centre_global": result.first_centre_global,
-               "first_all_global": result.first_all_global, "se_as_global": se_as_global},
+               "first_all_global": result.first_all_global, "se_as_global": se_as_global, "method": result.method,
+               "note": result.note},
          console=console, schema=SCHEMAS["rf"], columns=COLUMNS["rf"])
 
 
 @app.command("erf")
 @zoo_scoped
 def erf(
-    models: Annotated[list[str], typer.Argument(help="One or more zoo models.")],
-    resolution: Annotated[str, typer.Option("--resolution", "-r", help="Input H or HxW (RepLKNet used 1024).")] = "224",
+    models: Annotated[list[str], typer.Argument(help=MODEL_REFS_HELP)],
+    resolution: Annotated[str, typer.Option("--resolution", "-r", help="Input H or HxW (RepLKNet used 1024; REF@HxW wins for that model).")] = "224",
     images: Annotated[Optional[Path], typer.Option("--images", help="A folder of real images (default: random images).")] = None,
     num_images: Annotated[int, typer.Option("--num-images", "-n", min=1, help="Images to average over.")] = 50,
     checkpoint: Annotated[Optional[Path], typer.Option(help="Trained weights (one model only).")] = None,
@@ -508,17 +637,19 @@ def erf(
     t = 20/30/50/99 %. Heatmaps of all models side by side as offline HTML. JSON schema: emobench.erf/1."""
     from rich.progress import Progress
 
+    import re
+
     from .analysis.erf import erf_study
-    from .models import check_fits, input_shape, parse_resolution
+    from .models import check_fits, parse_resolution
+    from .references import resolve
     from .render import emit
     from .report.plots import erf_figure, write_figure
     from .views import COLUMNS, SCHEMAS
-    from .zoo import get_entry
 
     res = parse_resolution(resolution)
     for name in models:  # images go through in batches of up to 8, forward and backward
-        entry = get_entry(name)
-        check_fits(entry, input_shape(entry, res, min(num_images, 8)), copies=2, what="(forward and backward)")
+        ref = resolve(name)
+        check_fits(ref, ref.input_shape(res, min(num_images, 8)), copies=2, what="(forward and backward)")
     with Progress(console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
         tasks: dict[str, object] = {}
 
@@ -528,7 +659,8 @@ def erf(
             progress.advance(tasks[name], done)
 
         study = erf_study(models, res, images, num_images, seed, checkpoint, step)
-    files = write_figure(erf_figure(study.results), out_dir / f"erf_{'_'.join(models)}_{res[0]}x{res[1]}.html", png)
+    stem = re.sub(r"[^\w.@-]+", "-", "_".join(models))  # references may hold '/', ':' and ','
+    files = write_figure(erf_figure(study.results), out_dir / f"erf_{stem}_{res[0]}x{res[1]}.html", png)
     emit(study.frame(), _format(fmt), output, title=f"ERF high-contribution area ratios at {res[0]}x{res[1]}",
          meta={"caption": f"transform log10(x+1)/max; ratio = side²/(H·W) of the smallest centred square above t; "
                           f"heatmap: {files['html']}" + (f", {files['png']}" if files["png"] else ""),
@@ -630,7 +762,9 @@ def table(
     """A comparison table of the paper: every reported number read from zoo/papers with its source, beside
     emobench's measurement for the models the zoo has (params; MACs = the paper's "FLOPs"), with the
     difference; differences beyond 2 % are flagged and explained where they are the README's truncation.
-    JSON and CSV carry the typed columns (schema emobench.table/1)."""
+    Peers with a timm name are measured where timm is installed. The speed table adds a measured section: EMO
+    against its paired peers (zoo/papers/speed.toml [[pairs]]) per backend, from the stored records of one
+    machine (meta.measured_speed in JSON). JSON and CSV carry the typed columns (schema emobench.table/1)."""
     from .render import emit, write_text
     from .tables import comparison_table, to_html, to_latex, to_markdown
     from .views import COLUMNS, SCHEMAS, table_columns
@@ -644,7 +778,10 @@ def table(
     result = comparison_table(name, store, papers)
     meta = result.meta
     if kind in ("latex", "html", "md"):
-        text = {"latex": to_latex, "html": to_html, "md": to_markdown}[kind](result.display(), meta["title"])
+        render_text = {"latex": to_latex, "html": to_html, "md": to_markdown}[kind]
+        text = render_text(result.display(), meta["title"])
+        for title, section in result.sections.items():  # the speed table's measured section
+            text += "\n" + render_text(section, title)
         if output is None:
             print(text, end="")
         else:
@@ -655,6 +792,11 @@ def table(
              schema=SCHEMAS["table"], columns=table_columns(result))
         return
     emit(result.display(), _format(kind), output, title=meta["title"], meta=meta, console=console)
+    for title, section in result.sections.items() if output is None else ():
+        if section.empty:
+            console.print(f"{title}: {meta['measured_speed']['note']}", highlight=False)
+        else:
+            emit(section, None, None, title=title, console=console)
 
 
 @app.command("report")

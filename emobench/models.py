@@ -51,16 +51,18 @@ def create_model(
 
 def build_reference(name: str, checkpoint: str | os.PathLike | None = None,
                     zoo_dirs: list[str] | None = None) -> nn.Module:
-    """The model a measurement runs: the reference form in eval mode, with ``checkpoint`` loaded or with fixed
+    """The model a measurement runs (``name`` is any model reference, :mod:`emobench.references`): the reference form in eval mode, with ``checkpoint`` loaded or with fixed
     weights (seed 0, the caller's RNG untouched), so every process that builds it gets the same parameters and
     cached exports stay valid."""
     import torch
 
     from .zoo import extra_zoo_dirs
 
+    from .references import build_model
+
     with extra_zoo_dirs(zoo_dirs), torch.random.fork_rng():
         torch.manual_seed(0)
-        return create_model(name, checkpoint=checkpoint).eval()
+        return build_model(name, checkpoint)
 
 
 def input_shape(entry: ZooEntry, resolution: tuple[int, int] | None = None, batch: int = 1) -> tuple[int, ...]:
@@ -112,17 +114,32 @@ class MemoryNeed:
         return self.weight_bytes + max(self.largest_op_bytes, self.input_bytes)
 
 
-def memory_need(entry: ZooEntry, shape: tuple[int, ...], bytes_per_element: int = 4) -> MemoryNeed:
+def _meta_model(target) -> nn.Module:
+    """``target`` (a zoo entry or a model reference) built on torch's meta device."""
+    import torch
+
+    entry = getattr(target, "entry", None) if not isinstance(target, ZooEntry) else target
+    if entry is None:
+        return target._meta_build().to("meta")  # a factory that could not build on meta built on the CPU
+    with torch.device("meta"):
+        return FAMILIES[entry.family].build(entry.config)
+
+
+def _label(target) -> str:
+    return target.name if isinstance(target, ZooEntry) else target.text
+
+
+def memory_need(entry, shape: tuple[int, ...], bytes_per_element: int = 4) -> MemoryNeed:
     """A lower bound of the memory one ``model(x)`` takes for an input of ``shape``: the model built on torch's
     ``meta`` device (shapes only) gives the parameter and buffer bytes, and a meta forward pass the largest
-    single operation (its inputs and outputs must be live together). Nothing is allocated, whatever the sizes."""
+    single operation (its inputs and outputs must be live together). Nothing is allocated, whatever the sizes.
+    ``entry`` is a zoo entry or a model reference (:mod:`emobench.references`)."""
     import torch
 
     from .measure.memory import meta_footprint
 
     input_bytes = math.prod(shape) * bytes_per_element
-    with torch.device("meta"):
-        model = FAMILIES[entry.family].build(entry.config)
+    model = _meta_model(entry)
     tensors = [*model.parameters(), *model.buffers()]
     params = sum(p.numel() for p in model.parameters())
     weight_bytes = sum(t.numel() for t in tensors) * bytes_per_element
@@ -145,7 +162,7 @@ def _gib(n: int) -> str:
     return f"{n / 2**30:,.3g} GiB"
 
 
-def check_fits(entry: ZooEntry, shape: tuple[int, ...], copies: int = 1, what: str = "", run: bool = True) -> MemoryNeed:
+def check_fits(entry, shape: tuple[int, ...], copies: int = 1, what: str = "", run: bool = True) -> MemoryNeed:
     """Raise :class:`InputSizeError` (before anything is allocated) when ``copies`` inferences of ``entry`` on an
     input of ``shape`` cannot fit in the memory available now (with ``run=False``: its weights alone); else
     return the estimate."""
@@ -156,7 +173,7 @@ def check_fits(entry: ZooEntry, shape: tuple[int, ...], copies: int = 1, what: s
         biggest = f"the largest operation ({need.largest_op}) {_gib(need.largest_op_bytes)}" if need.largest_op \
             else f"the input {_gib(need.input_bytes)}"
         raise InputSizeError(
-            f"{entry.name} at {'x'.join(map(str, shape))}{' ' + what if what else ''} needs at least {_gib(total)} "
+            f"{_label(entry)} at {'x'.join(map(str, shape))}{' ' + what if what else ''} needs at least {_gib(total)} "
             f"(weights {_gib(need.weight_bytes)}, {biggest}{f', x{copies}' if copies > 1 else ''}) but "
             f"{_gib(have)} of memory is available: use a smaller input, batch or model")
     return need

@@ -51,6 +51,17 @@ class PaperRow(BaseModel):
         return dict(self.model_extra or {})
 
 
+class SpeedPair(BaseModel):
+    """An EMO model and the peers a paper compares its speed with, as model references (``REF@HxW`` for each
+    model's own input): the measured speed section of ``emobench table speed`` and the report."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    emo: str
+    peers: list[str] = Field(min_length=1)
+    source: str
+
+
 class PaperFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -59,7 +70,11 @@ class PaperFile(BaseModel):
     source: str | None = None
     note: str | None = None
     columns: dict[str, str] = Field(default_factory=dict)
+    #: the sources counted FLOPs with module hooks (mmcv's get_flops), which cannot see the tensor operations
+    #: inside a module: the table then also shows each count without the attention matmuls
+    flops_without_attention_matmuls: bool = False
     rows: list[PaperRow] = Field(min_length=1)
+    pairs: list[SpeedPair] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -70,6 +85,8 @@ class ReportedTable:
     rows: list[PaperRow]
     path: Path
     sources: list[str] = field(default_factory=list)  # per row: the row's source or the table's
+    flops_without_attention_matmuls: bool = False
+    pairs: list[SpeedPair] = field(default_factory=list)
 
     def source_of(self, index: int) -> str:
         return self.sources[index]
@@ -90,7 +107,8 @@ def load_table(path: Path) -> ReportedTable:
         if unknown:
             raise ZooError(f"{path}: rows[{i}] ({row.model}): values {sorted(unknown)} are not among the table's columns")
         sources.append(source)
-    return ReportedTable(table.name, table.title, table.columns, table.rows, path, sources)
+    return ReportedTable(table.name, table.title, table.columns, table.rows, path, sources,
+                         table.flops_without_attention_matmuls, table.pairs)
 
 
 def list_tables(folder: Path | None = None) -> dict[str, Path]:

@@ -7,6 +7,8 @@ failed; the note says why) or ``skipped`` (not requested, or no such device).
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -16,8 +18,6 @@ import torch
 from .environment import environment
 from .errors import EmobenchError
 from .measure.counters import CountResult, ModuleRecord, count_all
-from .models import create_model, input_shape
-from .zoo import get_entry
 
 SCHEMA = "emobench.profile/2"  # /2: layer keys snake_case (macs, fvcore_macs); schema in "meta"
 #: Counters disagreeing with emobench's own count by more than this (relative) get a warning.
@@ -42,6 +42,8 @@ class ModelProfile:
     counters: list[CountResult]
     layers: pd.DataFrame
     warnings: list[str] = field(default_factory=list)
+    #: params and MACs per part (backbone / neck / head) of a down-stream model; empty for a classifier
+    parts: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["part", "modules", "params", "MACs", "share"]))
 
     def metrics_frame(self) -> pd.DataFrame:
         rows = [{"model": self.model, "metric": k, **asdict(m)} for k, m in self.metrics.items()]
@@ -99,8 +101,15 @@ class ModelProfile:
                 for c in self.counters
             ],
             "layers": self.layers_table().to_dict(orient="records"),
+            "parts": self.parts.rename(columns={"MACs": "macs"}).to_dict(orient="records"),
             "warnings": self.warnings,
         }
+
+
+def _part_of(model: torch.nn.Module, name: str) -> str | None:
+    """The part (backbone / neck / head …) a module belongs to, for models that declare ``parts``."""
+    parts = getattr(model, "parts", None)
+    return parts.get(name.split(".")[0]) if parts and name else None
 
 
 def _layers(model: torch.nn.Module, records: dict[str, ModuleRecord], counters: list[CountResult], depth: int) -> pd.DataFrame:
@@ -116,6 +125,7 @@ def _layers(model: torch.nn.Module, records: dict[str, ModuleRecord], counters: 
         rows.append(
             {
                 "module": name,
+                "part": _part_of(model, name),
                 "type": rec.type,
                 "depth": level,
                 "output": "x".join(map(str, rec.output_shape)) if rec.output_shape else "",
@@ -125,7 +135,25 @@ def _layers(model: torch.nn.Module, records: dict[str, ModuleRecord], counters: 
                 "share": rec.macs / own_total if own_total else None,
             }
         )
-    return pd.DataFrame(rows, columns=["module", "type", "depth", "output", "params", "MACs", "fvcore MACs", "share"])
+    return pd.DataFrame(rows, columns=["module", "part", "type", "depth", "output", "params", "MACs", "fvcore MACs", "share"])
+
+
+def _parts(model: torch.nn.Module, records: dict[str, ModuleRecord], counters: list[CountResult]) -> pd.DataFrame:
+    """Params and MACs per part (backbone / neck / head) for models that declare ``parts``; empty otherwise.
+    Parts are whole top-level children, so they sum to the model's totals (asserted in the tests)."""
+    own_total = counters[0].macs or 0
+    totals: dict[str, dict] = {}
+    for name, module in model.named_children():
+        part = _part_of(model, name)
+        if part is None:
+            continue
+        row = totals.setdefault(part, {"part": part, "modules": [], "params": 0, "MACs": 0})
+        row["modules"].append(name)
+        row["params"] += sum(p.numel() for p in module.parameters())
+        row["MACs"] += records[name].macs if name in records else 0
+    rows = [{**r, "modules": ", ".join(r["modules"]), "share": r["MACs"] / own_total if own_total else None}
+            for r in totals.values()]
+    return pd.DataFrame(rows, columns=["part", "modules", "params", "MACs", "share"])
 
 
 def _warnings(counters: list[CountResult]) -> list[str]:
@@ -155,7 +183,7 @@ def _warnings(counters: list[CountResult]) -> list[str]:
 
 
 def profile_model(
-    name: str,
+    name: "str | torch.nn.Module",
     resolution: tuple[int, int] | None = None,
     batch: int = 1,
     depth: int = 1,
@@ -164,15 +192,59 @@ def profile_model(
     memory: bool = True,
     threads: int | None = None,
     checkpoint: str | None = None,
+    *,
+    input_size: tuple[int, ...] | None = None,
+    label: str | None = None,
 ) -> ModelProfile:
-    """Profile one zoo model on a random input of the entry's shape (or ``resolution``)."""
+    """Profile one model on a seeded random input.
+
+    ``name`` is a model reference (a zoo name, ``timm:NAME``, ``torchvision:NAME``, ``package.module:factory``,
+    ``file.py:factory``, with ``@HxW``; see :mod:`emobench.references`) or an ``nn.Module``. The input is
+    ``input_size`` ((C, H, W) or (H, W)) if given, else the reference's ``@HxW``, else ``resolution``, else the
+    model's default. ``label`` names a module in the output (default: its reference or class name)."""
+    from .references import build_model, module_input_size, resolve
+
     if depth < 0:
         raise EmobenchError(f"depth must be >= 0, got {depth}")
     if threads is not None and threads < 1:
         raise EmobenchError(f"threads must be >= 1, got {threads}")
-    entry = get_entry(name)
-    shape = input_shape(entry, resolution, batch)
-    model = create_model(name, checkpoint=checkpoint, fused=fused).eval()
+    if input_size is not None:
+        if len(input_size) not in (2, 3) or min(input_size) < 1:
+            raise EmobenchError(f"input_size is (C, H, W) or (H, W), positive; got {tuple(input_size)}")
+        resolution = tuple(input_size[-2:])
+    if isinstance(name, torch.nn.Module):
+        model = name
+        (c, h, w), size_source = module_input_size(model)
+        if input_size is not None and len(input_size) == 3:
+            c = input_size[0]
+        if resolution is not None:
+            h, w = resolution
+        if batch < 1:
+            raise EmobenchError(f"batch must be >= 1, got {batch}")
+        shape = (batch, c, h, w)
+        label = label or getattr(model, "model_reference", None) or type(model).__name__
+        model = copy.deepcopy(model).eval()  # the caller's module keeps its mode, weights and hooks
+        if checkpoint is not None:
+            from .checkpoint import load_checkpoint
+
+            load_checkpoint(model, checkpoint)
+    else:
+        ref = resolve(name)
+        if input_size is not None and ref.size is not None:
+            ref = dataclasses.replace(ref, size=None)  # an explicit input_size wins
+        shape = ref.input_shape(resolution, batch)
+        if input_size is not None and len(input_size) == 3:
+            shape = (batch, input_size[0], *shape[2:])
+        model = build_model(ref, checkpoint)
+        size_source = model.input_size_source
+        label = label or ref.text
+    # an input the module does not declare is said, not silently assumed
+    size_notes = [f"input {'x'.join(map(str, shape[1:]))}: {size_source}"] if (
+        resolution is None and size_source.startswith("assumed")) else []
+    if fused:
+        from .nn import fuse
+
+        model = fuse(model)
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
 
     counters, records = count_all(model, x)
@@ -224,4 +296,5 @@ def profile_model(
             note=f"IQR {t.iqr_s * 1e3:.3f} ms; quick figure, see `emobench bench`",
         )
     layers = _layers(model, records, counters, depth)
-    return ModelProfile(entry.name, form, shape, metrics, counters, layers, _warnings(counters))
+    return ModelProfile(label, form, shape, metrics, counters, layers, [*size_notes, *_warnings(counters)],
+                        _parts(model, records, counters))

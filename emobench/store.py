@@ -27,8 +27,9 @@ from .errors import EmobenchError
 ENV_STORE = "EMOBENCH_STORE"
 
 #: The store schema this emobench writes. 0: stores from before versioning (any older column set);
-#: 1: every :class:`BenchRecord` field below, the environment as columns, a uuid index.
-SCHEMA_VERSION = 1
+#: 1: every :class:`BenchRecord` field below, the environment as columns, a uuid index;
+#: 2: accuracy on images and int8 (``images`` … ``calibration``), added to older stores as NULL columns.
+SCHEMA_VERSION = 2
 
 
 def default_store_path() -> Path:
@@ -100,6 +101,15 @@ class BenchRecord:
     peak_rss_mb: float | None = None  # worker's peak resident memory (MiB)
     precision: str | None = None  # what the runtime reports computing in
     explain: dict[str, Any] = field(default_factory=dict)  # what the runtime ran (delegation, fallbacks, precisions)
+    # accuracy on images (``emobench eval``) and int8 parity (schema 2)
+    images: int | None = None  # images the figures below are over
+    images_skipped: int | None = None  # unreadable image files left out
+    image_source: str | None = None  # the images folder, or "random inputs"
+    top1: float | None = None  # fraction of images whose label is the top-1 prediction
+    top5: float | None = None  # … among the top 5
+    top1_agreement: float | None = None  # fraction of images with the same top-1 class as eager fp32 torch
+    logit_cosine: float | None = None  # mean cosine similarity of the logits to eager fp32 torch's
+    calibration: str | None = None  # int8: what it was calibrated on ("DIR (N images)" or "random (N inputs)")
     machine: str = ""
     env: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)

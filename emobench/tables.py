@@ -4,7 +4,7 @@ what emobench measures for the models the zoo has, with the difference."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -19,21 +19,36 @@ _SCALE = {"params_m": 1e6, "flops_m": 1e6, "flops_g": 1e9}
 TABLES = ("imagenet", "boost", "modules", "downstream", "speed")
 
 
+#: fvcore operator names of the attention's two matmuls (q·kᵀ and attn·v) in emobench's count
+ATTENTION_MATMULS = ("bmm", "matmul", "scaled_dot_product_attention")
+
+
 def _count(model, shape: tuple[int, ...]) -> dict[str, float]:
     import torch
 
     from .measure.counters import count_emobench
 
     result, _ = count_emobench(model.eval(), torch.zeros(shape))
-    return {"params": sum(p.numel() for p in model.parameters()), "macs": result.macs}
+    return {"params": sum(p.numel() for p in model.parameters()), "macs": result.macs,
+            "attention_matmul_macs": sum(result.by_operator.get(op, 0) for op in ATTENTION_MATMULS),
+            "input": "x".join(map(str, shape[1:]))}
+
+
+_MEASURED: dict[tuple, dict[str, float]] = {}
 
 
 def _measure(zoo_name: str, resolution: int | None) -> dict[str, float]:
-    """Parameters and MACs (emobench's count, reference form; = fvcore's on EMO) of a zoo model."""
+    """Parameters and MACs (emobench's count, reference form; = fvcore's on EMO) of a zoo model at its own input
+    (or ``resolution``); kept for the process, keyed by the entry's content, since every format of a table
+    counts the same models."""
     from .models import create_model, input_shape
+    from .zoo import _describe, _params_key
 
-    model = create_model(zoo_name)
-    return _count(model, input_shape(model.zoo_entry, (resolution, resolution) if resolution else None))
+    key = (zoo_name, resolution, _params_key(_describe(get_zoo(), zoo_name)))
+    if key not in _MEASURED:
+        model = create_model(zoo_name)
+        _MEASURED[key] = _count(model, input_shape(model.zoo_entry, (resolution, resolution) if resolution else None))
+    return _MEASURED[key]
 
 
 def timm_available() -> bool:
@@ -43,12 +58,17 @@ def timm_available() -> bool:
 
 
 def _measure_timm(name: str, resolution: int | None) -> dict[str, float]:
-    """A peer built by timm (``pretrained=False``: no download), counted the same way."""
+    """A peer built by timm (``pretrained=False``: no download), counted the same way, at the row's resolution
+    or else timm's own default input (EdgeNeXt and MobileViT: 256)."""
     import timm
 
+    from .references import module_input_size
+
     model = timm.create_model(name, pretrained=False)
-    size = resolution or 224
-    return _count(model, (1, 3, size, size))
+    c, h, w = module_input_size(model)[0]
+    if resolution:
+        h = w = resolution
+    return _count(model, (1, c, h, w))
 
 
 def _truncation_note(measured: float, reported: float, unit: str) -> str:
@@ -63,6 +83,25 @@ def _truncation_note(measured: float, reported: float, unit: str) -> str:
     if math.isclose(truncated, reported):
         return f"reported {reported}{unit} is {measured:.4f}{unit} truncated, not rounded ({rounded}{unit})"
     return ""
+
+
+def _reading_notes(readings: list[tuple[str, float]], reported: float, unit: str, label: str, flag: float) -> list[str]:
+    """What a measured figure says about the reported one, trying each reading (emobench's count first, then
+    e.g. the count without the attention matmuls): nothing when the count rounds to it; how it reproduces
+    (truncated, or only under a later reading); else a FLAG beyond ``flag``, naming the closest reading."""
+    for i, (reading, m) in enumerate(readings):
+        note = _truncation_note(m, reported, unit)
+        prefix = f"{label} {reading}: " if i else ""
+        if "rounds to" in note or (not note and math.isclose(m, reported)):
+            return [prefix + note] if i else []
+        if "truncated" in note:
+            return [prefix + note]
+    reading, m = min(readings, key=lambda r: abs(r[1] - reported))
+    delta = (m - reported) / reported
+    if abs(delta) <= flag:
+        return []
+    closest = f" (closest reading: {reading}, {m:.4g}{unit})" if reading else ""
+    return [f"FLAG {label}: {delta:+.1%} beyond ±{flag:.0%}{closest}"]
 
 
 def comparison_frame(table: ReportedTable, flag: float = FLAG, use_timm: bool | None = None) -> pd.DataFrame:
@@ -86,7 +125,7 @@ def comparison_frame(table: ReportedTable, flag: float = FLAG, use_timm: bool | 
             measured, via = _measure(row.zoo, resolution), "zoo"
         elif row.timm and use_timm:
             measured, via = _measure_timm(row.timm, resolution), "timm"
-        notes = []
+        notes = [row.note] if row.note else []  # the data's own explanation of a known gap comes first
         for key, label in table.columns.items():
             value = values.get(key)
             out[f"{key}_reported"] = value
@@ -95,14 +134,18 @@ def comparison_frame(table: ReportedTable, flag: float = FLAG, use_timm: bool | 
                 delta = None if m is None or value is None else (m - value) / value
                 out[f"{key}_measured"] = m
                 out[f"{key}_delta_pct"] = None if delta is None else 100 * delta
+                readings = [("", m)]
+                if key.startswith("flops") and table.flops_without_attention_matmuls:
+                    alt = None if m is None else (measured["macs"] - measured["attention_matmul_macs"]) / _SCALE[key]
+                    out[f"{key}_without_attention_matmuls"] = alt
+                    readings.append(("without the attention matmuls", alt))
                 if delta is not None:
-                    note = _truncation_note(m, value, "M" if key != "flops_g" else "G")
-                    if abs(delta) > flag and "rounds to" not in note:
-                        notes.append(note or f"FLAG {label}: {delta:+.1%} beyond ±{flag:.0%}")
-                    elif "truncated" in note:
-                        notes.append(note)
+                    notes += _reading_notes(readings, value, "M" if key != "flops_g" else "G", label, flag)
+        if measured is not None:
+            out["measured_input"] = measured["input"]
         if measured is None:
-            notes.append("reported only" + (f" (timm '{row.timm}': install timm to measure)" if row.timm else ""))
+            notes.append("reported only" + (f" (timm '{row.timm}': timm not installed; install timm to measure)"
+                                            if row.timm else ""))
         out["measured_by"] = via
         out["zoo_name"] = row.zoo if via == "zoo" else None
         out["timm_name"] = row.timm if via == "timm" else None
@@ -123,7 +166,8 @@ def display_labels(table: ReportedTable) -> dict[str, str]:
         labels[f"{key}_reported"] = f"{label} reported"
         labels[f"{key}_measured"] = f"{label} measured"
         labels[f"{key}_delta_pct"] = f"{label} Δ %"
-    labels.update({"measured_by": "measured by", "note": "note", "source": "source", "measured_on": "measured on"})
+        labels[f"{key}_without_attention_matmuls"] = f"{label} measured without attention matmuls"
+    labels.update({"measured_input": "input (measured)", "measured_by": "measured by", "note": "note", "source": "source", "measured_on": "measured on"})
     return labels
 
 
@@ -175,6 +219,58 @@ def speed_table(table: ReportedTable, store_path=None) -> pd.DataFrame:
     return display_frame(speed_frame(table, store_path), table)
 
 
+#: the columns of the measured speed section (:func:`measured_speed_frame`)
+MEASURED_SPEED_COLUMNS = ["emo", "peer", "backend", "threads", "emo_input", "peer_input", "emo_ms", "peer_ms",
+                          "emo_over_peer", "noise", "verdict", "machine", "source"]
+
+
+def speed_models(table: ReportedTable) -> list[str]:
+    """Every model of the table's speed pairs, EMO first, each once (the ``emobench bench`` that measures them)."""
+    names: list[str] = []
+    for pair in table.pairs:
+        for ref in (pair.emo, *pair.peers):
+            if ref not in names:
+                names.append(ref)
+    return names
+
+
+def measure_command(table: ReportedTable) -> str:
+    return f"emobench bench {' '.join(speed_models(table))} -B all"
+
+
+def measured_speed_frame(table: ReportedTable, store_path=None) -> pd.DataFrame:
+    """EMO against its paired peers (``[[pairs]]`` of the speed file) on every backend the store has records
+    for: each model's :func:`~emobench.store.headline` record (batch 1, fp32, ``--form auto``, the most threads,
+    the newest), a pair only where both come from the same machine at the same thread count. ``emo_over_peer``
+    = EMO ms / peer ms (< 1: EMO is faster); ``verdict`` says whether that leaves the band 1 ± noise (the
+    larger relative IQR or round spread of the two records: :func:`emobench.results.verdict`)."""
+    from .results import _relative_noise, verdict
+    from .store import ResultStore, headline
+
+    with ResultStore(store_path, readonly=True) as store:
+        latest = headline(store.records())
+    rows = []
+    if not latest.empty:
+        by = {(r["model"], r["backend"]): r for _, r in latest.iterrows()}
+        backends = sorted(latest["backend"].unique())
+        for pair in table.pairs:
+            for peer in pair.peers:
+                for backend in backends:
+                    e, p = by.get((pair.emo, backend)), by.get((peer, backend))
+                    if e is None or p is None or e["machine"] != p["machine"] or e["threads"] != p["threads"]:
+                        continue
+                    joined = {**{f"{k} A": v for k, v in p.items()}, **{f"{k} B": v for k, v in e.items()}}
+                    noise = max(_relative_noise(joined, " A"), _relative_noise(joined, " B"))
+                    ratio = float(e["median_ms"]) / float(p["median_ms"])
+                    rows.append({"emo": pair.emo, "peer": peer, "backend": backend, "threads": int(e["threads"]),
+                                 "emo_input": e["resolution"], "peer_input": p["resolution"],
+                                 "emo_ms": float(e["median_ms"]), "peer_ms": float(p["median_ms"]),
+                                 "emo_over_peer": ratio, "noise": noise,
+                                 "verdict": {"faster": "EMO faster", "slower": "EMO slower", "same": "same within noise"}[verdict(ratio, noise)],
+                                 "machine": e["machine"], "source": pair.source})
+    return pd.DataFrame(rows, columns=MEASURED_SPEED_COLUMNS)
+
+
 @dataclass
 class ComparisonTable:
     """A comparison table both ways: ``data`` typed (stable snake_case columns, for JSON/CSV and the report)
@@ -184,6 +280,8 @@ class ComparisonTable:
     data: pd.DataFrame
     meta: dict
     reported: ReportedTable | None = None
+    #: further typed tables under a title: the speed table's measured section (:func:`measured_speed_frame`)
+    sections: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     def display(self) -> pd.DataFrame:
         return display_frame(self.data, self.reported) if self.reported is not None else self.data
@@ -203,8 +301,17 @@ def comparison_table(name: str, store_path=None, papers=None) -> ComparisonTable
         raise EmobenchError(f"unknown table '{name}' (choose {', '.join(sorted(set(TABLES) | set(list_tables(papers))))})")
     table = get_table(name, papers)
     data = speed_frame(table, store_path) if name == "speed" else comparison_frame(table)
-    return ComparisonTable(name, data, {"title": table.title, "file": str(table.path), "sources": sorted(set(table.sources))},
-                           table)
+    meta = {"title": table.title, "file": str(table.path), "sources": sorted(set(table.sources))}
+    sections = {}
+    if table.pairs:
+        measured = measured_speed_frame(table, store_path)
+        title = "Measured here: EMO vs its paired peers, one row per backend (EMO ms / peer ms < 1: EMO is faster)"
+        sections[title] = measured
+        meta["measured_speed"] = {
+            "title": title, "command": measure_command(table), "rows": measured.to_dict(orient="records"),
+            "note": None if len(measured) else f"no stored pair measured on one machine: run `{measure_command(table)}`",
+        }
+    return ComparisonTable(name, data, meta, table, sections)
 
 
 def build_table(name: str, store_path=None, papers=None) -> tuple[pd.DataFrame, dict]:

@@ -17,7 +17,7 @@ SCHEMAS = {
     "zoo_list": "emobench.zoo_list/1", "zoo_show": "emobench.zoo_show/1", "zoo_load": "emobench.zoo_load/1",
     "profile": "emobench.profile/2", "rf": "emobench.rf/1", "erf": "emobench.erf/1", "mpl": "emobench.mpl/1",
     "mpl_stages": "emobench.mpl_stages/1", "modules": "emobench.modules/1", "table": "emobench.table/1",
-    "report": "emobench.report/1",
+    "report": "emobench.report/1", "eval": "emobench.eval/1",
 }
 
 # Columns by command: the library's display label, its key in JSON/CSV and its unit. Labels not listed
@@ -42,10 +42,11 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
         Column("jump", "jump", "input pixels"), Column("rf", "rf", "input pixels (H x W)"),
         Column("rf_unclipped", "rf unclipped", "input pixels (H x W)"), Column("start", "start", "input pixels"),
         Column("coverage", "coverage", "fraction of input pixels"), Column("centre_global", "centre global"),
-        Column("all_global", "all global"),
+        Column("all_global", "all global"), Column("method", "method"),
     ),
     "erf": (
-        Column("model", "model"), Column("images", "images", "count"), Column("skipped", "skipped", "count"),
+        Column("model", "model"), Column("output", "output"), Column("images", "images", "count"),
+        Column("skipped", "skipped", "count"),
         *(Column(f"area_ratio_t{t}", f"r(t={t}%)", "fraction of the input area") for t in (20, 30, 50, 99)),
     ),
     "mpl": (
@@ -72,7 +73,8 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
     "report": (Column("path", "path"), Column("what", "what"), Column("machine_dependent", "machine dependent")),
     # the per-layer table of `profile` (ModelProfile.layers)
     "profile_layers": (
-        Column("module", "module"), Column("type", "type"), Column("depth", "depth"), Column("output", "output", "C x H x W"),
+        Column("module", "module"), Column("part", "part"), Column("type", "type"), Column("depth", "depth"),
+        Column("output", "output", "C x H x W"),
         Column("params", "params", "count"), Column("macs", "MACs", "MACs"), Column("fvcore_macs", "fvcore MACs", "MACs"),
         Column("share", "share", "fraction of the model's MACs"),
     ),
@@ -147,6 +149,10 @@ def render_profiles(profiles: list, fmt: Format | None, output: Path | None, env
         title = f"{p.model} ({p.form}) at {'x'.join(map(str, p.input_shape))}"
         sections.append((title, _metrics_view(p)))
         sections.append((f"{p.model}: MACs by counter (unit MACs; FLOPs = 2 × MACs)", _counters_view(p)))
+        if len(p.parts):
+            parts = p.parts.copy()
+            parts["share"] = [None if pd.isna(s) else f"{s:.1%}" for s in parts["share"]]
+            sections.append((f"{p.model}: per part (MACs by emobench)", parts))
         if len(p.layers):
             sections.append((f"{p.model}: per layer (MACs by emobench)", _layers_view(p)))
     warnings = [f"{p.model}: {w}" for p in profiles for w in p.warnings]

@@ -245,7 +245,7 @@ def test_erf_study_is_the_measurement_the_cli_and_report_share():
     direct = effective_receptive_field(model, images, "irmb")
     assert np.array_equal(study.results[0].mean_gradient, direct.mean_gradient)
     frame = study.frame()
-    assert list(frame.columns) == ["model", "images", "skipped", *RATIO_COLUMNS]
+    assert list(frame.columns) == ["model", "output", "images", "skipped", *RATIO_COLUMNS]
     assert RATIO_COLUMNS == ("area_ratio_t20", "area_ratio_t30", "area_ratio_t50", "area_ratio_t99")
     assert frame.loc[0, "images"] == 3 and frame.loc[0, "skipped"] == 0
     ratios = direct.area_ratios()

@@ -212,3 +212,101 @@ def test_parity_names_the_output_that_differs():
     assert parity((a,), [np.zeros((2, 3)), np.ones(4)]) == (float("inf"), "1 output(s), expected 2")
     diff, why = parity((a, b), [np.zeros((2, 3)), np.ones(5)])
     assert diff == float("inf") and why == "output 1: (4,) ≠ (5,)"
+
+
+@pytest.mark.parametrize("name", ["ssdlite_emo_1m", "pspnet_emo_1m"])
+def test_profile_splits_backbone_neck_and_head_and_the_parts_sum_to_the_model(name):
+    from emobench.profile import profile_model
+
+    prof = profile_model(name, resolution=(128, 128), latency=False, memory=False)
+    parts = prof.parts.set_index("part")
+    want = ["backbone", "neck", "head"] if name.startswith("ssdlite") else ["backbone", "head", "auxiliary head"]
+    assert list(parts.index) == want
+    assert parts["params"].sum() == prof.metrics["params"].value
+    if name.startswith("ssdlite"):  # the segmenter's final resize sits outside every part
+        assert parts["MACs"].sum() == prof.metrics["macs"].value
+    else:  # the auxiliary head runs only in training, so it costs nothing at inference
+        assert parts.loc["auxiliary head", "MACs"] == 0
+    layers = prof.layers.set_index("module")
+    assert layers.loc["backbone", "part"] == "backbone"
+    assert set(prof.layers["part"]) == set(want)
+    assert "parts" in prof.to_dict()
+
+
+def test_a_classifier_has_no_parts():
+    from emobench.profile import profile_model
+
+    prof = profile_model("emo_1m", resolution=(64, 64), latency=False, memory=False)
+    assert prof.parts.empty and prof.layers["part"].isna().all()
+
+
+def test_downstream_table_is_measured_and_each_emo_figure_reproduces_under_a_named_reading():
+    from emobench.tables import comparison_table
+
+    data = comparison_table("downstream").data
+    emo = data[data["model"].str.startswith("EMO-")]
+    assert len(emo) == 12 and (emo["measured_by"] == "zoo").all()
+    assert sorted(emo["zoo_name"]) == sorted(REPORTED)
+    flops_printed = {name: values["flops_g"] for name, values in REPORTED.items()}  # as printed: 163, 0.6
+    for _, row in emo.iterrows():
+        assert _truncate(row["params_m_measured"]) == pytest.approx(row["params_m_reported"])
+        printed = flops_printed[row["zoo_name"]]
+        digits = 0 if isinstance(printed, int) else 1
+        readings = (row["flops_g_measured"], row["flops_g_without_attention_matmuls"])
+        assert any(_truncate(r, digits) == pytest.approx(printed) or round(r, digits) == pytest.approx(printed)
+                   for r in readings), row["zoo_name"]
+        assert row["flops_g_without_attention_matmuls"] < row["flops_g_measured"]  # every EMO has attention
+    inputs = dict(zip(emo["zoo_name"], emo["measured_input"]))
+    assert inputs["retinanet_emo_1m"] == "3x800x1333" and inputs["ssdlite_emo_1m"] == "3x320x320"
+    peers = data[(data["model"] == "MobileNetv2") & data["measured_by"].notna()].set_index("zoo_name")
+    assert set(peers.index) == {"ssdlite_mobilenetv2_100", "deeplabv3_mobilenetv2_100", "pspnet_mobilenetv2_100"}
+    # no attention in MobileNetV2: both readings are the same count
+    assert (peers["flops_g_measured"] == peers["flops_g_without_attention_matmuls"]).all()
+    assert peers.loc["ssdlite_mobilenetv2_100", "note"].startswith("the reported figures are the MobileNetV2 paper's")
+
+
+def test_mobilenetv2_backbone_is_the_classifier_without_its_classifier():
+    """The MobileNetV2 stages of a down-stream model hold exactly the classifier's parameters less its 1280 → 1000
+    linear layer: torchvision's published 3,504,872 − (1280 × 1000 + 1000)."""
+    det = create_model("ssdlite_mobilenetv2_100")
+    assert sum(p.numel() for p in det.backbone.parameters()) == 3_504_872 - (1280 * 1000 + 1000)
+    assert det.backbone.channels == [96, 1280]
+
+
+def test_dilated_mobilenetv2_keeps_output_stride_8():
+    """mmseg's d8 MobileNetV2: strides 1,2,2,1,1,1,1 and dilations 1,1,1,2,2,4,4 keep the 320-channel map at 1/8."""
+    seg = create_model("deeplabv3_mobilenetv2_100").eval()
+    with torch.no_grad():
+        feats = seg.backbone(torch.randn(1, 3, 64, 64))
+    assert [tuple(f.shape[1:]) for f in feats] == [(24, 16, 16), (32, 8, 8), (96, 8, 8), (320, 8, 8)]
+    dilations = {m.dilation[0] for name, m in seg.backbone.stage7.named_modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1}
+    assert dilations == {4}
+
+
+@pytest.mark.parametrize("name", ["ssdlite_emo_1m", "pspnet_emo_1m"])
+def test_inference_forms_of_a_downstream_model_equal_the_reference(name):
+    """The neck and heads stay; the EMO backbone takes each form, and every output tensor is the same."""
+    from emobench.nn.forms import FORMULATIONS, formulate
+
+    model = create_model(name).eval()
+    x = torch.randn(1, 3, 128, 128)
+    with torch.no_grad():
+        want = model(x)
+        want = want if isinstance(want, tuple) else (want,)
+        offered = [f for f, form in FORMULATIONS.items() if form.unsupported(model) is None]
+        assert {"reference", "fused", "mobile", "mobile-tokens", "official"} <= set(offered)
+        for form in offered:
+            got = formulate(model, form)(x)
+            got = got if isinstance(got, tuple) else (got,)
+            assert len(got) == len(want)
+            for g, w in zip(got, want):
+                assert torch.allclose(g, w, atol=1e-5, rtol=1e-4), form
+
+
+def test_a_mobilenetv2_downstream_model_offers_the_reference_form_only_and_says_why():
+    from emobench.nn.forms import candidates
+
+    model = create_model("ssdlite_mobilenetv2_100").eval()
+    reasons = dict(candidates("auto", "executorch", model))
+    assert reasons["reference"] is None
+    assert "need an EMO backbone, not mobilenetv2" in reasons["mobile"]

@@ -301,3 +301,22 @@ def test_comparable_takes_whole_newest_rows_of_measured_records():
     out = comparable(df, ["model", "backend", "machine"])  # an empty key (machine None) is a key like any other
     assert len(out) == 1 and out.iloc[0]["median_ms"] == 3.0 and pd.isna(out.iloc[0]["precision"])  # not mixed
     assert headline(df.assign(batch=1, dtype="fp32", threads=1, form_requested="auto")).iloc[0]["median_ms"] == 3.0
+
+
+#: the columns schema 2 added (accuracy on images, int8)
+SCHEMA_2_COLUMNS = ["images", "images_skipped", "image_source", "top1", "top5", "top1_agreement", "logit_cosine", "calibration"]
+
+
+def test_a_version_1_store_gains_the_accuracy_columns_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "v1.sqlite"
+    from emobench.store import _TYPES
+
+    columns = ", ".join(f"{name} {kind}" for name, kind in _TYPES.items() if name not in SCHEMA_2_COLUMNS)
+    make_store(path, columns, [row("a", 1.0)], version=1)
+    with ResultStore(path) as db:
+        assert db.version == SCHEMA_VERSION == 2
+        assert db.add(record("new", dtype="int8", top1_agreement=0.97, logit_cosine=0.995, calibration="random (32 inputs)"))
+        df = db.records().set_index("uuid")
+    assert stored(path) == [("a", 10.0), ("new", 5.0)]
+    assert all(df.loc["a", c] is None or df.loc["a", c] != df.loc["a", c] for c in SCHEMA_2_COLUMNS)  # NULL, not invented
+    assert (df.loc["new", "top1_agreement"], df.loc["new", "calibration"]) == (0.97, "random (32 inputs)")

@@ -184,4 +184,49 @@ def test_committed_markdown_tables_keep_every_source_as_a_footnote():
         defined = set(re.findall(r"^\[\^(\d+)\]:", text, re.M))
         assert refs == defined and refs
         rows = [line for line in text.splitlines() if line.startswith("|")][2:]  # below the header and rule
-        assert max(len(line) for line in rows) < 160  # the headers wrap on a code host; long cell text does not
+        cells = [cell.strip() for line in rows for cell in line.strip("|").split(" | ")]
+        # headers wrap on a code host, long cell text does not: notes and sources longer than to_markdown's width
+        # are footnotes, other cells are numbers and names (the down-stream table is wide by its many metric
+        # columns, not by long cells)
+        assert max(len(cell) for cell in cells) <= 32, max(cells, key=len)
+
+
+def test_measured_speed_section_pairs_emo_with_its_peers(tmp_path, capsys, monkeypatch):
+    """Ratios from the stored records of one machine; the pairs come from zoo/papers/speed.toml."""
+    from test_cli import run
+
+    from emobench.bench import BenchRecord
+    from emobench.papers import get_table
+    from emobench.store import ResultStore
+    from emobench.tables import measure_command, measured_speed_frame
+
+    table = get_table("speed")
+    assert table.pairs and table.pairs[0].emo == "emo_1m" and "timm:edgenext_xx_small@256" in table.pairs[0].peers
+    store = tmp_path / "s.sqlite"
+    empty = measured_speed_frame(table, store)
+    assert empty.empty and "timm:edgenext_xx_small@256" in measure_command(table)
+
+    def record(model, ms, machine="m", resolution="224x224", backend="torch"):
+        return BenchRecord(model=model, backend=backend, form="reference", form_requested="auto", batch=1, threads=2,
+                           resolution=resolution, dtype="fp32", status="ok", median_ms=ms, iqr_ms=0.01 * ms,
+                           round_spread=0.02, created=1.0, machine=machine)
+
+    with ResultStore(store) as db:
+        db.add(record("emo_1m", 2.0))
+        db.add(record("timm:edgenext_xx_small@256", 4.0, resolution="256x256"))
+        db.add(record("emo_1m", 3.0, backend="onnxruntime"))
+        db.add(record("timm:edgenext_xx_small@256", 2.98, resolution="256x256", backend="onnxruntime"))
+        db.add(record("timm:mobilevitv2_050@256", 1.0, machine="elsewhere"))  # another machine: no pair
+    df = measured_speed_frame(table, store)
+    assert list(zip(df["backend"], df["peer"])) == [("onnxruntime", "timm:edgenext_xx_small@256"),
+                                                    ("torch", "timm:edgenext_xx_small@256")]
+    torch_row = df.set_index("backend").loc["torch"]
+    assert torch_row["emo_over_peer"] == 0.5 and torch_row["verdict"] == "EMO faster"
+    assert torch_row["emo_input"] == "224x224" and torch_row["peer_input"] == "256x256"
+    # 3.0 / 2.98 is inside 1 ± 0.02, the larger of the relative IQR (0.01) and the round spread (0.02)
+    assert df.set_index("backend").loc["onnxruntime", "verdict"] == "same within noise"
+    code, out, err = run(capsys, monkeypatch, "table", "speed", "--store", str(store), "-f", "json")
+    assert code == 0, err
+    assert [r["emo_over_peer"] for r in json.loads(out)["meta"]["measured_speed"]["rows"]] == pytest.approx([3.0 / 2.98, 0.5])
+    code, out, _ = run(capsys, monkeypatch, "table", "speed", "--store", str(store), "-f", "md")
+    assert "Measured here: EMO vs its paired peers" in out and "EMO faster" in out

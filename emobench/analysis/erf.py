@@ -35,6 +35,7 @@ class ERFResult:
     images: int
     skipped: int
     source: str
+    output: str = ""  #: which output tensor, for models with several (``""``: the only one)
 
     @property
     def scaled(self) -> np.ndarray:
@@ -110,34 +111,58 @@ def _batches(images, size: int):
         yield torch.cat(batch)
 
 
-def effective_receptive_field(
+def effective_receptive_fields(
     model: nn.Module, images, name: str = "", source: str = "random", progress=None, batch_size: int = 8
-) -> ERFResult:
-    """Average the ReLU'd input gradient of the centre feature over ``images`` (an iterable of 1×C×H×W).
+) -> list[ERFResult]:
+    """Average the ReLU'd input gradient of the centre feature over ``images`` (an iterable of 1×C×H×W), for
+    every (B, C, H, W) map the model returns (``forward_features`` where it has one, else ``forward``; a
+    detector's or segmenter's outputs each get their own map).
 
     Images are processed ``batch_size`` at a time; in eval mode they do not interact, so each image's gradient
     is the one a batch of one would give (RepLKNet's setting)."""
+    from .rf import output_maps, output_names
+
     model = model.eval()
-    total, used, skipped = None, 0, 0
+    totals: dict[str, np.ndarray] = {}
+    used: dict[str, int] = {}
+    skipped: dict[str, int] = {}
     for x in _batches(images, batch_size):
         x = x.clone().requires_grad_(True)
         with torch.enable_grad():
-            out = feature_map(model, x)
-            h, w = out.shape[-2:]
-            # autograd.grad: only the input's gradient, nothing accumulated on the caller's parameters
-            (grad,) = torch.autograd.grad(torch.relu(out[:, :, h // 2, w // 2]).sum(), x)
-        grads = torch.relu(grad).sum(dim=1).detach().numpy().astype(np.float64)  # per image, summed over RGB
-        for grad in grads:
-            if np.isnan(grad).any():
-                skipped += 1
-                continue
-            total = grad if total is None else total + grad
-            used += 1
+            names = None if hasattr(model, "forward_features") else output_names(model)
+            maps = [(k, v) for k, v in output_maps(feature_map(model, x), names=names) if v.dim() == 4]
+            if not maps:
+                raise EmobenchError(f"{name or type(model).__name__} returns no (B, C, H, W) feature map: the ERF "
+                                    f"needs a spatial output")
+            for i, (key, out) in enumerate(maps):
+                h, w = out.shape[-2:]
+                # autograd.grad: only the input's gradient, nothing accumulated on the caller's parameters
+                (grad,) = torch.autograd.grad(torch.relu(out[:, :, h // 2, w // 2]).sum(), x,
+                                              retain_graph=i < len(maps) - 1)
+                grads = torch.relu(grad).sum(dim=1).detach().numpy().astype(np.float64)  # per image, over RGB
+                for g in grads:
+                    if np.isnan(g).any():
+                        skipped[key] = skipped.get(key, 0) + 1
+                        continue
+                    totals[key] = g if key not in totals else totals[key] + g
+                    used[key] = used.get(key, 0) + 1
         if progress:
-            progress(len(grads))
-    if used == 0:
+            progress(x.shape[0])
+    if not used:
         raise EmobenchError("no image gave a usable gradient (all NaN or none given)")
-    return ERFResult(name, total / used, used, skipped, source)
+    several = len(totals) > 1
+    return [ERFResult(f"{name} [{key}]" if several else name, totals[key] / used[key], used[key],
+                      skipped.get(key, 0), source, key if several else "") for key in totals]
+
+
+def effective_receptive_field(
+    model: nn.Module, images, name: str = "", source: str = "random", progress=None, batch_size: int = 8
+) -> ERFResult:
+    """The ERF of a model with one feature map (see :func:`effective_receptive_fields`)."""
+    results = effective_receptive_fields(model, images, name, source, progress, batch_size)
+    if len(results) > 1:
+        raise EmobenchError(f"{name or type(model).__name__} returns {len(results)} maps: use effective_receptive_fields")
+    return results[0]
 
 
 #: Stable columns of :func:`ratios_frame` (snake_case; the threshold in percent in the name).
@@ -161,9 +186,9 @@ def ratios_frame(results: list[ERFResult], thresholds=THRESHOLDS):
     missing where no centred square gets above the threshold): stable names for JSON/CSV and the report."""
     import pandas as pd
 
-    rows = [{"model": r.model, "images": r.images, "skipped": r.skipped,
+    rows = [{"model": r.model, "output": r.output, "images": r.images, "skipped": r.skipped,
              **{f"area_ratio_t{int(t * 100)}": v for t, v in r.area_ratios(thresholds).items()}} for r in results]
-    columns = ["model", "images", "skipped", *(f"area_ratio_t{int(t * 100)}" for t in thresholds)]
+    columns = ["model", "output", "images", "skipped", *(f"area_ratio_t{int(t * 100)}" for t in thresholds)]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -176,12 +201,12 @@ def erf_study(
     checkpoint: str | Path | None = None,
     progress=None,
 ) -> ERFStudy:
-    """The ERF of each zoo model in ``models`` at ``resolution``, averaged over ``num_images`` images from the
+    """The ERF of each model in ``models`` (references: zoo names, ``timm:NAME``, factories, with ``@HxW``
+    taking precedence over ``resolution``) at ``resolution``, averaged over ``num_images`` images from the
     folder ``images`` (or seeded random images). Weights: ``checkpoint`` (one model only) or random ones drawn
     with ``seed`` in a forked RNG, so the caller's random state is left as it was. ``progress(model, done)`` is
     called as images are processed. The CLI's ``erf`` and ``emobench report`` both use this."""
-    from ..models import create_model, input_shape
-    from ..zoo import get_entry
+    from ..references import build_model, resolve
 
     if num_images < 1:
         raise EmobenchError(f"--num-images must be >= 1, got {num_images}")
@@ -192,17 +217,19 @@ def erf_study(
         source += f", random weights (seed {seed})"
     results = []
     for name in models:
-        shape = input_shape(get_entry(name), resolution)
+        ref = resolve(name)
+        shape = ref.input_shape(resolution)
+        size = tuple(shape[2:])
         if images is not None and shape[1] != 3:
             raise EmobenchError(f"'{name}' takes {shape[1]} channels; --images needs an RGB model")
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            model = create_model(name, checkpoint=checkpoint)
+            model = build_model(ref, checkpoint)
         if images is not None:
-            stream = folder_images(images, num_images, resolution)
+            stream = folder_images(images, num_images, size)
         else:  # a model with other than 3 channels gets the first random channel repeated
             stream = (x if shape[1] == 3 else x[:, :1].expand(-1, shape[1], -1, -1).clone()
-                      for x in random_images(num_images, resolution, seed))
+                      for x in random_images(num_images, size, seed))
         step = (lambda n, name=name: progress(name, n)) if progress else None
-        results.append(effective_receptive_field(model, stream, name, source, step))
+        results += effective_receptive_fields(model, stream, name, source, step)
     return ERFStudy(results, tuple(resolution), source)

@@ -149,17 +149,30 @@ def _pvt_units(entry: ZooEntry, se_as_global: bool) -> list[Unit]:
     return units
 
 
+#: how each path computes the receptive field (the ``method`` column)
+EXACT_METHOD = "exact reach (per-axis relations of the zoo family's units)"
+EMPIRICAL_METHOD = ("gradient support (float64, random non-zero weights, union over 2 random inputs; "
+                    "the centre output and the four corners)")
+#: the empirical path takes one backward pass per output tensor, position and input: a default input larger
+#: than this per side is scaled down to it (the output says so; ``-r`` chooses another)
+EMPIRICAL_MAX_SIDE = 256
+
+
 @dataclass
 class RFResult:
     table: pd.DataFrame
     input_size: tuple[int, int]
     first_centre_global: str | None
     first_all_global: str | None
+    method: str = EXACT_METHOD
+    note: str = ""
 
     @property
     def caption(self) -> str:
-        return (f"centre output global from {self.first_centre_global or 'never'}; "
-                f"every output global from {self.first_all_global or 'never'}")
+        where = "first at output" if self.method == EMPIRICAL_METHOD else "from"
+        text = (f"centre output global {where} {self.first_centre_global or 'never'}; "
+                f"every output global {where} {self.first_all_global or 'never'}; method: {self.method}")
+        return text + (f"; {self.note}" if self.note else "")
 
 
 def receptive_field(units: list[Unit], size: tuple[int, int]) -> RFResult:
@@ -203,6 +216,7 @@ def receptive_field(units: list[Unit], size: tuple[int, int]) -> RFResult:
                 "coverage": coverage,
                 "centre global": centre_global,
                 "all global": all_global,
+                "method": EXACT_METHOD,
             }
         )
     return RFResult(pd.DataFrame(rows), size, first_centre, first_all)
@@ -248,3 +262,146 @@ def gradient_support(model: nn.Module, input_shape: tuple[int, ...], position: t
         out = m.forward_features(x) if hasattr(m, "forward_features") else m(x)
         out[0, :, position[0], position[1]].sum().backward()
     return (x.grad[0].abs().sum(0) > 0).numpy()
+
+
+# --- the empirical path: any module -----------------------------------------------------------------------
+
+
+def output_maps(out, prefix: str = "", names: list[str] | None = None) -> list[tuple[str, torch.Tensor]]:
+    """The tensors a model returns, named by where they sit (``out``, ``0``, ``1.boxes``, …): a tensor, or a
+    (nested) tuple, list or dict of them. ``names`` (a model's ``output_names()``, e.g. ``cls_0``, ``reg_0``)
+    replace the positions of a flat tuple of the same length."""
+    if names is not None and isinstance(out, (tuple, list)) and len(names) == len(out) and \
+            all(isinstance(o, torch.Tensor) for o in out):
+        return list(zip(names, out))
+    if isinstance(out, torch.Tensor):
+        return [(prefix or "out", out)]
+    items = out.items() if isinstance(out, dict) else enumerate(out) if isinstance(out, (tuple, list)) else []
+    maps = []
+    for key, value in items:
+        maps += output_maps(value, f"{prefix}.{key}" if prefix else str(key))
+    return maps
+
+
+def output_names(model: nn.Module) -> list[str] | None:
+    """The model's own names for its outputs (the down-stream models': ``cls_0`` … ``reg_0`` …), if it has them."""
+    return model.output_names() if callable(getattr(model, "output_names", None)) else None
+
+
+@torch.no_grad()
+def _jitter(model: nn.Module, seed: int) -> nn.Module:
+    """The model's own initialisation plus small noise: no weight is exactly zero (a zero-initialised layer
+    scale or residual branch would hide a path), activations stay in range (unlike N(0, 1) weights in a deep
+    network)."""
+    g = torch.Generator().manual_seed(seed)
+    for p in model.parameters():
+        noise = torch.randn(p.shape, generator=g, dtype=p.dtype)
+        p.add_(noise * (0.02 + 0.1 * p.abs().mean()))
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_var is not None:
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g, dtype=m.running_var.dtype) + 0.5)
+    return model
+
+
+def _box(mask: np.ndarray) -> tuple[int, int]:
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if not len(rows):
+        return 0, 0
+    return int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)
+
+
+def empirical_receptive_field(model: nn.Module, input_shape: tuple[int, ...], seed: int = 0, samples: int = 2,
+                              note: str = "") -> RFResult:
+    """The receptive field of every spatial output tensor of ``model`` (of ``forward_features`` where the model
+    has one) from gradient support: in a float64
+    copy with jittered weights, the input pixels whose gradient of one output position (summed over channels)
+    is non-zero for at least one of ``samples`` random inputs. Per output tensor: the centre's bounding box
+    (clipped to the image) and coverage, and whether the centre and the four corners each see the whole
+    image (``all global``: every output, judged by those five). Outputs that are not (B, C, H, W) maps get a
+    row saying so."""
+    m = _jitter(copy.deepcopy(model).double().eval(), seed)
+    c, h, w = input_shape[-3:]
+    supports: dict[str, dict[str, np.ndarray]] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
+    for sample in range(samples):
+        x = torch.randn((1, c, h, w), dtype=torch.float64, generator=torch.Generator().manual_seed(seed + 1 + sample),
+                        requires_grad=True)
+        with torch.enable_grad():
+            # the feature map where the model has one (timm's and the zoo's classifiers), not the logits
+            maps = output_maps(m.forward_features(x) if hasattr(m, "forward_features") else m(x),
+                               "forward_features" if hasattr(m, "forward_features") else "",
+                               None if hasattr(m, "forward_features") else output_names(m))
+            for name, out in maps:
+                shapes[name] = tuple(out.shape)
+                if out.dim() != 4 or not out.dtype.is_floating_point:
+                    continue
+                oh, ow = out.shape[-2:]
+                positions = {"centre": (oh // 2, ow // 2), "top-left": (0, 0), "top-right": (0, ow - 1),
+                             "bottom-left": (oh - 1, 0), "bottom-right": (oh - 1, ow - 1)}
+                for where, (i, j) in positions.items():
+                    (grad,) = torch.autograd.grad(out[0, :, i, j].sum(), x, retain_graph=True, allow_unused=True)
+                    seen = np.zeros((h, w), dtype=bool) if grad is None else (grad[0].abs().sum(0) > 0).numpy()
+                    supports.setdefault(name, {})
+                    supports[name][where] = supports[name].get(where, False) | seen
+    rows, first_centre, first_all = [], None, None
+    for name, shape in shapes.items():
+        if name not in supports:
+            rows.append({"layer": name, "stage": "output", "op": f"not a spatial map ({'x'.join(map(str, shape))})",
+                         "output": "", "jump": None, "rf": "", "rf unclipped": None, "start": None, "coverage": None,
+                         "centre global": None, "all global": None, "method": EMPIRICAL_METHOD})
+            continue
+        oh, ow = shape[-2:]
+        centre = supports[name]["centre"]
+        box = _box(centre)
+        centre_global = bool(centre.all())
+        all_global = all(bool(v.all()) for v in supports[name].values())
+        if centre_global and first_centre is None:
+            first_centre = name
+        if all_global and first_all is None:
+            first_all = name
+        jump = h // oh if oh and h % oh == 0 and w % ow == 0 and h // oh == w // ow else None
+        rows.append({"layer": name, "stage": "output", "op": "gradient support", "output": f"{oh}x{ow}",
+                     "jump": jump, "rf": f"{box[0]}x{box[1]}", "rf unclipped": None, "start": None,
+                     "coverage": float(centre.mean()), "centre global": centre_global, "all global": all_global,
+                     "method": EMPIRICAL_METHOD})
+    return RFResult(pd.DataFrame(rows), (h, w), first_centre, first_all, EMPIRICAL_METHOD, note)
+
+
+def empirical_size(default: tuple[int, int], limit: int = EMPIRICAL_MAX_SIDE) -> tuple[tuple[int, int], str]:
+    """The input the empirical path uses when none is asked for: the default, or (sides above ``limit``) the
+    default scaled to ``limit`` on its longer side, rounded down to a multiple of 32 (the usual total stride)."""
+    h, w = default
+    if max(h, w) <= limit:
+        return (h, w), ""
+    scale = limit / max(h, w)
+    small = (max(32, int(h * scale) // 32 * 32), max(32, int(w * scale) // 32 * 32))
+    return small, (f"input {small[0]}x{small[1]} instead of the default {h}x{w} (one backward pass per output, "
+                   f"position and input; give -r for another)")
+
+
+def model_receptive_field(model, resolution: tuple[int, int] | None = None, se_as_global: bool = False) -> RFResult:
+    """The receptive field of any model: the exact per-layer analysis for zoo entries of a family with reach
+    units (:data:`REACH_UNITS`), the empirical per-output analysis for everything else (other zoo families such
+    as the detectors and segmenters, timm, torchvision, factories, in-memory modules). ``model`` is a
+    reference (:mod:`emobench.references`) or an ``nn.Module``."""
+    from ..references import build_model, module_input_size, resolve
+
+    if isinstance(model, nn.Module):
+        module = model
+        c, h, w = module_input_size(module)[0]
+        size, note = ((resolution, "") if resolution else empirical_size((h, w)))
+        return empirical_receptive_field(module, (1, c, *size), note=note)
+    ref = resolve(model)
+    entry = ref.entry
+    if entry is not None and entry.family in REACH_UNITS:
+        return entry_receptive_field(entry, ref.size or resolution, se_as_global)
+    shape = ref.input_shape(resolution)
+    note = ""
+    if ref.size is None and resolution is None:
+        size, note = empirical_size(shape[2:])
+        if note:
+            shape = ref.input_shape(size)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        module = build_model(ref)
+    return empirical_receptive_field(module, shape, note=note)

@@ -31,7 +31,8 @@ Runner = Callable[[torch.Tensor], torch.Tensor]
 _OPENVINO_DTYPES = {"fp32": "f32", "bf16": "bf16"}
 
 #: Default parity tolerance (max |difference| against eager fp32 torch) per compute dtype.
-TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 5e-2}
+#: int8 has none: its parity is top-1 agreement and logit cosine on images (emobench.measure.quantize).
+TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 5e-2, "int8": None}
 
 
 def cache_dir() -> Path:
@@ -136,8 +137,9 @@ class Backend:
             return None
         return cache_dir() / self.name / f"{key}{self.suffix}"
 
-    def prepare(self, model: nn.Module, example: torch.Tensor, key: str) -> Artifact:
-        """Export (or load the cached export of) ``model`` for inputs shaped like ``example``."""
+    def prepare(self, model: nn.Module, example: torch.Tensor, key: str, calibration=None) -> Artifact:
+        """Export (or load the cached export of) ``model`` for inputs shaped like ``example``; with
+        ``calibration`` (N×C×H×W inputs), the runtime's int8 export calibrated on them."""
         path = self.artifact_path(key)
         meta = path.with_suffix(path.suffix + ".json") if path else None
         if path is not None and path.exists() and meta.exists():
@@ -146,7 +148,8 @@ class Backend:
                             explain=info.get("explain"))
         start = time.perf_counter()
         with _quiet():
-            obj, explain = self.export(model, example, path)
+            obj, explain = (self.export(model, example, path) if calibration is None
+                            else self.export_int8(model, example, path, calibration))
         export_s = time.perf_counter() - start if self.exports else None
         if path is not None:
             meta.write_text(json.dumps({"export_s": export_s, "version": self.version(), "explain": explain}))
@@ -160,6 +163,9 @@ class Backend:
     def export(self, model: nn.Module, example: torch.Tensor, path: Path | None) -> tuple[object, dict | None]:
         """(the object to run or the written path, the exporter's report or None)."""
         return model, None
+
+    def export_int8(self, model: nn.Module, example: torch.Tensor, path: Path | None, calibration) -> tuple[object, dict | None]:
+        raise NotImplementedError(f"{self.name} has no int8 export")
 
     def load(self, path: Path) -> object:
         raise NotImplementedError
@@ -290,9 +296,9 @@ class FileBackend(Backend):
     """A backend whose export is a file: written under a temporary name and renamed into place when complete,
     so an interrupted export never leaves a half-written artifact in the cache."""
 
-    def export(self, model, example, path):
+    def export(self, model, example, path, write=None):
         tmp = _atomic_path(path)
-        explain = self.write(model, example, tmp)
+        explain = (write or self.write)(model, example, tmp)
         for suffix in self.companions:
             tmp.with_suffix(suffix).replace(path.with_suffix(suffix))
         tmp.replace(path)
@@ -301,6 +307,13 @@ class FileBackend(Backend):
     def write(self, model: nn.Module, example: torch.Tensor, path: Path) -> dict | None:
         """Write the artifact; return the exporter's report (or None)."""
         raise NotImplementedError
+
+    def export_int8(self, model, example, path, calibration):
+        from .quantize import WRITERS
+
+        if self.name not in WRITERS:
+            raise NotImplementedError(f"{self.name} has no int8 export")
+        return self.export(model, example, path, lambda m, x, p: WRITERS[self.name](m, x, p, calibration))
 
     def load(self, path):
         return path
@@ -319,6 +332,7 @@ class OnnxRuntime(FileBackend):
     distribution = "onnxruntime"
     install = "onnx"
     suffix = ".onnx"
+    dtypes = ("fp32", "int8")
 
     def import_runtime(self) -> None:
         importlib.import_module("onnxruntime")  # the exporter (onnx, onnxscript) is the parent's business
@@ -344,7 +358,10 @@ class OnnxRuntime(FileBackend):
         session = ort.InferenceSession(str(artifact.path), self._options(threads), providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
         run = lambda x: _outputs(session.run(None, {name: x.numpy()}))  # noqa: E731
-        return Session(run, "fp32", lambda: self._explain(artifact, threads))
+        from .quantize import onnx_quantized
+
+        precision = "int8" if dtype == "int8" and onnx_quantized(str(artifact.path)) else "fp32"
+        return Session(run, precision, lambda: self._explain(artifact, threads))
 
     def _explain(self, artifact: Artifact, threads: int) -> dict:
         """The graph ONNX Runtime runs after its optimisations (fusions), by operator."""
@@ -360,12 +377,20 @@ class OnnxRuntime(FileBackend):
             optimized = _onnx_op_counts(opts.optimized_model_filepath)
         summary = (f"CPU execution provider runs every node: {sum(exported.values())} exported nodes, "
                    f"{sum(optimized.values())} after graph optimisation")
+        if "QuantizeLinear" in exported:  # a QDQ model: what ONNX Runtime fused into int8 kernels, what stayed float
+            from .quantize import onnx_split
+
+            int8, floating = onnx_split(optimized)
+            report = explain_counts(summary + f"; int8: {sum(int8.values())} operators, float: {sum(floating.values())}",
+                                    accelerated=optimized, precisions={"int8": sum(int8.values()), "fp32": sum(floating.values())})
+            return {**report, "float": floating}
         return explain_counts(summary, accelerated=optimized)
 
 
 def _openvino_dtype(ov_type) -> str:
     name = str(getattr(ov_type, "get_type_name", lambda: ov_type)())
-    return {"f32": "fp32", "float32": "fp32", "bf16": "bf16", "bfloat16": "bf16", "f16": "fp16", "float16": "fp16"}.get(name, name)
+    return {"f32": "fp32", "float32": "fp32", "bf16": "bf16", "bfloat16": "bf16", "f16": "fp16", "float16": "fp16",
+            "i8": "int8", "u8": "int8"}.get(name, name)
 
 
 #: OpenVINO layer types whose runtime precision is the model's compute precision
@@ -380,7 +405,7 @@ class OpenVINO(FileBackend):
     install = "openvino"
     suffix = ".xml"
     companions = (".bin",)  # the weights
-    dtypes = ("fp32", "bf16")
+    dtypes = ("fp32", "bf16", "int8")
 
     def write(self, model, example, path):
         import openvino as ov
@@ -396,7 +421,8 @@ class OpenVINO(FileBackend):
         if dtype == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
             raise RuntimeError("this CPU has no bf16 support in OpenVINO")
         # The CPU plugin computes in bf16 by default on CPUs with AVX512_BF16/AMX: fp32 must be asked for.
-        config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": _OPENVINO_DTYPES[dtype],
+        # int8: the quantized layers run in int8 whatever the hint; the rest computes in fp32, as asked
+        config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": _OPENVINO_DTYPES.get(dtype, "f32"),
                   "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
         compiled = core.compile_model(core.read_model(str(artifact.path)), "CPU", config)
         request = compiled.create_infer_request()
@@ -404,12 +430,16 @@ class OpenVINO(FileBackend):
                   for op in compiled.get_runtime_model().get_ordered_ops()]
         executed = sorted({_openvino_dtype(p) for t, p in layers if t in _OPENVINO_COMPUTE})
         precision = "+".join(executed) or _openvino_dtype(compiled.get_property("INFERENCE_PRECISION_HINT"))
+        if dtype == "int8" and "int8" in executed:  # int8 asked and run; float layers are listed in the report
+            precision = "int8"
         compute = [(t, _openvino_dtype(p)) for t, p in layers if t not in ("Const", "Input", "Output")]
         explain = explain_counts(
             f"CPU plugin, inference precision {_openvino_dtype(compiled.get_property('INFERENCE_PRECISION_HINT'))}; "
             f"{len(compute)} executed layers", accelerated=Counter(t for t, _ in compute),
             precisions=Counter(p for _, p in compute),
         )
+        if dtype == "int8":
+            explain["float"] = dict(sorted(Counter(t for t, p in compute if t in _OPENVINO_COMPUTE and p != "int8").items()))
         outs = compiled.outputs
 
         def run(x):
@@ -449,6 +479,7 @@ class ExecuTorch(FileBackend):
     distribution = "executorch"
     install = "executorch"
     suffix = ".pte"
+    dtypes = ("fp32", "int8")
 
     def import_runtime(self) -> None:
         importlib.import_module("executorch.runtime")
@@ -471,7 +502,8 @@ class ExecuTorch(FileBackend):
         portable_lib._unsafe_reset_threadpool(threads)  # process-wide, and this process is the worker's own
         method = Runtime.get().load_program(str(artifact.path)).load_method("forward")
         explain = artifact.explain or explain_counts("no delegation report (artifact exported by an older emobench)")
-        return Session(lambda x: _outputs(method.execute([x])), "fp32", explain)
+        precision = "int8" if (explain.get("precisions") or {}).get("int8") else "fp32"
+        return Session(lambda x: _outputs(method.execute([x])), precision, explain)
 
 
 def litert_delegation(ops: list[dict]) -> dict:
@@ -508,6 +540,7 @@ class LiteRT(FileBackend):
     distribution = "ai-edge-litert"
     install = "litert"
     suffix = ".tflite"
+    dtypes = ("fp32", "int8")
 
     def import_runtime(self) -> None:
         importlib.import_module("ai_edge_litert.interpreter")  # the converter is the parent's business
@@ -523,15 +556,38 @@ class LiteRT(FileBackend):
 
         interp = Interpreter(model_path=str(artifact.path), num_threads=threads)
         interp.allocate_tensors()
-        inp = interp.get_input_details()[0]["index"]
+        detail = interp.get_input_details()[0]
+        inp = detail["index"]
         outs = _litert_output_order(interp)
+        # a full-integer model takes and returns int8: quantize the input, dequantize the outputs (as an app does)
+        tensors = {d["index"]: d for d in interp.get_tensor_details()}
+        in_scale, in_zero = detail["quantization"] if detail["dtype"] != np.float32 else (None, None)
+
+        def real(index):
+            value = interp.get_tensor(index)
+            scale, zero = tensors[index]["quantization"]
+            return value if value.dtype == np.float32 or not scale else (value.astype(np.float32) - zero) * scale
 
         def run(x):
-            interp.set_tensor(inp, x.numpy())
+            value = x.numpy()
+            if in_scale:
+                info = np.iinfo(detail["dtype"])
+                value = np.clip(np.round(value / in_scale + in_zero), info.min, info.max).astype(detail["dtype"])
+            interp.set_tensor(inp, value)
             interp.invoke()
-            return _outputs([interp.get_tensor(o) for o in outs])
+            return _outputs([real(o) for o in outs])
 
-        return Session(run, "fp32", litert_delegation(interp._get_ops_details()))
+        ops = interp._get_ops_details()
+        explain = litert_delegation(ops)
+        precision = "fp32"
+        if dtype == "int8":
+            from .quantize import litert_split
+
+            int8, floating = litert_split(ops, {i: np.dtype(d["dtype"]).name for i, d in tensors.items()})
+            precision = "int8" if int8 else "fp32"
+            explain = {**explain, "float": floating, "precisions": {"int8": sum(int8.values()), "fp32": sum(floating.values())},
+                       "summary": explain["summary"] + f"; int8: {sum(int8.values())} operators, float: {sum(floating.values())}"}
+        return Session(run, precision, explain)
 
 
 class CudaEager(Backend):

@@ -30,7 +30,9 @@ ELEMENTWISE = frozenset(
     tanh softmax _softmax log_softmax mean sum clamp clamp_min clamp_max where maximum minimum abs erf bernoulli
     dropout native_dropout avg_pool2d adaptive_avg_pool2d max_pool2d max_pool2d_with_indices
     _adaptive_avg_pool2d leaky_relu elu rsub reciprocal sign floor ceil round eq ne lt gt le ge logical_and
-    logical_or logical_not fill masked_fill""".split()
+    logical_or logical_not fill masked_fill sin cos tan atan bitwise_not bitwise_and bitwise_or softplus mish
+    cumsum cumprod linalg_vector_norm norm var var_mean std std_mean prod amax amin max min argmax argmin any all
+    logsumexp""".split()
 )
 #: Operations that move or view memory without arithmetic.
 DATA_MOVEMENT = frozenset(
@@ -38,11 +40,17 @@ DATA_MOVEMENT = frozenset(
     split_with_sizes chunk constant_pad_nd pad empty empty_like empty_strided zeros zeros_like ones ones_like
     full detach alias as_strided _to_copy to unsqueeze squeeze cat stack flatten unflatten lift_fresh
     new_empty new_zeros new_ones arange linspace _reshape_alias index index_select narrow repeat roll flip
-    lift_fresh_copy scalar_tensor _local_scalar_dense item""".split()
+    lift_fresh_copy scalar_tensor _local_scalar_dense item expand_as view_as reshape_as type_as""".split()
 )
 
 
+def _base_name(name: str) -> str:
+    """An in-place variant under its operation's name (``silu_`` → ``silu``, ``as_strided_`` → ``as_strided``)."""
+    return name[:-1] if name.endswith("_") and not name.endswith("__") else name
+
+
 def _is_free(name: str) -> bool:
+    name = _base_name(name)
     return name in ELEMENTWISE or name in DATA_MOVEMENT
 
 
@@ -128,9 +136,9 @@ class _OwnCounter(TorchDispatchMode):
         fn = _OWN_PACKETS.get(func._overloadpacket)
         name = _opname(func)
         if fn is None:
-            if name in ELEMENTWISE:
+            if _base_name(name) in ELEMENTWISE:
                 self.elementwise.add(name)
-            elif name not in DATA_MOVEMENT:
+            elif _base_name(name) not in DATA_MOVEMENT:
                 self.uncounted.add(name)
             return out
         first = out[0] if isinstance(out, (tuple, list)) else out

@@ -74,6 +74,31 @@ def parity(out, expected: list) -> tuple[float, str | None]:
     return worst, None
 
 
+def _score_images(session, x, images: dict, result: dict) -> bool:
+    """Run the images through the session (the artifact's batch at a time), score them (top-1/top-5 against
+    the labels, agreement and cosine against eager fp32 torch) into ``result``; False when the agreement or
+    cosine falls below the spec's thresholds (then the result is ``parity-failed``)."""
+    import numpy as np
+    import torch
+
+    from .images import run_batches, score
+
+    data = np.load(images["input"], mmap_mode="r", allow_pickle=False)
+    labels = np.load(images["labels"], allow_pickle=False) if images.get("labels") else None
+    reference = np.load(images["reference"], allow_pickle=False) if images.get("reference") else None
+    with torch.inference_mode():
+        logits = run_batches(session.run, data, x.shape[0], lambda a: torch.from_numpy(a).to(x.device))
+    result.update(score(logits, labels, reference))
+    low = []
+    if images.get("min_agreement") is not None and not result["top1_agreement"] >= images["min_agreement"]:
+        low.append(f"top-1 agreement {result['top1_agreement']:.4f} < {images['min_agreement']:g}")
+    if images.get("min_cosine") is not None and not result["logit_cosine"] >= images["min_cosine"]:
+        low.append(f"logit cosine {result['logit_cosine']:.4f} < {images['min_cosine']:g}")
+    if low:
+        result.update(status="parity-failed", error=f"{' and '.join(low)} on {result['images']} images vs eager fp32 torch")
+    return not low
+
+
 def measure(spec: dict) -> dict:
     """Run one measurement as ``spec`` describes (see :func:`emobench.bench.worker_spec`); returns the result."""
     import numpy as np
@@ -107,7 +132,12 @@ def measure(spec: dict) -> dict:
 
             stage = "export"
             m = spec["model"]
-            model = formulate(build_reference(m["name"], m.get("checkpoint"), m.get("zoo_dirs")), m["form"])
+            if spec.get("program_error"):
+                raise RuntimeError(spec["program_error"])
+            if spec.get("program"):  # an in-memory module, exported by the parent (see bench._program_for_worker)
+                model = torch.export.load(spec["program"]).module()
+            else:  # any model reference: a zoo name, timm:NAME, a factory (the worker rebuilds it)
+                model = formulate(build_reference(m["name"], m.get("checkpoint"), m.get("zoo_dirs")), m["form"])
             artifact = backend.prepare(model, x, "")
             result["export_s"] = artifact.export_s
         stage = "load"
@@ -127,9 +157,13 @@ def measure(spec: dict) -> dict:
         result["parity_max_abs"] = diff
         if session.precision != spec["dtype"]:
             result.update(status="parity-failed", error=f"{backend.name} ran {session.precision}, not {spec['dtype']}")
-        elif not diff <= spec["tolerance"]:  # NaN fails too
+        elif mismatch or (spec["tolerance"] is not None and not diff <= spec["tolerance"]):  # NaN fails too
             shape = f" ({mismatch})" if mismatch else ""
-            result.update(status="parity-failed", error=f"max |Δ| {diff:.3g} > tolerance {spec['tolerance']:g}{shape}")
+            result.update(status="parity-failed", error=f"max |Δ| {diff:.3g} > tolerance {spec['tolerance']}{shape}")
+        elif spec.get("images") and not _score_images(session, x, spec["images"], result):
+            pass  # below the agreement thresholds: parity-failed, not timed
+        elif not spec.get("time", True):  # eval: accuracy only
+            result["status"] = "ok"
         else:
             stage = "timing"
             measure_call = None

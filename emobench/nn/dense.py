@@ -14,6 +14,7 @@ forward also returns its logits.
 
 from __future__ import annotations
 
+import copy
 from typing import Annotated, Any, Literal, Union
 
 import torch
@@ -333,7 +334,7 @@ def _neck_channels(in_channels: list[int], cfg) -> list[int]:
 # ---- networks -------------------------------------------------------------------------------------------------
 
 class _DenseConfig(_Part):
-    backbone: str = Field(description="a zoo entry whose network has stages (an EMO)")
+    backbone: str = Field(description="a zoo entry whose network has stages (EMO, MobileNetV2)")
     backbone_args: dict[str, Any] = Field(default_factory=dict, description="overrides of the backbone's config")
     out_indices: list[int] = Field(min_length=1, description="stage maps passed on (0 = stem … 4 = stride 32)")
 
@@ -358,14 +359,16 @@ class Backbone(nn.Module):
 
         entry = get_entry(name).with_overrides(**overrides)
         net = FAMILIES[entry.family].build(entry.config)
-        if not hasattr(net, "forward_stages"):
-            raise ValueError(f"backbone '{name}' has no stages to take maps from")
-        bad = [i for i in out_indices if not 0 <= i < len(net.stages)]
+        if not hasattr(net, "backbone_stages"):
+            raise ValueError(f"backbone '{name}' ({entry.family}) has no stages to take maps from")
+        stages = net.backbone_stages()
+        bad = [i for i in out_indices if not 0 <= i < len(stages)]
         if bad:
-            raise ValueError(f"out_indices {bad} outside the backbone's {len(net.stages)} stages")
+            raise ValueError(f"out_indices {bad} outside the backbone's {len(stages)} stages")
         self.out_indices = list(out_indices)
-        self.channels = [net.feature_info[i]["num_chs"] for i in out_indices]
-        for i, stage in enumerate(net.stages[: max(out_indices) + 1]):  # later stages are never used
+        self.entry = entry  # the resolved backbone entry: inference forms rebuild its network around these stages
+        self.channels = [stages[i][1] for i in out_indices]
+        for i, (stage, _) in enumerate(stages[: max(out_indices) + 1]):  # later stages are never used
             self.add_module(f"stage{i}", stage)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -377,10 +380,63 @@ class Backbone(nn.Module):
         return outs
 
 
-class Detector(nn.Module):
+class FormulatedBackbone(nn.Module):
+    """A :class:`Backbone` as an inference form of its EMO (fused, mobile …): the same maps from that form's
+    ``forward_stages``."""
+
+    def __init__(self, net: nn.Module, out_indices: list[int], channels: list[int]) -> None:
+        super().__init__()
+        self.net, self.out_indices, self.channels = net, list(out_indices), list(channels)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        outs = self.net.forward_stages(x)
+        return [outs[i] for i in self.out_indices]
+
+
+class _DenseForms:
+    """Inference forms of a down-stream model: the neck and heads stay, the EMO backbone takes the form
+    (:mod:`emobench.nn.forms`); the formulations find these methods by name."""
+
+    backbone: Backbone
+
+    def form_unsupported(self) -> str | None:
+        family = self.backbone.entry.family
+        if family != "emo":
+            return f"inference forms of a down-stream model need an EMO backbone, not {family}"
+        if len(self.backbone.out_indices) and max(self.backbone.out_indices) != 4:
+            return "inference forms run every EMO stage: the backbone must end at stage 4"
+        return None
+
+    def backbone_network(self) -> nn.Module:
+        """The backbone's EMO network (no classifier) holding this model's backbone weights."""
+        net = FAMILIES["emo"].build(self.backbone.entry.config).eval()
+        missing, unexpected = net.load_state_dict(self.backbone.state_dict(), strict=False)
+        if unexpected or any(not k.startswith(("norm.", "head.")) for k in missing):
+            raise ValueError(f"backbone keys do not match its EMO: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        return net
+
+    @torch.no_grad()
+    def formulated(self, build) -> nn.Module:
+        """A copy of this model (eval) whose backbone is ``build(EMO)``'s ``forward_stages``."""
+        why = self.form_unsupported()
+        if why:
+            raise ValueError(why)
+        out = copy.deepcopy(self).eval()
+        out.backbone = FormulatedBackbone(build(self.backbone_network()), self.backbone.out_indices, self.backbone.channels)
+        return out.requires_grad_(False)  # an inference form, like every formulation
+
+    def fused_form(self) -> nn.Module:
+        from .fused import FusedEMO
+
+        return self.formulated(FusedEMO)
+
+
+class Detector(_DenseForms, nn.Module):
     """mmdet ``SingleStageDetector`` / ``RetinaNet`` without post-processing: backbone → neck → ``bbox_head``."""
 
     task = "detection"
+    #: top-level children → the part of the network they are (mmdet's names; profile splits its tables by them)
+    parts = {"backbone": "backbone", "neck": "neck", "bbox_head": "head"}
 
     def __init__(self, cfg: DetectorConfig) -> None:
         super().__init__()
@@ -402,11 +458,12 @@ class Detector(nn.Module):
         return [f"cls_{i}" for i in range(levels)] + [f"reg_{i}" for i in range(levels)]
 
 
-class Segmenter(nn.Module):
+class Segmenter(_DenseForms, nn.Module):
     """mmseg ``EncoderDecoder`` in ``whole`` inference mode: backbone → ``decode_head`` → logits resized to the
     input. The ``auxiliary_head`` runs only in training mode (its logits are then a second output)."""
 
     task = "segmentation"
+    parts = {"backbone": "backbone", "decode_head": "head", "auxiliary_head": "auxiliary head"}
 
     def __init__(self, cfg: SegmenterConfig) -> None:
         super().__init__()

@@ -189,6 +189,9 @@ class EMO(nn.Module):
     def stages(self) -> list[nn.Module]:
         return [getattr(self, f"stage{i}") for i in range(5)]
 
+    def backbone_stages(self) -> list[tuple[nn.Module, int]]:
+        """(stage, output channels) for a down-stream backbone (:class:`emobench.nn.dense.Backbone`)."""
+        return [(stage, info["num_chs"]) for stage, info in zip(self.stages, self.feature_info)]
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Outputs of stage0 … stage4 (strides 2, 4, 8, 16, 32), NCHW."""

@@ -263,8 +263,12 @@ def fuse(model: nn.Module) -> nn.Module:
 
 
 def has_fused_form(model: nn.Module) -> bool:
-    return isinstance(model, (EMO, M2Block)) or callable(getattr(model, "fused_form", None))
+    return fused_unsupported(model) is None
 
 
 def fused_unsupported(model: nn.Module) -> str | None:
-    return None if has_fused_form(model) else f"{type(model).__name__} has no fused form"
+    if callable(getattr(model, "form_unsupported", None)):  # a down-stream model: its backbone decides
+        return model.form_unsupported()
+    if isinstance(model, (EMO, M2Block)) or callable(getattr(model, "fused_form", None)):
+        return None
+    return f"{type(model).__name__} has no fused form"

@@ -37,12 +37,16 @@ class MobileNetV2Config(BaseModel):
     num_classes: int = Field(1000, ge=0)
     drop: float = Field(0.2, ge=0, lt=1)
     norm_eps: float = 1e-5
+    dilations: list[int] | None = Field(None, description="depth-wise dilation per stage row (mmseg's dilated "
+                                        "backbones, e.g. d8: strides 1,2,2,1,1,1,1 and dilations 1,1,1,2,2,4,4)")
 
     @model_validator(mode="after")
     def _check(self) -> "MobileNetV2Config":
         for row in self.stages:
             if len(row) != 4 or min(row) < 1 or row[3] > 2:
                 raise ValueError(f"stages: each row is [t, c, n, s] with positive values and s <= 2, got {row}")
+        if self.dilations is not None and (len(self.dilations) != len(self.stages) or min(self.dilations) < 1):
+            raise ValueError(f"dilations: one positive value per stage row ({len(self.stages)}), got {self.dilations}")
         return self
 
     @property
@@ -52,14 +56,15 @@ class MobileNetV2Config(BaseModel):
     def block_configs(self) -> list[M2BlockConfig]:
         """The IRB M² block of every layer, in order (the model and the reach analysis both read this)."""
         blocks, dim = [], self.stem_dim
-        for t, c, n, s in self.stages:
+        dilations = self.dilations or [1] * len(self.stages)
+        for (t, c, n, s), dilation in zip(self.stages, dilations):
             out = make_divisible(c * self.width)
             for i in range(n):
                 blocks.append(
                     M2BlockConfig(
                         dim_in=dim, dim_out=out, exp_ratio=float(t), expand=t != 1, stride=s if i == 0 else 1,
                         norm="none", norm_eps=self.norm_eps, act="relu6", expand_bias=False, expand_norm=t != 1,
-                        dw_kernel=3, dw_act="relu6", local_skip=False, proj_norm=True,
+                        dw_kernel=3, dw_dilation=dilation, dw_act="relu6", local_skip=False, proj_norm=True,
                     )
                 )
                 dim = out
@@ -88,6 +93,15 @@ class MobileNetV2(ClassifierHead, nn.Module):
         # timm's order: pool, dropout, then the classifier (pre-logits are the pooled features after dropout).
         x = self.drop(x.mean((2, 3)))
         return x if pre_logits else self.head(x)
+
+    def backbone_stages(self) -> list[tuple[nn.Module, int]]:
+        """(stage, output channels) for a down-stream backbone (:class:`emobench.nn.dense.Backbone`): the stem,
+        one stage per row of ``stages`` and the 1×1 head conv. Index i is mmdet/mmseg's ``out_indices`` i − 1."""
+        out, start = [(self.stem, self.cfg.stem_dim)], 0
+        for _, c, n, _ in self.cfg.stages:
+            out.append((self.blocks[start:start + n], make_divisible(c * self.cfg.width)))
+            start += n
+        return out + [(self.head_conv, self.num_features)]
 
     def fused_form(self) -> "FusedMobileNetV2":
         return FusedMobileNetV2(self)

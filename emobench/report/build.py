@@ -99,8 +99,14 @@ def build_report(folder: Path, erf_images: int = 50, store=None, progress=None, 
         step(f"table {name}")
         table = built[name] = comparison_table(name, store)
         shown, title = table.display(), table.meta["title"]
-        for suffix, text in (("md", to_markdown(shown, title)), ("csv", table.data.to_csv(index=False)),
-                             ("tex", to_latex(shown, title)), ("html", to_html(shown, title))):
+        texts = {"md": to_markdown(shown, title), "csv": table.data.to_csv(index=False), "tex": to_latex(shown, title),
+                 "html": to_html(shown, title)}
+        for section_title, section in table.sections.items():  # the speed table's measured section
+            for suffix, render in (("md", to_markdown), ("tex", to_latex), ("html", to_html)):
+                texts[suffix] += "\n" + render(section, section_title)
+            if section.empty:
+                report.notes.append(table.meta["measured_speed"]["note"])
+        for suffix, text in texts.items():
             path = folder / "tables" / f"{name}.{suffix}"
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -118,7 +124,8 @@ def build_report(folder: Path, erf_images: int = 50, store=None, progress=None, 
              fname, f"top-1 against {label}")
     with ResultStore(store, readonly=True) as db:
         records = headline(db.records(backend="torch"))
-    latency_points = points.merge(_latency_by_model(records, imagenet), on="model") if not records.empty else pd.DataFrame()
+    latency = _latency_by_model(records, imagenet, built["imagenet"].reported) if not records.empty else pd.DataFrame()
+    latency_points = points.merge(latency, on="model") if not latency.empty else pd.DataFrame()
     if not latency_points.empty:
         machines = "; ".join(sorted(records["machine"].unique()))
         plot(pareto_figure(latency_points, "latency_ms", "eager torch latency (ms), batch 1",
@@ -142,11 +149,26 @@ def build_report(folder: Path, erf_images: int = 50, store=None, progress=None, 
     return report
 
 
-def _latency_by_model(records: pd.DataFrame, imagenet: pd.DataFrame) -> pd.DataFrame:
-    """The headline latency of each table row's zoo model (joined on the typed ``zoo_name`` column)."""
-    latency = records[["model", "median_ms"]].rename(columns={"model": "zoo_name", "median_ms": "latency_ms"})
-    rows = imagenet[["model", "zoo_name"]].dropna().merge(latency, on="zoo_name")
-    return rows[["model", "latency_ms"]]
+def _latency_by_model(records: pd.DataFrame, imagenet: pd.DataFrame, reported=None) -> pd.DataFrame:
+    """The headline latency of each table row's model: its zoo entry (joined on the typed ``zoo_name`` column),
+    or, with the ``reported`` table, the timm model the row names (records of ``timm:NAME`` at any input,
+    ``timm:NAME@256`` included, as the speed pairs store them)."""
+    from ..references import parse_reference
+
+    by_reference = {z: m for m, z in zip(imagenet["model"], imagenet["zoo_name"]) if isinstance(z, str)}
+    for row in (reported.rows if reported is not None else []):
+        if row.timm and row.model not in by_reference.values():
+            by_reference[f"timm:{row.timm}"] = row.model
+    latency = []
+    for model, ms in zip(records["model"], records["median_ms"]):
+        try:
+            ref = parse_reference(model)
+        except EmobenchError:  # a record whose name is no reference
+            continue
+        base = ref.target if ref.is_zoo else f"{ref.kind}:{ref.target}"
+        if base in by_reference and not ref.kwargs:
+            latency.append({"model": by_reference[base], "latency_ms": float(ms)})
+    return pd.DataFrame(latency, columns=["model", "latency_ms"]).drop_duplicates("model", keep="last")
 
 
 def _write_index(report: Report, erf_images: int) -> None:

@@ -1,0 +1,373 @@
+"""Real images for ``emobench eval`` and int8 calibration: ImageFolder layout, the model's preprocessing, scoring.
+
+Folder layout and class order follow torchvision's ``ImageFolder`` (one sub-folder per class, classes in sorted
+order, files with an image extension, found recursively), or a class-index file (timm's ``class_map``: one
+class name per line, or a JSON object name → index). Preprocessing follows timm's evaluation transform: resize
+the shorter side to ``floor(size / crop_pct)`` (both sides for a non-square input), centre crop to the input
+size, scale to [0, 1], normalise with mean/std. Images are decoded with Pillow; a file Pillow cannot read is
+skipped and counted, never fatal. Decoded images go to a ``.npy`` file on disk (memory-mapped), so a large
+folder never has to fit in memory, and worker processes read the same bytes.
+
+This module imports only numpy (and Pillow when decoding): worker processes score with it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import EmobenchError
+
+#: what torchvision's ImageFolder accepts as an image file
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+#: ImageNet statistics and timm's default evaluation crop: the preprocessing of every zoo entry (EMO was
+#: trained and evaluated with timm's ImageNet pipeline)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_CROP_PCT = 0.875
+DEFAULT_INTERPOLATION = "bicubic"
+INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an image becomes a model input (timm's eval transform) and where these settings come from."""
+
+    size: tuple[int, int]  # H, W of the model input
+    channels: int = 3
+    crop_pct: float = DEFAULT_CROP_PCT
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    interpolation: str = DEFAULT_INTERPOLATION
+    source: str = "defaults (ImageNet mean/std, crop_pct 0.875, bicubic)"
+
+    def check(self) -> None:
+        if not 0 < self.crop_pct <= 1:
+            raise EmobenchError(f"crop_pct must be in (0, 1], got {self.crop_pct}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise EmobenchError(f"unknown interpolation '{self.interpolation}' (choose {', '.join(INTERPOLATIONS)})")
+        if self.channels not in (1, 3):
+            raise EmobenchError(f"images are decoded as RGB or grayscale: a model taking {self.channels} channels cannot be fed images")
+        for what, values in (("mean", self.mean), ("std", self.std)):
+            if len(values) not in (1, self.channels):
+                raise EmobenchError(f"{what} needs {self.channels} value(s) (or one for all channels) for a "
+                                    f"{self.channels}-channel input, got {len(values)} (--{what} …)")
+        if any(s <= 0 for s in self.std):
+            raise EmobenchError(f"std must be > 0, got {list(self.std)}")
+
+    def __call__(self, image) -> np.ndarray:
+        """A PIL image → float32 C×H×W, normalised."""
+        from PIL import Image
+
+        resample = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST}[self.interpolation]
+        image = image.convert("RGB" if self.channels == 3 else "L")
+        h, w = self.size
+        if h == w:  # timm: Resize(int) keeps the aspect ratio, the shorter side becomes floor(size / crop_pct)
+            scale = math.floor(h / self.crop_pct)
+            iw, ih = image.size
+            if iw <= ih:
+                new = (scale, int(scale * ih / iw))
+            else:
+                new = (int(scale * iw / ih), scale)
+        else:  # timm: Resize((h, w)) scaled by 1 / crop_pct
+            new = (math.floor(w / self.crop_pct), math.floor(h / self.crop_pct))
+        if new != image.size:
+            image = image.resize(new, resample)
+        iw, ih = image.size
+        top, left = int(round((ih - h) / 2.0)), int(round((iw - w) / 2.0))  # torchvision's CenterCrop
+        image = image.crop((left, top, left + w, top + h))
+        array = np.asarray(image, dtype=np.float32) / 255.0
+        array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+        mean = np.asarray(self.mean, dtype=np.float32).reshape(-1, 1, 1)
+        std = np.asarray(self.std, dtype=np.float32).reshape(-1, 1, 1)
+        return (array - mean) / std
+
+
+def preprocessing_for(model, size: tuple[int, int], channels: int = 3, **overrides) -> Preprocessing:
+    """The preprocessing of a built model at input ``size``: a timm-style ``pretrained_cfg`` (mean, std,
+    crop_pct, interpolation) where the module carries one, else the defaults above; ``overrides`` (the
+    command line's --crop-pct, --mean, …; None = keep) win."""
+    cfg = getattr(model, "pretrained_cfg", None)
+    values, source = {}, "defaults (ImageNet mean/std, crop_pct 0.875, bicubic)"
+    if isinstance(cfg, dict) and any(k in cfg for k in ("mean", "std", "crop_pct", "interpolation")):
+        values = {k: cfg[k] for k in ("mean", "std", "crop_pct", "interpolation") if cfg.get(k) is not None}
+        if values.get("interpolation") not in INTERPOLATIONS:
+            values.pop("interpolation", None)
+        source = "the model's pretrained_cfg"
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if given:
+        source += "; command line: " + ", ".join(sorted(given))
+    merged = {**values, **given}
+    prep = Preprocessing(size=tuple(size), channels=channels, source=source,
+                         **{k: tuple(v) if k in ("mean", "std") else v for k, v in merged.items()})
+    prep.check()
+    return prep
+
+
+# --- finding images ---------------------------------------------------------------------------------------
+
+
+def _is_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMG_EXTENSIONS and not path.name.startswith(".")
+
+
+def _images_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if _is_image(p))
+
+
+def read_class_index(path: Path) -> dict[str, int]:
+    """timm's class map: one class (folder) name per line (index = line number), or JSON ``{name: index}``."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise EmobenchError(f"cannot read class-index file {path}: {getattr(err, 'strerror', None) or err}") from None
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except ValueError as err:
+            raise EmobenchError(f"{path}: not valid JSON: {err}") from None
+        if not isinstance(data, dict) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in data.values()):
+            raise EmobenchError(f"{path}: expected a JSON object mapping class names to indices >= 0")
+        return {str(k): v for k, v in data.items()}
+    names = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(set(names)) != len(names):
+        raise EmobenchError(f"{path}: a class name is listed twice")
+    return {name: i for i, name in enumerate(names)}
+
+
+@dataclass
+class ImageFolder:
+    """An ImageFolder's classes (index order) and its (file, class index) samples."""
+
+    root: Path
+    classes: list[str]
+    class_to_idx: dict[str, int]
+    samples: list[tuple[Path, int]]
+
+    @property
+    def num_outputs_needed(self) -> int:
+        return max(self.class_to_idx.values()) + 1
+
+
+def scan_image_folder(root: str | Path, class_index: str | Path | None = None) -> ImageFolder:
+    """Classes and samples of an ImageFolder; a folder without class folders or without images is an error."""
+    root = Path(root)
+    if not root.is_dir():
+        raise EmobenchError(f"images folder not found: {root}")
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        loose = sum(1 for p in root.iterdir() if _is_image(p))
+        extra = f" ({loose} images lie directly in it)" if loose else ""
+        raise EmobenchError(f"{root} has no class folders{extra}: expected one sub-folder per class (ImageFolder layout)")
+    if class_index is not None:
+        mapping = read_class_index(Path(class_index))
+        unknown = [f for f in folders if f not in mapping]
+        if unknown:
+            raise EmobenchError(f"class folder(s) {', '.join(unknown[:4])} of {root} are not in the class index {class_index}")
+        class_to_idx = {f: mapping[f] for f in folders}
+    else:
+        class_to_idx = {f: i for i, f in enumerate(folders)}
+    samples = [(p, class_to_idx[f]) for f in folders for p in _images_under(root / f)]
+    if not samples:
+        raise EmobenchError(f"{root}: its {len(folders)} class folder(s) hold no image files ({', '.join(IMG_EXTENSIONS)})")
+    return ImageFolder(root, folders, class_to_idx, samples)
+
+
+def image_files(root: str | Path) -> list[Path]:
+    """Every image file under a folder (flat or ImageFolder), sorted by path (calibration needs no labels)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise EmobenchError(f"images folder not found: {root}")
+    files = _images_under(root)
+    if not files:
+        raise EmobenchError(f"{root} holds no image files ({', '.join(IMG_EXTENSIONS)})")
+    return files
+
+
+# --- decoding ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ImageSet:
+    """Decoded images in a ``.npy`` file (N×C×H×W float32), their labels (or None) and what was skipped."""
+
+    path: Path
+    count: int
+    labels_path: Path | None
+    skipped: list[str] = field(default_factory=list)  # "file: why"
+    source: str = ""
+
+    def array(self) -> np.ndarray:
+        return np.load(self.path, mmap_mode="r", allow_pickle=False)
+
+
+def decode_images(files: list[Path], prep: Preprocessing, out: Path, labels: list[int] | None = None,
+                  progress: Callable[[int, int], None] | None = None, source: str = "") -> ImageSet:
+    """Decode and preprocess ``files`` into ``out`` (.npy); unreadable files are skipped and listed."""
+    from PIL import Image, UnidentifiedImageError
+
+    h, w = prep.size
+    array = np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=(len(files), prep.channels, h, w))
+    kept, skipped, kept_labels = 0, [], []
+    for i, path in enumerate(files):
+        try:
+            with Image.open(path) as image:
+                array[kept] = prep(image)
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as err:  # corrupt files raise these
+            skipped.append(f"{path}: {type(err).__name__}")
+        else:
+            if labels is not None:
+                kept_labels.append(labels[i])
+            kept += 1
+        if progress:
+            progress(i + 1, len(files))
+    array.flush()
+    del array
+    if kept == 0:
+        raise EmobenchError(f"none of the {len(files)} image(s) could be read ({skipped[0] if skipped else ''})")
+    if kept < len(files):  # drop the unused tail: rewrite the kept rows (only when something was skipped)
+        full = np.load(out, mmap_mode="r")
+        trimmed = np.array(full[:kept])
+        del full
+        np.save(out, trimmed, allow_pickle=False)
+    labels_path = None
+    if labels is not None:
+        labels_path = out.with_name(out.stem + "-labels.npy")
+        np.save(labels_path, np.asarray(kept_labels, dtype=np.int64), allow_pickle=False)
+    return ImageSet(out, kept, labels_path, skipped, source)
+
+
+def calibration_files(root: str | Path, count: int, seed: int = 0) -> list[Path]:
+    """Up to ``count`` image files of a folder, a seeded random sample (sorted before sampling, so the same
+    folder always gives the same calibration set)."""
+    files = image_files(root)
+    if len(files) <= count:
+        return files
+    return sorted(random.Random(seed).sample(files, count))
+
+
+# --- scoring (worker side) --------------------------------------------------------------------------------
+
+
+def run_batches(run: Callable, images: np.ndarray, batch: int, to_tensor: Callable) -> np.ndarray:
+    """Logits of every image, ``batch`` at a time (the artifact's static batch): the last batch is padded with
+    zeros and the padding's outputs dropped."""
+    outs = []
+    for start in range(0, len(images), batch):
+        chunk = np.array(images[start:start + batch], dtype=np.float32)  # a writable copy of the memory-mapped rows
+        n = len(chunk)
+        if n < batch:
+            chunk = np.concatenate([chunk, np.zeros((batch - n, *chunk.shape[1:]), np.float32)])
+        out = run(to_tensor(chunk))
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        outs.append(np.asarray(out.float().cpu().numpy() if hasattr(out, "float") else out, dtype=np.float32)[:n])
+    return np.concatenate(outs).reshape(len(images), -1)
+
+
+def score(logits: np.ndarray, labels: np.ndarray | None, reference: np.ndarray | None) -> dict:
+    """top-1/top-5 against labels; top-1 agreement and mean cosine similarity of the logits against the
+    reference logits (eager fp32 torch on the same images). Fractions in [0, 1]; None where not defined."""
+    out: dict = {"images": int(len(logits)), "top1": None, "top5": None, "top1_agreement": None, "logit_cosine": None}
+    order = np.argsort(-logits, axis=1, kind="stable")
+    if labels is not None:
+        out["top1"] = float(np.mean(order[:, 0] == labels))
+        if logits.shape[1] >= 5:
+            out["top5"] = float(np.mean((order[:, :5] == labels[:, None]).any(axis=1)))
+    if reference is not None:
+        out["top1_agreement"] = float(np.mean(order[:, 0] == np.argmax(reference, axis=1)))
+        num = np.sum(logits.astype(np.float64) * reference, axis=1)
+        den = np.linalg.norm(logits.astype(np.float64), axis=1) * np.linalg.norm(reference.astype(np.float64), axis=1)
+        cos = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.where(np.abs(num) == 0, 1.0, 0.0))
+        out["logit_cosine"] = float(np.mean(cos))
+    return out
+
+
+# --- the images of a sweep (parent side) ------------------------------------------------------------------
+
+
+@dataclass
+class ScoredInputs:
+    """What a sweep scores and calibrates on for one model at one input size."""
+
+    images: dict | None = None  # the worker spec's "images": input/labels/reference .npy paths, thresholds
+    calibration: np.ndarray | None = None  # int8: the calibration inputs
+    fields: dict = field(default_factory=dict)  # record fields: image_source, images_skipped, calibration
+
+
+def prepare_image_inputs(plan, index: int, reference, shape: tuple[int, ...], workdir: Path,
+                         report: Callable[[str, int, int], None]) -> ScoredInputs:
+    """Decode the evaluation images and the calibration images of ``plan`` (a ``BenchPlan``) for model
+    ``index`` at ``shape``'s input size with the model's preprocessing, and compute eager fp32 torch's logits
+    on the images that will be scored (the evaluation images, else for int8 the calibration inputs). Done once
+    per model and input size; other batch sizes reuse it."""
+    import torch
+
+    from .quantize import random_calibration
+
+    if plan.images is None and plan.dtype != "int8":
+        return ScoredInputs()
+    c, h, w = shape[1:]
+    stem = workdir / f"model{index}-{c}x{h}x{w}"
+    saved = stem.with_suffix(".json")
+    if saved.exists():  # another batch size of the same model
+        info = json.loads(saved.read_text())
+        calibration = np.load(info["calibration_path"], allow_pickle=False) if info["calibration_path"] else None
+        return ScoredInputs(info["images"], calibration, info["fields"])
+    prep = preprocessing_for(reference, (h, w), c, **plan.preprocess)
+    fields: dict = {}
+    scored = labels = folder = None
+    if plan.images is not None:
+        folder = scan_image_folder(plan.images, plan.class_index)
+        samples = folder.samples[: plan.limit] if plan.limit else folder.samples
+        evaluation = decode_images([p for p, _ in samples], prep, Path(f"{stem}-eval.npy"), [i for _, i in samples],
+                                   lambda done, total: report(f"decoding images · model {index + 1}", done, total))
+        scored, labels = evaluation.path, evaluation.labels_path
+        fields.update(image_source=str(plan.images), images_skipped=len(evaluation.skipped))
+    calibration_path = None
+    if plan.dtype == "int8":
+        calibration_path = Path(f"{stem}-calibration.npy")
+        if plan.calibration is not None:
+            files = calibration_files(plan.calibration, plan.calibration_size)
+            calib = decode_images(files, prep, calibration_path,
+                                  progress=lambda done, total: report(f"decoding calibration images · model {index + 1}", done, total))
+            unreadable = f", {len(calib.skipped)} unreadable skipped" if calib.skipped else ""
+            fields["calibration"] = f"{plan.calibration} ({calib.count} images{unreadable})"
+        else:
+            np.save(calibration_path, random_calibration((c, h, w)), allow_pickle=False)
+            fields["calibration"] = f"random ({len(np.load(calibration_path, mmap_mode='r'))} inputs)"
+        if scored is None:  # bench: int8 parity on the calibration inputs themselves
+            scored = calibration_path
+            fields.update(image_source=str(plan.calibration) if plan.calibration else "random inputs",
+                          images_skipped=len(calib.skipped) if plan.calibration else None)
+    data = np.load(scored, mmap_mode="r", allow_pickle=False)
+    with torch.inference_mode():
+        first = reference(torch.from_numpy(np.array(data[:1])))
+        if plan.images is not None and not (isinstance(first, torch.Tensor) and first.ndim == 2):
+            raise EmobenchError(f"eval scores classifiers (one N×classes output); model {index + 1} returns "
+                                f"{type(first).__name__ if not isinstance(first, torch.Tensor) else tuple(first.shape)}")
+        logits = run_batches(reference, data, 32, torch.from_numpy)
+    if folder is not None:
+        outputs = logits.shape[1]
+        if plan.class_index is None and outputs != len(folder.classes):
+            raise EmobenchError(f"the model's classifier has {outputs} outputs but {plan.images} has {len(folder.classes)} "
+                                f"class folders: give a checkpoint and model with {len(folder.classes)} classes "
+                                f"(e.g. MODEL,num_classes={len(folder.classes)}) or a --class-index file")
+        if outputs < folder.num_outputs_needed:
+            raise EmobenchError(f"the class index gives indices up to {folder.num_outputs_needed - 1} but the model's "
+                                f"classifier has {outputs} outputs")
+    reference_path = Path(f"{stem}-reference.npy")
+    np.save(reference_path, logits, allow_pickle=False)
+    int8 = plan.dtype == "int8"
+    images = {"input": str(scored), "labels": str(labels) if labels else None, "reference": str(reference_path),
+              "min_agreement": plan.min_agreement if int8 else None, "min_cosine": plan.min_cosine if int8 else None}
+    saved.write_text(json.dumps({"images": images, "fields": fields,
+                                 "calibration_path": str(calibration_path) if calibration_path else None}))
+    calibration = np.load(calibration_path, allow_pickle=False) if calibration_path else None
+    return ScoredInputs(images, calibration, fields)
