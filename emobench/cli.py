@@ -194,7 +194,8 @@ def profile(
     from rich.progress import Progress
 
     from .models import check_fits, parse_resolution
-    from .profile import environment, profile_model
+    from .environment import environment
+    from .profile import profile_model
     from .references import resolve
     from .views import render_profiles
 
@@ -247,6 +248,8 @@ def _exit_on_failures(records) -> None:
 def _run_stored(store: Path | None, no_store: bool, work):
     """``work(db, step)`` under a transient progress bar, with the results store open (None with --no-store);
     returns (what it returned, the store's path or None)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from .store import ResultStore
 
     db = None if no_store else ResultStore(store)
@@ -300,7 +303,6 @@ def bench(
     the record pools all rounds (median, p10/p90, IQR, CV, spread between rounds) with the cold start (load,
     first call) and the worker's peak memory. Exit code 1 when a measurement errors or fails parity (reason in
     the note column); every measurement is stored with its environment (see `emobench results`)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     import json
 
@@ -390,7 +392,6 @@ def evaluate(
     record carries top-1, top-5, and top-1 agreement and logit cosine against eager fp32 torch (int8: below
     --min-agreement / --min-cosine it is parity-failed). Exit 1 when a backend errors or fails parity.
     JSON schema: emobench.eval/1."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .bench import parse_backends, parse_names
     from .evaluate import SCHEMA as EVAL_SCHEMA
@@ -767,7 +768,7 @@ def table(
     machine (meta.measured_speed in JSON). JSON and CSV carry the typed columns (schema emobench.table/1)."""
     from .render import emit, write_text
     from .tables import comparison_table, to_html, to_latex, to_markdown
-    from .views import COLUMNS, SCHEMAS, table_columns
+    from .views import SCHEMAS, table_columns
 
     if papers is not None and not papers.is_dir():
         raise EmobenchError(f"papers folder not found: {papers}")

@@ -134,8 +134,6 @@ def memory_need(entry, shape: tuple[int, ...], bytes_per_element: int = 4) -> Me
     ``meta`` device (shapes only) gives the parameter and buffer bytes, and a meta forward pass the largest
     single operation (its inputs and outputs must be live together). Nothing is allocated, whatever the sizes.
     ``entry`` is a zoo entry or a model reference (:mod:`emobench.references`)."""
-    import torch
-
     from .measure.memory import meta_footprint
 
     input_bytes = math.prod(shape) * bytes_per_element

@@ -15,7 +15,6 @@ from typing import Any
 import pandas as pd
 import torch
 
-from .environment import environment
 from .errors import EmobenchError
 from .measure.counters import CountResult, ModuleRecord, count_all
 
