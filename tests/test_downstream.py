@@ -293,7 +293,7 @@ def test_inference_forms_of_a_downstream_model_equal_the_reference(name):
     with torch.no_grad():
         want = model(x)
         want = want if isinstance(want, tuple) else (want,)
-        offered = [f for f, form in FORMULATIONS.items() if form.unsupported(model) is None]
+        offered = [f for f, form in FORMULATIONS.items() if form.unavailable(model) is None]
         assert {"reference", "fused", "mobile", "mobile-tokens", "official"} <= set(offered)
         for form in offered:
             got = formulate(model, form)(x)

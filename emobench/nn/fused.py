@@ -187,6 +187,26 @@ def fold_stem_and_head(module: nn.Module, model: EMO) -> None:
         module.head_bias = _frozen(model.head.bias + model.head.weight @ ln.bias)
 
 
+def staged_blocks(stages, convert) -> tuple[nn.Sequential, list[int]]:
+    """Every M² block of ``stages`` converted by ``convert``, in one sequence, and where each stage ends (an
+    inference form's ``forward_stages`` reads the maps there)."""
+    blocks, ends = nn.Sequential(), []
+    for stage in stages:
+        blocks.extend(convert(b) for b in stage if isinstance(b, M2Block))
+        ends.append(len(blocks))
+    return blocks, ends
+
+
+def stage_outputs(blocks: nn.Sequential, ends: list[int], x: torch.Tensor, out=lambda t: t) -> list[torch.Tensor]:
+    """``x`` through ``blocks``, keeping ``out(map)`` at every stage end."""
+    outs, start = [], 0
+    for end in ends:
+        x = blocks[start:end](x)
+        outs.append(out(x))
+        start = end
+    return outs
+
+
 class FusedEMO(nn.Module):
     """An eval-mode :class:`EMO` running channels-last; same outputs, about twice as fast on CPU."""
 
@@ -196,11 +216,7 @@ class FusedEMO(nn.Module):
         self.in_chans, self.num_classes, self.num_features = model.in_chans, model.num_classes, model.num_features
         self.feature_info = model.feature_info
         fold_stem_and_head(self, model)
-        self.blocks = nn.ModuleList()
-        self.stage_ends: list[int] = []
-        for stage in [model.stage0[1:], *model.stages[1:]]:
-            self.blocks.extend(FusedM2Block(b) for b in stage)
-            self.stage_ends.append(len(self.blocks))
+        self.blocks, self.stage_ends = staged_blocks(model.stages, FusedM2Block)
         self.norm_eps = model.norm.norm.eps
 
 
@@ -210,13 +226,7 @@ class FusedEMO(nn.Module):
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Outputs of stage0 … stage4 as NCHW views of channels-last memory."""
-        x, outs, start = self._stem(x), [], 0
-        for end in self.stage_ends:
-            for block in self.blocks[start:end]:
-                x = block(x)
-            outs.append(x.permute(0, 3, 1, 2))
-            start = end
-        return outs
+        return stage_outputs(self.blocks, self.stage_ends, self._stem(x), lambda t: t.permute(0, 3, 1, 2))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self._stem(x)
@@ -267,7 +277,7 @@ def has_fused_form(model: nn.Module) -> bool:
 
 
 def fused_unsupported(model: nn.Module) -> str | None:
-    if callable(getattr(model, "form_unsupported", None)):  # a down-stream model: its backbone decides
+    if callable(getattr(model, "form_unsupported", None)):  # a down-stream model (its fused_form): its backbone decides
         return model.form_unsupported()
     if isinstance(model, (EMO, M2Block)) or callable(getattr(model, "fused_form", None)):
         return None

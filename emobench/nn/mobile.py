@@ -61,7 +61,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .emo import EMO
-from .fused import _bn_affine, _frozen, fold_stem_and_head, pre_norm_affine, token_linear
+from .fused import _bn_affine, _frozen, fold_stem_and_head, pre_norm_affine, stage_outputs, staged_blocks, token_linear
 from .layers import LayerNorm2d, act_fn
 from .m2 import M2Block, partition, unpartition
 
@@ -347,21 +347,12 @@ class MobileEMO(nn.Module):
         self.cfg = model.cfg
         self.in_chans, self.num_classes, self.num_features = model.in_chans, model.num_classes, model.num_features
         fold_stem_and_head(self, model)
-        self.blocks = nn.Sequential()
-        self.stage_ends: list[int] = []
-        for stage in model.stages:
-            self.blocks.extend(MobileM2Block(b, tokens) for b in stage if isinstance(b, M2Block))
-            self.stage_ends.append(len(self.blocks))
+        self.blocks, self.stage_ends = staged_blocks(model.stages, lambda b: MobileM2Block(b, tokens))
         self.norm = _ChannelNorm(self.num_features, model.norm.norm.eps)
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Outputs of stage0 … stage4, NCHW (a down-stream backbone reads them)."""
-        x, outs, start = F.conv2d(x, self.stem_weight, self.stem_bias, **self.stem_args), [], 0
-        for end in self.stage_ends:
-            x = self.blocks[start:end](x)
-            outs.append(x)
-            start = end
-        return outs
+        return stage_outputs(self.blocks, self.stage_ends, F.conv2d(x, self.stem_weight, self.stem_bias, **self.stem_args))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.conv2d(x, self.stem_weight, self.stem_bias, **self.stem_args)
@@ -375,11 +366,7 @@ class MobileEMO(nn.Module):
 def mobile_unsupported(model: nn.Module) -> str | None:
     """None when every block is one :class:`MobileM2Block` expresses (cascaded; grid, contiguous or global
     windows; no spatial reduction: every configuration of the official code is), else why not."""
-    if callable(getattr(model, "form_unsupported", None)):  # a down-stream model: its backbone decides
-        why = model.form_unsupported()
-        if why:
-            return why
-    elif not isinstance(model, EMO):
+    if not isinstance(model, EMO):
         return f"{type(model).__name__} is not an EMO network"
     for block in (m for m in model.modules() if isinstance(m, M2Block)):
         att = block.cfg.attention
@@ -402,8 +389,6 @@ def _checked(model: nn.Module) -> None:
 def mobilize(model: EMO) -> nn.Module:
     """The mobile inference form of an EMO (see the module docstring), NCHW throughout; ``model`` is unchanged."""
     _checked(model)
-    if callable(getattr(model, "formulated", None)):
-        return model.formulated(MobileEMO)
     return MobileEMO(copy.deepcopy(model).eval()).eval()
 
 
@@ -411,6 +396,4 @@ def mobilize(model: EMO) -> nn.Module:
 def mobilize_tokens(model: EMO) -> nn.Module:
     """The mobile form with the attention on channels-last tokens (what LiteRT's converter runs best)."""
     _checked(model)
-    if callable(getattr(model, "formulated", None)):
-        return model.formulated(lambda emo: MobileEMO(emo, tokens=True))
     return MobileEMO(copy.deepcopy(model).eval(), tokens=True).eval()

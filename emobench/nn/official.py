@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .emo import EMO
+from .fused import stage_outputs, staged_blocks
 from .m2 import M2Block
 
 
@@ -75,21 +76,12 @@ class OfficialEMO(nn.Module):
     def __init__(self, model: EMO) -> None:
         super().__init__()
         self.stem = model.stage0[0]
-        self.blocks = nn.Sequential()
-        self.stage_ends: list[int] = []
-        for stage in model.stages:
-            self.blocks.extend(OfficialBlock(b) for b in stage if isinstance(b, M2Block))
-            self.stage_ends.append(len(self.blocks))
+        self.blocks, self.stage_ends = staged_blocks(model.stages, OfficialBlock)
         self.norm, self.head = model.norm, model.head
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Outputs of stage0 … stage4 (the official ``forward_features`` list), NCHW."""
-        x, outs, start = self.stem(x), [], 0
-        for end in self.stage_ends:
-            x = self.blocks[start:end](x)
-            outs.append(x)
-            start = end
-        return outs
+        return stage_outputs(self.blocks, self.stage_ends, self.stem(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.blocks(self.stem(x))
@@ -98,12 +90,8 @@ class OfficialEMO(nn.Module):
 
 
 def supports_official(model: nn.Module) -> str | None:
-    """None when the official code can express ``model`` (an EMO, or a down-stream model on one); else why not."""
-    if callable(getattr(model, "form_unsupported", None)):  # a down-stream model: its backbone decides
-        why = model.form_unsupported()
-        if why:
-            return why
-    elif not isinstance(model, EMO):
+    """None when the official code can express ``model``; else why not."""
+    if not isinstance(model, EMO):
         return f"{type(model).__name__} is not an EMO network"
     for block in (b for b in model.modules() if isinstance(b, M2Block)):
         cfg = block.cfg
@@ -115,7 +103,5 @@ def supports_official(model: nn.Module) -> str | None:
     return None
 
 
-def officialize(model: EMO) -> nn.Module:
-    if callable(getattr(model, "formulated", None)):
-        return model.formulated(OfficialEMO)
+def officialize(model: EMO) -> OfficialEMO:
     return OfficialEMO(model).eval()
