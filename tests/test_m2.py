@@ -178,3 +178,21 @@ def test_invalid_block_configs_are_rejected(bad, field):
 def test_config_validation_without_the_zoo():
     with pytest.raises(ValidationError):
         M2BlockConfig(dim_in=64, dim_out=64, v_group=True)
+
+
+@pytest.mark.parametrize("name", ["relu", "relu6", "silu", "gelu", "hardswish", "sigmoid"])
+def test_in_place_activation_overwrites_only_without_grad(name):
+    from emobench.nn.layers import act_fn, in_place_act_fn
+
+    x = torch.randn(2, 5, 7, 3) * 4
+    expected = act_fn(name)(x)
+    with torch.inference_mode():
+        y = x.clone()
+        out = in_place_act_fn(name)(y)
+        assert torch.equal(out, expected) and out.data_ptr() == y.data_ptr()  # same values, no new map
+    leaf = x.clone().requires_grad_()
+    fresh = leaf * 1.0
+    out = in_place_act_fn(name)(fresh)
+    assert torch.equal(out, expected) and torch.equal(fresh, x)  # with grad: out of place, input kept for backward
+    out.sum().backward()
+    assert leaf.grad is not None

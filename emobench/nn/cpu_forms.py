@@ -6,7 +6,7 @@ Each function here derives, from a reference :class:`EMO` in eval mode, a module
 - every 1×1 projection outside the attention core is an NCHW ``conv2d`` with BatchNorm folded in (a BatchNorm
   pre-norm is folded into the 1×1 conv that reads it): ORT turns NCHW conv chains into its blocked NCHWc
   convolutions and OpenVINO's CPU plugin into blocked oneDNN convs, with no layout reorders between them;
-- GELU is written ``x·(1 + erf(x/√2))·0.5``: that is the operand order ORT's ``GeluFusion`` matches, so the five
+- GELU (ORT form) is written ``x·(1 + erf(x/√2))·0.5``: that is the operand order ORT's ``GeluFusion`` matches, so the five
   element-wise nodes become one ``Gelu`` kernel (``F.gelu`` exports as ``0.5·(1+erf)`` first, which it misses);
 - the window attention (grid or global windows, attn_pre) takes each operand from its layout to the
   (windows·heads, N, d) batch-matmul layout in ONE transpose (partition and head split together; K straight to
@@ -17,7 +17,7 @@ Each function here derives, from a reference :class:`EMO` in eval mode, a module
 
 Variants differ only in how the attention's LayerNorm, Q/K and MLP_e are written; see each function.
 Measured (2 threads, batch 1, 224², median of 3 interleaved rounds, ratio to ``official``): ``cpu_ort`` on
-ONNX Runtime 0.67–0.69 (emo_1m) / 0.66 (emo_5m); ``cpu_ov`` on OpenVINO 0.75–0.78 / 0.79 (``reference``
+ONNX Runtime 0.67–0.69 (emo_1m) / 0.66 (emo_5m); ``cpu_ov`` on OpenVINO 0.77 / 0.78 (``reference``
 0.84–0.87 / 0.84). OpenVINO fuses the attention core (bmm, softmax, bmm) into one MHA snippet for every form;
 what ``cpu_ov`` removes is its LayerNorm chain and the reorders around it.
 Not for LiteRT: ``cpu_ort`` measured 1.19 there (``mobile-tokens`` 0.77); the 7/8-D transposes and the
@@ -288,12 +288,15 @@ def cpu_ov(model: EMO) -> nn.Module:
     """OpenVINO: as :func:`cpu_ort`, but LayerNorm on rank-3 (B, H·W, C) tokens, which OpenVINO compiles into one
     MVN with the layout change absorbed (rank-4 NHWC gives Transpose + ReduceMean + Sub + Reorder + RMS), and
     MLP_e as a FullyConnected on tokens, one transpose back to NCHW for the depth-wise conv.
+    GELU is the native op here: OpenVINO fuses it into the convolution before it as a post-op, while the
+    ORT-ordered erf form stays a separate element-wise snippet after the downsampling blocks' expansion convs
+    (0.14 + 0.11 ms on emo_5m; one interleaved run, ratio to official: emo_1m 0.812 → 0.770, emo_5m 0.791 → 0.776).
     (Measured alternatives on emo_1m: rank-4 LN 0.85–0.89; separate Q/K 0.78; LN as explicit mean/rsqrt 0.83;
-    LN over the channel axis of the NCHW map 0.94; native-GELU vs fusable GELU within noise.)
+    LN over the channel axis of the NCHW map 0.94.)
     Profiled (PERF_COUNT, emo_1m, 4.2 ms): convolutions 1.6 ms, depth-wise 0.74, MHA/element-wise snippets 0.7,
     FullyConnected 0.59, transposes 0.18, reorders 0.17 (0.08 of it the input's NCHW→NHWC for the stem). The
     largest node is the first 24→96 expansion at 112² (0.47 ms, ~0.2 of it the fused Swish). Tried, no gain:
     the stem block's squeeze-excite pool as ``avg_pool2d`` (AvgPool 55 µs vs ReduceMean 90 µs in isolation,
     but 0.799 vs 0.805 on emo_1m and 0.787 vs 0.779 on emo_5m: noise); that expansion block in 2/4 row bands or
     2/4 channel groups (0–10 % slower in isolation); SiLU through tanh (slower: breaks the Swish fusion)."""
-    return _variant(model, dict(tok3d=True), ln="tokens", qk_joint=True, out_tokens=True)
+    return _variant(model, dict(tok3d=True), ln="tokens", qk_joint=True, out_tokens=True, native_gelu=True)

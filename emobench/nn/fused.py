@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .emo import EMO
-from .layers import LayerNorm2d, act_fn
+from .layers import LayerNorm2d, in_place_act_fn
 from .m2 import M2Block, window_attention
 
 
@@ -84,8 +84,8 @@ class FusedM2Block(nn.Module):
     def __init__(self, block: M2Block) -> None:
         super().__init__()
         cfg = self.cfg = block.cfg
-        self.act = act_fn(cfg.act)
-        self.dw_act = act_fn(cfg.dw_act)
+        self.act = in_place_act_fn(cfg.act)  # every activation here reads a fresh linear/conv output
+        self.dw_act = in_place_act_fn(cfg.dw_act)
         self.num_heads = cfg.num_heads
         fold_norm = cfg.expand and cfg.attention is None and cfg.cascade == "cascaded"
         # Pre-norm: "ln" keeps its normalisation; its affine part, or a BatchNorm, is folded into MLP_e when
@@ -116,7 +116,7 @@ class FusedM2Block(nn.Module):
             self.dw_args = dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation, groups=conv.groups)
         self.se = None
         if isinstance(block.se, nn.Module) and hasattr(block.se, "conv_reduce"):
-            self.se_act = act_fn(cfg.act)
+            self.se_act = in_place_act_fn(cfg.act)
             self.se_w1, self.se_b1 = _frozen(block.se.conv_reduce.weight.flatten(1)), _frozen(block.se.conv_reduce.bias)
             self.se_w2, self.se_b2 = _frozen(block.se.conv_expand.weight.flatten(1)), _frozen(block.se.conv_expand.bias)
             self.se = True
