@@ -12,6 +12,8 @@ backend's preference list that exports and passes parity.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -56,6 +58,7 @@ class BenchPlan:
     batches: list[int] = field(default_factory=lambda: [1])
     threads: list[int] = field(default_factory=lambda: [min(torch.get_num_threads(), os.cpu_count() or 1)])
     resolution: tuple[int, int] | None = None
+    #: one dtype, or several comma-separated ("fp32,int8"): measured interleaved in one run, like backends
     dtype: str = "fp32"
     forms: list[str] = field(default_factory=lambda: [AUTO])
     warmup: int = 10
@@ -78,6 +81,10 @@ class BenchPlan:
     min_agreement: float = MIN_TOP1_AGREEMENT
     min_cosine: float = MIN_LOGIT_COSINE
 
+    @property
+    def dtypes(self) -> list[str]:
+        return list(dict.fromkeys(parse_names(self.dtype)))
+
     def validate(self) -> None:
         unknown = [b for b in self.backends if b not in BACKENDS]
         if unknown:
@@ -92,8 +99,9 @@ class BenchPlan:
         if max(self.threads) > cores:
             raise EmobenchError(f"{max(self.threads)} threads on a machine with {cores} cores would time the "
                                 f"scheduler, not the model (use -t 1..{cores})")
-        if self.dtype not in TOLERANCE:
-            raise EmobenchError(f"unknown dtype '{self.dtype}' (choose {', '.join(TOLERANCE)})")
+        bad = [d for d in self.dtypes if d not in TOLERANCE]
+        if bad or not self.dtypes:
+            raise EmobenchError(f"unknown dtype '{','.join(bad) or self.dtype}' (choose {', '.join(TOLERANCE)}, or several comma-separated)")
         bad = [f for f in self.forms if f not in form_names()]
         if bad or not self.forms:
             raise EmobenchError(f"unknown form '{','.join(bad)}' (choose {', '.join(form_names())})")
@@ -103,9 +111,9 @@ class BenchPlan:
             raise EmobenchError(f"timeout must be > 0 seconds, got {self.timeout}")
         if self.tolerance is not None and not self.tolerance >= 0:
             raise EmobenchError(f"tolerance must be >= 0, got {self.tolerance}")
-        if self.tolerance is not None and self.dtype == "int8":
+        if self.tolerance is not None and "int8" in self.dtypes:
             raise EmobenchError("int8 parity is top-1 agreement and logit cosine (--min-agreement, --min-cosine), not a max |Δ| tolerance")
-        if self.calibration is not None and self.dtype != "int8":
+        if self.calibration is not None and "int8" not in self.dtypes:
             raise EmobenchError("--calibration calibrates an int8 export: add --dtype int8")
         if self.calibration_size < 1 or (self.limit is not None and self.limit < 1):
             raise EmobenchError("the calibration size and the image limit must be >= 1")
@@ -161,11 +169,23 @@ def model_identity(item) -> dict:
     return ident
 
 
+@functools.cache
+def code_fingerprint() -> str:
+    """A hash of the code that decides what an export contains (the networks and their formulations in
+    ``emobench/nn``, the exporters in ``emobench/measure``): an edited formulation must not reuse an artifact
+    cached from the old one under an unchanged version number."""
+    root = Path(__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted([*(root / "nn").glob("*.py"), *(root / "measure").glob("*.py")]):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _artifact_key(identity: dict, form: str, shape, backend: Backend, fingerprint: str) -> str:
     ident = {
         **identity, "form": form, "shape": list(shape),
         "backend": backend.name, "backend_version": backend.version(), "torch": torch.__version__,
-        "emobench": __version__, "weights": fingerprint, "format": ARTIFACT_FORMAT,
+        "emobench": __version__, "code": code_fingerprint(), "weights": fingerprint, "format": ARTIFACT_FORMAT,
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
@@ -216,6 +236,7 @@ class _Slot:
     shape: tuple[int, ...]
     inputs: dict  # input / expected .npy paths (and the images to score, where there are)
     fingerprint: str
+    plan: BenchPlan  # the sweep's plan at this slot's one dtype
     seq: int = 0
     calibration: object = None  # int8: the calibration inputs (N×C×H×W array)
     accuracy: dict = field(default_factory=dict)  # record fields known before measuring (image source, calibration)
@@ -276,6 +297,11 @@ def _resolve(plan: BenchPlan, slot: _Slot, threads: int, workdir: Path, toleranc
     return None
 
 
+def _tolerance(plan: BenchPlan) -> float:
+    """The parity tolerance at ``plan``'s (one) dtype."""
+    return plan.tolerance if plan.tolerance is not None else TOLERANCE[plan.dtype]
+
+
 def _input_shape(item, module: torch.nn.Module, resolution, batch: int) -> tuple[int, ...]:
     if not isinstance(item, torch.nn.Module):
         return resolve(item).input_shape(resolution, batch)
@@ -304,7 +330,6 @@ def run_bench(plan: BenchPlan, store: ResultStore | None = None, progress: Progr
     from .measure.images import prepare_image_inputs
 
     plan.validate()
-    tolerance = plan.tolerance if plan.tolerance is not None else TOLERANCE[plan.dtype]
     report = progress or (lambda label, done, total: None)
     slots: list[_Slot] = []
     skipped: list[tuple] = []
@@ -326,38 +351,41 @@ def run_bench(plan: BenchPlan, store: ResultStore | None = None, progress: Progr
                 with torch.inference_mode():
                     expected = reference(x)
                 stem = workdir / f"model{index}-b{batch}"  # references may hold '/' and ':'
-                inputs = {"input": f"{stem}-x.npy", "expected": f"{stem}-y.npz"}
-                scored = prepare_image_inputs(plan, index, reference, shape, workdir, report)
-                if scored.images is not None:
-                    inputs["images"] = scored.images
+                common = {"input": f"{stem}-x.npy", "expected": f"{stem}-y.npz"}
                 if in_memory and any(BACKENDS[b].suffix is None for b in plan.backends):
-                    inputs.update(_program_for_worker(reference, x, f"{stem}.pt2"))
-                np.save(inputs["input"], x.numpy(), allow_pickle=False)
+                    common.update(_program_for_worker(reference, x, f"{stem}.pt2"))
+                np.save(common["input"], x.numpy(), allow_pickle=False)
                 outs = expected if isinstance(expected, (tuple, list)) else (expected,)
-                np.savez(inputs["expected"], **{f"out_{i}": o.float().numpy() for i, o in enumerate(outs)})
-                for backend_name in plan.backends:
-                    backend = BACKENDS[backend_name]
-                    reason = backend.unavailable() or (
-                        None if plan.dtype in backend.dtypes else f"{backend.name} runs {', '.join(backend.dtypes)} only")
-                    for form in plan.forms:
-                        seq = len(skipped) + len(slots)  # records come back in the plan's order
-                        if reason:
-                            skipped.append((seq, name, backend, batch, form, shape, reason))
-                            continue
-                        options = candidates(form, backend.name, reference)
-                        if in_memory and backend.suffix is None:  # the worker runs the module's exported graph
-                            options = [(n, None if n == "reference" else "an in-memory module runs as given on "
-                                        "eager backends (form reference)") for n, _ in options if n == "reference" or form != AUTO]
-                        slots.append(_Slot(name, backend, batch, form, options, reference, entry, shape, inputs,
-                                           fingerprint, seq, calibration=scored.calibration, accuracy=scored.fields))
+                np.savez(common["expected"], **{f"out_{i}": o.float().numpy() for i, o in enumerate(outs)})
+                for dtype in plan.dtypes:  # several dtypes: one more dimension of the interleaved sweep
+                    at_dtype = dataclasses.replace(plan, dtype=dtype)
+                    scored = prepare_image_inputs(at_dtype, index, reference, shape, workdir, report)
+                    inputs = {**common, **({"images": scored.images} if scored.images is not None else {})}
+                    for backend_name in plan.backends:
+                        backend = BACKENDS[backend_name]
+                        reason = backend.unavailable() or (
+                            None if dtype in backend.dtypes else f"{backend.name} runs {', '.join(backend.dtypes)} only")
+                        for form in plan.forms:
+                            seq = len(skipped) + len(slots)  # records come back in the plan's order
+                            if reason:
+                                skipped.append((seq, name, backend, batch, form, shape, at_dtype, reason))
+                                continue
+                            options = candidates(form, backend.name, reference)
+                            if in_memory and backend.suffix is None:  # the worker runs the module's exported graph
+                                options = [(n, None if n == "reference" else "an in-memory module runs as given on "
+                                            "eager backends (form reference)") for n, _ in options if n == "reference" or form != AUTO]
+                            slots.append(_Slot(name, backend, batch, form, options, reference, entry, shape, inputs,
+                                               fingerprint, at_dtype, seq, calibration=scored.calibration,
+                                               accuracy=scored.fields))
 
         done_records: dict[tuple[int, int], BenchRecord] = {}
 
         def record(order: tuple[int, int], slot_like: dict, threads: int, **kw) -> None:
-            backend = slot_like["backend"]
+            backend, at_dtype = slot_like["backend"], slot_like["plan"]
             rec = BenchRecord(
                 model=slot_like["model"], backend=backend.name, batch=slot_like["batch"], threads=threads,
-                resolution=f"{slot_like['shape'][2]}x{slot_like['shape'][3]}", dtype=plan.dtype, tolerance=tolerance,
+                resolution=f"{slot_like['shape'][2]}x{slot_like['shape'][3]}", dtype=at_dtype.dtype,
+                tolerance=_tolerance(at_dtype),
                 form_requested=slot_like["form_requested"], created=time.time(),
                 machine=f"{socket.gethostname()} ({cpu_name()})", env=environment(backend, threads),
                 params={"warmup": plan.warmup, "min_time": plan.min_time, "min_runs": plan.min_runs,
@@ -373,7 +401,7 @@ def run_bench(plan: BenchPlan, store: ResultStore | None = None, progress: Progr
             """Store the record of one (slot, threads) as soon as its last round is in, or its failure known."""
             threads = plan.threads[threads_index]
             base = dict(model=slot.model, backend=slot.backend, batch=slot.batch, form_requested=slot.form_requested,
-                        shape=slot.shape)
+                        shape=slot.shape, plan=slot.plan)
             runs = slot.results.get(threads, [])
             order = (slot.seq, threads_index)
             if slot.chosen is None or not runs:
@@ -386,12 +414,12 @@ def run_bench(plan: BenchPlan, store: ResultStore | None = None, progress: Progr
                        export_s=art.export_s if art else None, artifact_bytes=art.size if art else None,
                        cached=art.cached if art else None)
                 return
-            record(order, base, threads, form=slot.chosen, **_accuracy(slot, runs[-1]), **_aggregate(runs, slot, plan, threads))
+            record(order, base, threads, form=slot.chosen, **_accuracy(slot, runs[-1]), **_aggregate(runs, slot, slot.plan, threads))
 
-        for seq, name, backend, batch, form, shape, reason in skipped:
+        for seq, name, backend, batch, form, shape, at_dtype, reason in skipped:
             for t, threads in enumerate(plan.threads):
-                record((seq, t), dict(model=name, backend=backend, batch=batch, form_requested=form, shape=shape), threads,
-                       form=form, status="skipped", error=reason)
+                record((seq, t), dict(model=name, backend=backend, batch=batch, form_requested=form, shape=shape,
+                                      plan=at_dtype), threads, form=form, status="skipped", error=reason)
 
         total = len(slots) * len(plan.threads) * plan.rounds
         done = 0
@@ -399,18 +427,20 @@ def run_bench(plan: BenchPlan, store: ResultStore | None = None, progress: Progr
             for slot in slots:
                 for t, threads in enumerate(plan.threads):
                     label = f"round {rnd + 1}/{plan.rounds} · {slot.model} · {slot.backend.name} · b{slot.batch} t{threads}"
+                    if len(plan.dtypes) > 1:
+                        label += f" {slot.plan.dtype}"
                     report(label, done, total)
                     done += 1
                     if slot.chosen is None and slot.failure is not None and slot.results == {}:
                         continue  # every candidate failed in the first round (and was stored then)
                     if slot.chosen is None:
-                        result = _resolve(plan, slot, threads, workdir, tolerance)
+                        result = _resolve(slot.plan, slot, threads, workdir, _tolerance(slot.plan))
                         if result is None:
                             for t_all in range(len(plan.threads)):
                                 finish(slot, t_all)
                             continue
                     else:
-                        spec = _spec(plan, slot, slot.chosen, slot.artifact, threads, tolerance)
+                        spec = _spec(slot.plan, slot, slot.chosen, slot.artifact, threads, _tolerance(slot.plan))
                         result = run_worker(spec, workdir, plan.timeout)
                     slot.results.setdefault(threads, []).append(result)
                     if rnd == plan.rounds - 1:

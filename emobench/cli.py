@@ -275,7 +275,7 @@ def bench(
     batch: Annotated[str, typer.Option("--batch", "-b", help="Batch sizes, e.g. 1,8 (throughput for batch > 1).")] = "1",
     threads: Annotated[Optional[str], typer.Option("--threads", "-t", help="CPU thread counts, e.g. 1,2 (default: torch's, at most the core count).")] = None,
     resolution: Annotated[Optional[str], typer.Option("--resolution", "-r", help="Input H or HxW (default: the entry's).")] = None,
-    dtype: Annotated[str, typer.Option(help="fp32 (fp32 on every backend); bf16 (torch autocast, OpenVINO where the CPU has it, cuda); fp16 (cuda); int8 (static post-training quantization: executorch, litert, onnxruntime, openvino).")] = "fp32",
+    dtype: Annotated[str, typer.Option(help="fp32 (fp32 on every backend); bf16 (torch autocast, OpenVINO where the CPU has it, cuda); fp16 (cuda); int8 (static post-training quantization: executorch, litert, onnxruntime, openvino). Several, comma-separated (fp32,int8), are measured interleaved in one run, so int8 / fp32 is a ratio from one run.")] = "fp32",
     calibration: CalibrationOpt = None,
     calibration_size: CalibrationSizeOpt = 100,
     min_agreement: MinAgreementOpt = 0.9,
@@ -333,7 +333,7 @@ def bench(
         check_fits(ref, ref.input_shape(plan.resolution, max(plan.batches)))
     (records, history), store_path = _run_stored(store, no_store, lambda db, step: (
         run_bench(plan, db, step),
-        db.records() if db is not None and plan.dtype != "fp32" else None))  # the fp32 records beside int8
+        db.records() if db is not None and plan.dtypes != ["fp32"] else None))  # the fp32 records beside int8
     shown = format_for(fmt_, output)
     if shown in (Format.json, Format.csv):
         # scripts get every field under a stable name (schema emobench.bench/1), explain reports included
@@ -363,7 +363,7 @@ def evaluate(
     images: Annotated[Path, typer.Option("--images", help="An ImageFolder: one sub-folder per class, classes in sorted order (or --class-index).")],
     checkpoint: Annotated[Optional[Path], typer.Option(help="Trained weights (torch state dict or .safetensors; never unpickled beyond tensors).")] = None,
     backend: Annotated[str, typer.Option("--backend", "-B", help="Comma-separated backends, or 'all' (see bench).")] = "torch",
-    dtype: Annotated[str, typer.Option(help="fp32, or int8 (calibrated on --calibration, else random inputs).")] = "fp32",
+    dtype: Annotated[str, typer.Option(help="fp32, or int8 (calibrated on --calibration, else random inputs); fp32,int8 scores both in one run.")] = "fp32",
     batch: Annotated[int, typer.Option("--batch", "-b", min=1, help="Batch size of the exports the images go through.")] = 1,
     threads: Annotated[Optional[int], typer.Option("--threads", "-t", min=1, help="CPU threads (default: torch's, at most the core count).")] = None,
     form: Annotated[str, typer.Option("--form", help="Formulation(s), as for bench (auto: each backend's fastest exact one).")] = "auto",

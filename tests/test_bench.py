@@ -69,6 +69,19 @@ def test_exports_are_cached(tmp_path):
     assert second.export_s == first.export_s and second.artifact_bytes == first.artifact_bytes > 0
 
 
+def test_edited_formulation_code_is_exported_anew(monkeypatch, tmp_path):
+    """The cache key holds a hash of emobench's network/exporter sources: an artifact exported by other code
+    (an edited formulation under the same version number) is not reused."""
+    if B.BACKENDS["onnxruntime"].unavailable():
+        pytest.skip("onnxruntime is not installed")
+    plan = BenchPlan(["irmb_contiguous"], ["onnxruntime"], **FAST)
+    first, = run_bench(plan)
+    assert len(bench_module.code_fingerprint()) == 16
+    monkeypatch.setattr(bench_module, "code_fingerprint", lambda: "edited")
+    second, = run_bench(plan)
+    assert not second.cached
+
+
 def test_missing_backend_is_skipped_with_install_hint(monkeypatch):
     monkeypatch.setitem(B.BACKENDS, "missing", fake.Missing())
     (rec,) = run_bench(BenchPlan(["irmb"], ["missing"], **FAST))

@@ -4,7 +4,6 @@ against eager fp32 torch; latency and size beside the fp32 record; what stayed i
 from __future__ import annotations
 
 
-import numpy as np
 import pytest
 import torch
 from digits import shared_digits
@@ -23,9 +22,14 @@ def digits(tmp_path_factory):
 
 
 def test_emo_tiny_int8_on_xnnpack_and_onnxruntime_agrees_with_fp32_and_is_smaller():
-    fp32 = run_bench(BenchPlan(models=["emo_tiny"], backends=["onnxruntime"], **FAST))
-    int8 = run_bench(BenchPlan(models=["emo_tiny"], backends=["executorch", "onnxruntime", "torch"], dtype="int8", **FAST))
-    table = records_table(int8, records_table(fp32)).set_index("backend")
+    # fp32 and int8 in one interleaved sweep: int8 / fp32 is a ratio from one run
+    records = records_table(run_bench(BenchPlan(models=["emo_tiny"], backends=["executorch", "onnxruntime", "torch"],
+                                                dtype="fp32,int8", **FAST)))
+    assert [(r.dtype, r.backend) for r in records.itertuples()] == [
+        (d, b) for d in ("fp32", "int8") for b in ("executorch", "onnxruntime", "torch")]  # the plan's order
+    fp32 = records[records["dtype"] == "fp32"].set_index("backend")
+    table = records[records["dtype"] == "int8"].set_index("backend")
+    assert (fp32["status"] == "ok").all() and fp32["ratio_to_fp32"].isna().all()
     assert table.loc["torch", "status"] == "skipped"  # eager torch has no int8 path: said, not faked
     for backend in ("executorch", "onnxruntime"):
         r = table.loc[backend]
@@ -34,11 +38,12 @@ def test_emo_tiny_int8_on_xnnpack_and_onnxruntime_agrees_with_fp32_and_is_smalle
         assert r["image_source"] == "random inputs" and r["images"] == RANDOM_CALIBRATION
         assert r["top1_agreement"] >= MIN_TOP1_AGREEMENT and MIN_LOGIT_COSINE <= r["logit_cosine"] <= 1 + 1e-6
         assert r["explain"]["precisions"]["int8"] > 0 and isinstance(r["explain"]["float"], dict)
-    ort, ort_fp32 = table.loc["onnxruntime"], records_table(fp32).iloc[0]
+    ort, ort_fp32 = table.loc["onnxruntime"], fp32.loc["onnxruntime"]
     assert ort["size_ratio_to_fp32"] == pytest.approx(ort["artifact_bytes"] / ort_fp32["artifact_bytes"])
     assert ort["size_ratio_to_fp32"] < 1  # int8 weights take a byte where fp32 takes four
     assert ort["ratio_to_fp32"] == pytest.approx(ort["median_ms"] / ort_fp32["median_ms"])
-    assert table.loc["executorch", "ratio_to_fp32"] is None or np.isnan(table.loc["executorch", "ratio_to_fp32"])  # no fp32 record
+    et = table.loc["executorch"]
+    assert et["ratio_to_fp32"] == pytest.approx(et["median_ms"] / fp32.loc["executorch", "median_ms"])
 
 
 def test_pt2e_report_says_which_operators_stayed_float():
@@ -59,9 +64,10 @@ def test_pt2e_report_says_which_operators_stayed_float():
 def test_eval_int8_calibrated_on_images_and_thresholds(capsys, monkeypatch, digits):
     args = ("--images", str(digits.images), "-B", "onnxruntime", "--dtype", "int8", "--calibration", str(digits.images),
             "--calibration-size", "64", "-b", "16", "--limit", "400")
-    code, data, err = eval_json(capsys, monkeypatch, digits, *args)
+    code, data, err = eval_json(capsys, monkeypatch, digits, *[a if a != "int8" else "fp32,int8" for a in args])
     assert code == 0, err
-    (r,) = data["rows"]
+    fp32, r = data["rows"]  # both dtypes scored in one run, on the same images
+    assert (fp32["dtype"], fp32["calibration"], fp32["images"]) == ("fp32", None, r["images"])
     assert r["dtype"] == "int8" and r["calibration"] == f"{digits.images} (64 images)"
     assert r["top1_agreement"] >= MIN_TOP1_AGREEMENT and r["top1"] <= r["top5"]
     # thresholds no int8 model meets: parity-failed, exit 1, the reason named
@@ -74,6 +80,8 @@ def test_int8_bad_options_are_one_line(capsys, monkeypatch, tmp_path):
     assert_user_error(code, err, "--dtype int8")
     code, _, err = run(capsys, monkeypatch, "bench", "emo_tiny", "-B", "onnxruntime", "--dtype", "int8", "--tolerance", "0.1", "--no-store")
     assert_user_error(code, err, "agreement")
+    code, _, err = run(capsys, monkeypatch, "bench", "emo_tiny", "-B", "onnxruntime", "--dtype", "fp32,int7", "--no-store")
+    assert_user_error(code, err, "int7")
     code, _, err = run(capsys, monkeypatch, "bench", "emo_tiny", "-B", "onnxruntime", "--dtype", "int8", "--calibration",
                        str(tmp_path / "none"), "--no-store")
     assert_user_error(code, err, "not found")

@@ -306,7 +306,7 @@ def prepare_image_inputs(plan, index: int, reference, shape: tuple[int, ...], wo
     """Decode the evaluation images and the calibration images of ``plan`` (a ``BenchPlan``) for model
     ``index`` at ``shape``'s input size with the model's preprocessing, and compute eager fp32 torch's logits
     on the images that will be scored (the evaluation images, else for int8 the calibration inputs). Done once
-    per model and input size; other batch sizes reuse it."""
+    per model, input size and dtype (``plan`` is at one dtype); other batch sizes reuse it."""
     import torch
 
     from .quantize import random_calibration
@@ -314,7 +314,7 @@ def prepare_image_inputs(plan, index: int, reference, shape: tuple[int, ...], wo
     if plan.images is None and plan.dtype != "int8":
         return ScoredInputs()
     c, h, w = shape[1:]
-    stem = workdir / f"model{index}-{c}x{h}x{w}"
+    stem = workdir / f"model{index}-{c}x{h}x{w}-{plan.dtype}"  # one dtype of the plan (int8 adds calibration)
     saved = stem.with_suffix(".json")
     if saved.exists():  # another batch size of the same model
         info = json.loads(saved.read_text())

@@ -7,6 +7,8 @@ round-off) with fewer, cheaper kernels:
   keeps its normalisation and gives up only its affine part);
 - window attention runs through ``F.scaled_dot_product_attention``;
 - the depth-wise conv runs on a channels-last view of the same memory, so no layout copies are made.
+- under inference every activation overwrites the fresh linear/conv output it reads: a new multi-MB map per
+  activation costs as much in page faults on first touch as the activation itself.
 Its parameters are derived, so it is for inference only; train and load checkpoints on the reference model.
 """
 
