@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .emo import EMO
-from .fused import _bn_affine, _frozen, fold_stem_and_head
+from .fused import _bn_affine, _frozen, fold_stem_and_head, stage_outputs, staged_blocks
 from .layers import LayerNorm2d, act_fn
 from .m2 import M2Block
 from .mobile import _conv_of, _dense, local_nchw
@@ -224,11 +224,13 @@ class CpuEMO(nn.Module):
         super().__init__()
         self.cfg = model.cfg
         fold_stem_and_head(self, model)
-        self.blocks = nn.Sequential(
-            *[CpuM2Block(b, ln, qk_joint, out_tokens, native_gelu) for stage in model.stages for b in stage if isinstance(b, M2Block)]
-        )
+        self.blocks, self.stage_ends = staged_blocks(model.stages, lambda b: CpuM2Block(b, ln, qk_joint, out_tokens, native_gelu))
         self.norm_eps = model.norm.norm.eps
         self.ln = ln
+
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Outputs of stage0 … stage4, NCHW (a down-stream backbone reads them)."""
+        return stage_outputs(self.blocks, self.stage_ends, F.conv2d(x, self.stem_weight, self.stem_bias, **self.stem_args))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.conv2d(x, self.stem_weight, self.stem_bias, **self.stem_args)

@@ -23,20 +23,17 @@ from ..errors import EmobenchError
 class Formulation:
     name: str
     description: str
-    #: reference model (eval) → the module to run; the input is never modified
+    #: reference model (eval) → the module to run; the input is never modified. Every form but the reference
+    #: builds a module with ``forward_stages`` (the stage maps), so it can also run a down-stream model's backbone
     build: Callable[[nn.Module], nn.Module]
     #: None when ``model`` has this formulation, else the reason it has not
     unsupported: Callable[[nn.Module], str | None]
-    #: the built module has ``forward_stages`` (stage maps), so it can also run a down-stream model's backbone
-    staged: bool = False
 
     def unavailable(self, model: nn.Module) -> str | None:
         """Why ``model`` has no such form, or None. A down-stream model (``formulated``) takes the form in its
         EMO backbone, neck and heads unchanged."""
         if self.name == "reference" or not callable(getattr(model, "formulated", None)):
             return self.unsupported(model)
-        if not self.staged:
-            return f"the {self.name} form has no stage maps to feed a neck or head"
         return model.form_unsupported() or self.unsupported(model.backbone_network())
 
     def apply(self, model: nn.Module) -> nn.Module:
@@ -60,16 +57,16 @@ FORMULATIONS: dict[str, Formulation] = {
         Formulation("reference", "official parameters and keys, NCHW convs, explicit attention matmuls on tokens "
                     "(trainable; what the counts and checkpoints use)", lambda m: m, lambda m: None),
         Formulation("fused", "NHWC tokens, 1×1 convs as linears, BN/LN-affine folded, SDPA windows "
-                    "(eager torch's kernels)", _lazy(".fused", "fuse"), _lazy(".fused", "fused_unsupported"), staged=True),
+                    "(eager torch's kernels)", _lazy(".fused", "fuse"), _lazy(".fused", "fused_unsupported")),
         Formulation("official", "the official code's operator sequence: NCHW 1×1 convs, einops-style reshape/"
                     "permute windows, q@kᵀ→softmax→@x, LayerNorm2d by permutes (the comparator)",
-                    _lazy(".official", "officialize"), _lazy(".official", "supports_official"), staged=True),
+                    _lazy(".official", "officialize"), _lazy(".official", "supports_official")),
         Formulation("mobile", "NCHW convs with BN folded, LayerNorm from delegable ops, separate Q/K convs, heads "
                     "folded into 3-D batch matmuls (ExecuTorch's XNNPACK delegate takes it whole)", _lazy(".mobile", "mobilize"),
-                    _lazy(".mobile", "mobile_unsupported"), staged=True),
+                    _lazy(".mobile", "mobile_unsupported")),
         Formulation("mobile-tokens", "mobile, with the attention and its LayerNorm on channels-last tokens "
                     "(LiteRT's converter turns them into FULLY_CONNECTED and fewer transposes)", _lazy(".mobile", "mobilize_tokens"),
-                    _lazy(".mobile", "mobile_unsupported"), staged=True),
+                    _lazy(".mobile", "mobile_unsupported")),
         Formulation("cpu-ort", "NCHW convs with BN folded; attention operands to batch-matmul layout in one transpose "
                     "each (4 per block), LayerNorm on NHWC tokens, GELU in the order ONNX Runtime fuses",
                     _lazy(".cpu_forms", "cpu_ort"), _lazy(".cpu_forms", "cpu_forms_unsupported")),
