@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import emobench
 from emobench.nn import AttentionConfig, M2Block, M2BlockConfig

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..errors import EmobenchError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 THRESHOLDS = (0.2, 0.3, 0.5, 0.99)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
