@@ -261,11 +261,11 @@ def _export(slot: _Slot, form: str) -> Artifact | None:
     return slot.backend.prepare(model, x.to(slot.backend.device), key, calibration=slot.calibration)
 
 
-def _spec(plan: BenchPlan, slot: _Slot, form: str, artifact: Artifact | None, threads: int, tolerance: float) -> dict:
-    backend = type(slot.backend)
+def _spec(slot: _Slot, form: str, artifact: Artifact | None, threads: int) -> dict:
+    backend, plan = type(slot.backend), slot.plan
     spec = {
         "backend": f"{backend.__module__}:{backend.__qualname__}", "dtype": plan.dtype, "threads": threads,
-        "warmup": plan.warmup, "min_time": plan.min_time, "min_runs": plan.min_runs, "tolerance": tolerance,
+        "warmup": plan.warmup, "min_time": plan.min_time, "min_runs": plan.min_runs, "tolerance": _tolerance(plan),
         "time": plan.timed, **slot.inputs,
         "artifact": None, "model": {"name": slot.model, "checkpoint": plan.checkpoint, "form": form,
                                     "zoo_dirs": [str(d) for d in current_extra_dirs()]},
@@ -276,7 +276,7 @@ def _spec(plan: BenchPlan, slot: _Slot, form: str, artifact: Artifact | None, th
     return spec
 
 
-def _resolve(plan: BenchPlan, slot: _Slot, threads: int, workdir: Path, tolerance: float) -> dict | None:
+def _resolve(slot: _Slot, threads: int, workdir: Path) -> dict | None:
     """Try the slot's candidates in order until one exports and passes parity; returns that first result."""
     for form, unsupported in slot.candidates:
         if unsupported:  # auto passes over forms the model has not; a forced one is an error
@@ -288,7 +288,7 @@ def _resolve(plan: BenchPlan, slot: _Slot, threads: int, workdir: Path, toleranc
             slot.notes.append(f"{form}: export failed ({first_line(err)})")
             slot.failure = {"status": "error", "error": f"export: {first_line(err)}"}
             continue
-        result = run_worker(_spec(plan, slot, form, artifact, threads, tolerance), workdir, plan.timeout)
+        result = run_worker(_spec(slot, form, artifact, threads), workdir, slot.plan.timeout)
         if result["status"] == "ok":
             slot.chosen, slot.artifact = form, artifact
             return result
@@ -414,7 +414,7 @@ def run_bench(plan: BenchPlan, store: ResultStore | None = None, progress: Progr
                        export_s=art.export_s if art else None, artifact_bytes=art.size if art else None,
                        cached=art.cached if art else None)
                 return
-            record(order, base, threads, form=slot.chosen, **_accuracy(slot, runs[-1]), **_aggregate(runs, slot, slot.plan, threads))
+            record(order, base, threads, form=slot.chosen, **_accuracy(slot, runs[-1]), **_aggregate(runs, slot, threads))
 
         for seq, name, backend, batch, form, shape, at_dtype, reason in skipped:
             for t, threads in enumerate(plan.threads):
@@ -434,13 +434,13 @@ def run_bench(plan: BenchPlan, store: ResultStore | None = None, progress: Progr
                     if slot.chosen is None and slot.failure is not None and slot.results == {}:
                         continue  # every candidate failed in the first round (and was stored then)
                     if slot.chosen is None:
-                        result = _resolve(slot.plan, slot, threads, workdir, _tolerance(slot.plan))
+                        result = _resolve(slot, threads, workdir)
                         if result is None:
                             for t_all in range(len(plan.threads)):
                                 finish(slot, t_all)
                             continue
                     else:
-                        spec = _spec(slot.plan, slot, slot.chosen, slot.artifact, threads, _tolerance(slot.plan))
+                        spec = _spec(slot, slot.chosen, slot.artifact, threads)
                         result = run_worker(spec, workdir, plan.timeout)
                     slot.results.setdefault(threads, []).append(result)
                     if rnd == plan.rounds - 1:
@@ -455,9 +455,9 @@ def _accuracy(slot: _Slot, result: dict) -> dict:
     return {**scores, **slot.accuracy}
 
 
-def _aggregate(runs: list[dict], slot: _Slot, plan: BenchPlan, threads: int) -> dict:
+def _aggregate(runs: list[dict], slot: _Slot, threads: int) -> dict:
     """One record from the rounds of one measurement: pooled statistics, round-to-round spread, cold start."""
-    art = slot.artifact
+    art, plan = slot.artifact, slot.plan
     last = runs[-1]
     common = dict(
         export_s=art.export_s if art else last.get("export_s"), artifact_bytes=art.size if art else None,

@@ -247,12 +247,12 @@ def _exit_on_failures(records) -> None:
 
 def _run_stored(store: Path | None, no_store: bool, work):
     """``work(db, step)`` under a transient progress bar, with the results store open (None with --no-store);
-    returns (what it returned, the store's path or None)."""
+    returns (what it returned, the store's path or None). An unwritable store is refused before any work."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .store import ResultStore
 
-    db = None if no_store else ResultStore(store)
+    db = None if no_store else ResultStore(store)  # opening proves a write goes through
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     try:
         with Progress(*columns, console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
@@ -320,10 +320,6 @@ def bench(
         calibration_size=calibration_size, min_agreement=min_agreement, min_cosine=min_cosine,
     )
     plan.validate()
-    if not no_store:  # before minutes of measuring, not after
-        from .store import check_writable
-
-        check_writable(store)
     fmt_ = _format(fmt)
     from .models import check_fits
     from .references import resolve
@@ -422,10 +418,6 @@ def evaluate(
     scan_image_folder(images, class_index)  # a folder without classes fails here, before anything is built
     ref = resolve(model)
     check_fits(ref, ref.input_shape(None, batch))
-    if not no_store:
-        from .store import check_writable
-
-        check_writable(store)
     fmt_ = _format(fmt)
     records, store_path = _run_stored(store, no_store, lambda db, step: run_eval(plan, db, step))
     shown = format_for(fmt_, output)

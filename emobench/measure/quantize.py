@@ -41,12 +41,11 @@ def random_calibration(shape: tuple[int, ...], count: int = RANDOM_CALIBRATION, 
 def _batches(calibration: np.ndarray, batch: int):
     """Calibration inputs at the export's static batch size (a short last batch is dropped, unless it is the only one)."""
     n = len(calibration)
-    stop = max(batch, n - n % batch) if n >= batch else 0
     if n < batch:  # fewer images than one batch: repeat them
         reps = np.concatenate([calibration] * (batch // max(n, 1) + 1))[:batch]
         yield torch.from_numpy(np.ascontiguousarray(reps, dtype=np.float32))
         return
-    for start in range(0, stop, batch):
+    for start in range(0, n - n % batch, batch):
         yield torch.from_numpy(np.ascontiguousarray(calibration[start:start + batch], dtype=np.float32))
 
 
@@ -132,7 +131,7 @@ def write_executorch(model: nn.Module, example: torch.Tensor, path: Path, calibr
     return _with_precisions(explain, split)
 
 
-def write_litert(model: nn.Module, example: torch.Tensor, path: Path, calibration: np.ndarray) -> dict:
+def write_litert(model: nn.Module, example: torch.Tensor, path: Path, calibration: np.ndarray) -> dict | None:
     import litert_torch
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
     from litert_torch.quantize.quant_config import QuantConfig
