@@ -11,16 +11,16 @@ Models come from the zoo (``zoo/*.toml``)::
 
 from importlib import import_module
 
-__version__ = "0.1.0"
+from emobench.version import __version__
 
 # The public names load on first use (PEP 562), so `emobench --help` and other commands that need no model
 # start without importing torch.
 _LAZY = {
-    "create_model": ".models",
-    "list_models": ".zoo",
-    "get_entry": ".zoo",
-    "load_checkpoint": ".checkpoint",
-    "fuse": ".nn",
+    "create_model": ".models.build",
+    "list_models": ".zoo.catalog",
+    "get_entry": ".zoo.catalog",
+    "load_checkpoint": ".models.checkpoint",
+    "fuse": ".nn.forms.fused",
     "formulate": ".nn.forms",
     "EmobenchError": ".errors",
 }

@@ -65,10 +65,10 @@ def git_revision() -> str | None:
 
 def environment(threads: int | None = None, cuda: bool = False) -> dict[str, Any]:
     """The record's ``env``; the store also keeps emobench, git, torch, backend_version, cpu, cores and cpu_flags
-    as columns (:data:`emobench.store.ENV_COLUMNS`)."""
+    as columns (:data:`emobench.results.store.ENV_COLUMNS`)."""
     import torch  # only when a measurement is recorded: importing this module stays cheap
 
-    from . import __version__
+    from emobench.version import __version__
 
     return {
         "cpu": cpu_name(),
@@ -82,3 +82,16 @@ def environment(threads: int | None = None, cuda: bool = False) -> dict[str, Any
         "git": git_revision(),
         "cuda": torch.cuda.get_device_name(0) if cuda and torch.cuda.is_available() else None,
     }
+
+
+def check_thread_counts(threads) -> None:
+    """Refuse thread counts below 1 or above the core count (those would time the scheduler, not the model)."""
+    from emobench.errors import EmobenchError
+
+    counts = [t for t in ([threads] if isinstance(threads, int) else list(threads or []))]
+    if any(t < 1 for t in counts):
+        raise EmobenchError(f"thread counts must be >= 1, got {counts}")
+    cores = os.cpu_count() or 1
+    if counts and max(counts) > cores:
+        raise EmobenchError(f"{max(counts)} threads on a machine with {cores} cores would time the scheduler, not the "
+                            f"model (use -t 1..{cores})")

@@ -62,8 +62,8 @@ def make_digits(base: Path, epochs: int = 6) -> Digits:
     from safetensors.torch import save_file
 
     from emobench.measure.images import Preprocessing, scan_image_folder
-    from emobench.models import build_reference
-    from emobench.zoo import extra_zoo_dirs
+    from emobench.models.references import build_reference
+    from emobench.zoo.catalog import extra_zoo_dirs
 
     images_dir, zoo_dir = base / "digits", base / "zoo"
     zoo_dir.mkdir(parents=True, exist_ok=True)

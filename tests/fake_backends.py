@@ -7,7 +7,7 @@ import time
 
 import torch
 
-from emobench.measure import backends as B
+from emobench.runtimes import backends as B
 
 
 class Missing(B.Backend):

@@ -15,10 +15,10 @@ from torch import nn
 import model_factories as factories
 from emobench.analysis.erf import effective_receptive_fields
 from emobench.analysis.rf import EMPIRICAL_METHOD, EXACT_METHOD, model_receptive_field
-from emobench.bench import BenchPlan, run_bench
-from emobench.measure import backends as B
+from emobench.runs.bench import BenchPlan, run_bench
+from emobench.runtimes import backends as B
 from emobench.measure.counters import count_all
-from emobench.profile import profile_model
+from emobench.runs.profile import profile_model
 
 FACTORIES = Path(factories.__file__)
 FAST = dict(warmup=1, min_time=0.0, min_runs=3, rounds=1)
@@ -91,7 +91,7 @@ def test_several_outputs_give_one_row_each(capsys, monkeypatch):
 
 
 def test_a_dense_zoo_entry_gets_one_rf_row_per_output():
-    from emobench.references import build_model
+    from emobench.models.references import build_model
 
     outputs = build_model("ssdlite_emo_1m@128")(torch.randn(1, 3, 128, 128))
     result = model_receptive_field("ssdlite_emo_1m@128")
@@ -159,7 +159,7 @@ def test_timm_deit_counts_attention_that_fvcore_misses():
 
 def test_timm_default_input_size_comes_from_its_config():
     _timm()
-    from emobench.references import resolve
+    from emobench.models.references import resolve
 
     assert resolve("timm:edgenext_xx_small").input_shape() == (1, 3, 256, 256)
     assert resolve("timm:mobilenetv3_large_100").input_shape() == (1, 3, 224, 224)

@@ -10,11 +10,11 @@ import torch
 from test_cli import assert_user_error, run
 
 import fake_backends as fake
-from emobench import bench as bench_module
-from emobench.bench import BenchPlan, run_bench
-from emobench.measure import backends as B
+from emobench.runs import bench as bench_module
+from emobench.runs.bench import BenchPlan, run_bench
+from emobench.runtimes import backends as B
 from emobench.nn import forms
-from emobench.store import ResultStore
+from emobench.results.store import ResultStore
 
 CPU_BACKENDS = ["torch", "torch-cl", "onnxruntime", "openvino", "executorch", "litert"]
 FAST = dict(warmup=1, min_time=0.0, min_runs=3, rounds=1)
@@ -76,10 +76,27 @@ def test_edited_formulation_code_is_exported_anew(monkeypatch, tmp_path):
         pytest.skip("onnxruntime is not installed")
     plan = BenchPlan(["irmb_contiguous"], ["onnxruntime"], **FAST)
     first, = run_bench(plan)
-    assert len(bench_module.code_fingerprint()) == 16
     monkeypatch.setattr(bench_module, "code_fingerprint", lambda: "edited")
     second, = run_bench(plan)
     assert not second.cached
+
+
+def test_the_code_fingerprint_changes_with_any_formulation_file(tmp_path):
+    """The fingerprint covers every source file under the packages named, nested ones (nn/forms) included."""
+    import shutil
+
+    from emobench.paths import PACKAGE_DIR, source_fingerprint
+
+    shutil.copytree(PACKAGE_DIR / "nn", tmp_path / "nn")
+    before = source_fingerprint("nn", root=tmp_path)
+    assert source_fingerprint("nn", root=tmp_path) == before  # a hash of the files, not of the moment
+    mobile = tmp_path / "nn" / "forms" / "mobile.py"
+    mobile.write_text(mobile.read_text() + "\n# edited\n")
+    source_fingerprint.cache_clear()
+    assert source_fingerprint("nn", root=tmp_path) != before
+    (tmp_path / "nn" / "forms" / "extra.py").write_text("")  # a new file too
+    source_fingerprint.cache_clear()
+    assert len({before, source_fingerprint("nn", root=tmp_path)}) == 2
 
 
 def test_missing_backend_is_skipped_with_install_hint(monkeypatch):

@@ -21,9 +21,9 @@ from torch import nn
 import emobench
 from emobench.analysis import rf
 from emobench.errors import EmobenchError
-from emobench.models import input_shape
-from emobench.nn.fused import has_fused_form
-from emobench.zoo import get_entry
+from emobench.models.build import input_shape
+from emobench.nn.forms.fused import has_fused_form
+from emobench.zoo.catalog import get_entry
 
 ALL = emobench.list_models()
 CLASSIFIERS = {"emo", "mobilenetv2", "vit", "pvt"}

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from emobench.measure.counters import count_emobench
-from emobench.models import create_model
+from emobench.models.build import create_model
 from emobench.nn.dense import (ASPPHead, ASPPHeadConfig, FPN, FPNConfig, SSDHead, SSDHeadConfig)
-from emobench.papers import get_table
+from emobench.zoo.papers import get_table
 
 TASKS = {"SSDLite COCO 320": "ssdlite", "RetinaNet 1x COCO": "retinanet", "DeepLabv3 ADE20K": "deeplabv3",
          "PSPNet ADE20K": "pspnet"}
@@ -192,7 +192,7 @@ num_anchors = [4, 6, 6, 6]
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "executorch"])
 def test_bench_checks_parity_on_every_output_of_a_detector(backend, tmp_path, monkeypatch):
-    from emobench.bench import BenchPlan, run_bench
+    from emobench.runs.bench import BenchPlan, run_bench
 
     (tmp_path / "tiny_ssdlite.toml").write_text(TINY_DETECTOR)
     monkeypatch.setenv("EMOBENCH_ZOO_PATH", str(tmp_path))
@@ -202,7 +202,7 @@ def test_bench_checks_parity_on_every_output_of_a_detector(backend, tmp_path, mo
 
 
 def test_parity_names_the_output_that_differs():
-    from emobench.measure.worker import parity
+    from emobench.runtimes.worker import parity
 
     import numpy as np
 
@@ -216,7 +216,7 @@ def test_parity_names_the_output_that_differs():
 
 @pytest.mark.parametrize("name", ["ssdlite_emo_1m", "pspnet_emo_1m"])
 def test_profile_splits_backbone_neck_and_head_and_the_parts_sum_to_the_model(name):
-    from emobench.profile import profile_model
+    from emobench.runs.profile import profile_model
 
     prof = profile_model(name, resolution=(128, 128), latency=False, memory=False)
     parts = prof.parts.set_index("part")
@@ -234,14 +234,14 @@ def test_profile_splits_backbone_neck_and_head_and_the_parts_sum_to_the_model(na
 
 
 def test_a_classifier_has_no_parts():
-    from emobench.profile import profile_model
+    from emobench.runs.profile import profile_model
 
     prof = profile_model("emo_1m", resolution=(64, 64), latency=False, memory=False)
     assert prof.parts.empty and prof.layers["part"].isna().all()
 
 
 def test_downstream_table_is_measured_and_each_emo_figure_reproduces_under_a_named_reading():
-    from emobench.tables import comparison_table
+    from emobench.report.tables import comparison_table
 
     data = comparison_table("downstream").data
     emo = data[data["model"].str.startswith("EMO-")]

@@ -58,7 +58,7 @@ def test_unreadable_images_are_skipped_counted_and_stored(capsys, monkeypatch, d
     assert code == 0, err
     (r,) = json.loads(out)["rows"]
     assert (r["images"], r["images_skipped"]) == (10, 2)
-    from emobench.store import ResultStore
+    from emobench.results.store import ResultStore
 
     with ResultStore(store, readonly=True) as db:
         stored = db.records()

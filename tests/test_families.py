@@ -84,7 +84,7 @@ def test_spatial_reduction_attention_matches_the_pvt_formulation():
 
 
 def test_boost_table_measures_the_four_models():
-    from emobench.tables import build_table
+    from emobench.report.tables import build_table
 
     df, _ = build_table("boost")
     rows = df.set_index("model")

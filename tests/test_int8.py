@@ -10,8 +10,11 @@ from digits import shared_digits
 from test_cli import assert_user_error, run
 from test_eval import eval_json
 
-from emobench.bench import BenchPlan, records_table, run_bench
-from emobench.measure.quantize import MIN_LOGIT_COSINE, MIN_TOP1_AGREEMENT, RANDOM_CALIBRATION, pt2e_precisions
+from emobench.results.record import records_table
+from emobench.runs.bench import BenchPlan, run_bench
+from emobench.measure.images import RANDOM_CALIBRATION
+from emobench.runtimes.parity import MIN_LOGIT_COSINE, MIN_TOP1_AGREEMENT
+from emobench.runtimes.pt2e import pt2e_precisions
 
 FAST = dict(rounds=1, warmup=0, min_runs=1, min_time=0.0, threads=[1])
 
@@ -50,7 +53,7 @@ def test_pt2e_report_says_which_operators_stayed_float():
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
                                                                          get_symmetric_quantization_config)
 
-    from emobench.measure.quantize import _pt2e
+    from emobench.runtimes.pt2e import _pt2e
 
     # conv → relu → linear are the XNNPACK quantizer's int8 patterns; a softmax on the logits is not annotated
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(288, 4),

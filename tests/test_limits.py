@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from test_cli import assert_user_error, run
 
-from emobench import models
-from emobench.models import memory_need
-from emobench.zoo import get_entry
+from emobench.models import budget as models
+from emobench.models.budget import memory_need
+from emobench.zoo.catalog import get_entry
 
 
 def test_estimate_is_hand_checkable():

@@ -9,7 +9,7 @@ import threading
 
 from test_cli import assert_user_error, run
 
-from emobench.store import BenchRecord, ResultStore
+from emobench.results.store import BenchRecord, ResultStore
 
 
 def test_output_to_a_fifo_streams_and_keeps_the_fifo(capsys, monkeypatch, tmp_path):

@@ -7,7 +7,7 @@ import json
 import pytest
 from test_cli import assert_user_error, run
 
-from emobench.profile import profile_model
+from emobench.runs.profile import profile_model
 
 
 def test_profile_result_carries_units_methods_and_status():

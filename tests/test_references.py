@@ -13,7 +13,7 @@ from test_cli import assert_user_error, run
 
 import emobench
 from emobench.errors import EmobenchError
-from emobench.references import FALLBACK_INPUT, build_model, parse_reference, resolve
+from emobench.models.references import FALLBACK_INPUT, build_model, parse_reference, resolve
 
 FACTORIES = Path(__file__).with_name("model_factories.py")
 HAS_TIMM = importlib.util.find_spec("timm") is not None
@@ -116,3 +116,34 @@ def test_zoo_show_takes_zoo_references_only(capsys, monkeypatch):
     assert json.loads(out)["meta"]["input"] == [3, 256, 256]
     code, _, err = run(capsys, monkeypatch, "zoo", "show", f"{FACTORIES}:three_convs")
     assert_user_error(code, err, "zoo show describes zoo entries", "emobench profile")
+
+
+def test_bench_and_profile_resolve_each_model_once(monkeypatch):
+    """A model named on the command line is looked up once: the CLI's checks, the memory pre-flight, the build,
+    the record's name, the export's cache key and every batch's input shape all take the one ResolvedModel."""
+    from emobench.models import references
+    from emobench.runs.bench import BenchPlan, run_bench
+    from emobench.runs.profile import profile_models
+
+    counts = references.RESOLUTIONS
+    counts.clear()
+    profile_models(["irmb", "irb@16"], counts_only=True, depth=0)
+    assert dict(counts) == {"irmb": 1, "irb@16": 1}
+    counts.clear()
+    plan = BenchPlan(["irmb@16"], ["torch"], batches=[1, 2], warmup=1, min_time=0.0, min_runs=2, rounds=2)
+    plan.validate()  # the CLI validates before running; run_bench validates again
+    records = run_bench(plan)
+    assert [r.status for r in records] == ["ok", "ok"] and dict(counts) == {"irmb@16": 1}
+
+
+def test_a_factory_that_reads_tensor_values_while_building_is_built_normally(tmp_path):
+    """timm-style drop-path schedules call .item() in the constructor, which fails on the meta device: the
+    shape-only build falls back to a normal build instead of failing the reference."""
+    path = tmp_path / "dpr.py"
+    path.write_text("import torch\n"
+                    "def net(depth=3):\n"
+                    "    rates = [x.item() for x in torch.linspace(0, 0.1, depth)]\n"
+                    "    return torch.nn.Sequential(*[torch.nn.Conv2d(3, 3, 3, padding=1) for _ in rates])\n")
+    ref = resolve(f"{path}:net")
+    assert ref.meta_module() is not None and ref.input_shape() == (1, *FALLBACK_INPUT)
+    assert sum(p.numel() for p in build_model(ref).parameters()) == 3 * (3 * 3 * 9 + 3)

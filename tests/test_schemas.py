@@ -73,7 +73,7 @@ def test_zoo_load_and_profile_json(capsys, monkeypatch, tmp_path):
 
 
 def test_derived_keys_from_paper_labels():
-    from emobench.render import column_for, machine_frame
+    from emobench.report.render import column_for, machine_frame
     import pandas as pd
 
     assert column_for("Params (M) reported") == type(column_for("x"))("params_reported", "Params (M) reported", "M")

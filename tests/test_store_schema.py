@@ -13,7 +13,7 @@ import pytest
 
 from test_cli import assert_user_error, run
 from emobench.errors import EmobenchError
-from emobench.store import (SCHEMA_VERSION, BenchRecord, ResultStore, check_writable, comparable, headline)
+from emobench.results.store import (SCHEMA_VERSION, BenchRecord, ResultStore, check_writable, comparable, headline)
 
 ENV = {"cpu": "Test CPU 9000", "cores": 8, "cpu_flags": ["avx2", "avx512f", "amx_bf16"], "torch": "2.13.0",
        "emobench": "0.1.0", "git": "abc1234", "backend": "onnxruntime", "backend_version": "1.22.0", "threads": 2}
@@ -309,7 +309,7 @@ SCHEMA_2_COLUMNS = ["images", "images_skipped", "image_source", "top1", "top5", 
 
 def test_a_version_1_store_gains_the_accuracy_columns_and_keeps_its_rows(tmp_path):
     path = tmp_path / "v1.sqlite"
-    from emobench.store import _TYPES
+    from emobench.results.store import _TYPES
 
     columns = ", ".join(f"{name} {kind}" for name, kind in _TYPES.items() if name not in SCHEMA_2_COLUMNS)
     make_store(path, columns, [row("a", 1.0)], version=1)

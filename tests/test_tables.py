@@ -9,8 +9,8 @@ import pytest
 from test_cli import assert_user_error, run
 
 from emobench.errors import ZooError
-from emobench.papers import get_table, list_tables, load_table
-from emobench.tables import build_table, to_html, to_latex
+from emobench.zoo.papers import get_table, list_tables, load_table
+from emobench.report.tables import build_table, to_html, to_latex
 
 
 @pytest.mark.parametrize("name", sorted(list_tables()))
@@ -97,8 +97,8 @@ def test_timm_peers_are_measured_when_timm_is_installed(monkeypatch):
 
     import torch
 
-    from emobench.papers import get_table
-    from emobench.tables import reported_vs_measured
+    from emobench.zoo.papers import get_table
+    from emobench.report.tables import reported_vs_measured
 
     made = []
 
@@ -113,7 +113,7 @@ def test_timm_peers_are_measured_when_timm_is_installed(monkeypatch):
     assert df.loc["EdgeNeXt-XXS", "measured by"] == "timm:edgenext_xx_small"
     assert df.loc["EdgeNeXt-XXS", "Params (M) measured"] == pytest.approx(216 / 1e6)
     assert df.loc["EdgeNeXt-XXS", "FLOPs (M) measured"] == pytest.approx(216 * 224 * 224 / 1e6)
-    from emobench.tables import comparison_frame
+    from emobench.report.tables import comparison_frame
 
     typed = comparison_frame(get_table("speed"), use_timm=True).set_index("model")
     assert typed.loc["EdgeNeXt-XXS", "timm_name"] == "edgenext_xx_small" and typed.loc["EdgeNeXt-XXS", "measured_by"] == "timm"
@@ -131,7 +131,7 @@ def test_cli_data_file_without_source(capsys, monkeypatch, tmp_path):
 def test_typed_columns_carry_the_numbers_and_the_zoo_name():
     """The typed table has stable snake_case columns, numbers as numbers and the zoo model as its own column;
     the labelled table is derived from it (its "measured by" is never parsed back)."""
-    from emobench.tables import comparison_table
+    from emobench.report.tables import comparison_table
 
     table = comparison_table("imagenet")
     data = table.data.set_index("model")
@@ -154,7 +154,7 @@ def test_typed_columns_carry_the_numbers_and_the_zoo_name():
 def test_markdown_moves_long_text_to_footnotes():
     import pandas as pd
 
-    from emobench.tables import to_markdown
+    from emobench.report.tables import to_markdown
 
     long_a, long_b = "a source that is far too long for a table cell", "another long source text | with a pipe"
     df = pd.DataFrame({"model": ["A", "B", "C"], "x": [1.23456, None, 1234567.0], "note": ["", "short", long_a],
@@ -195,10 +195,10 @@ def test_measured_speed_section_pairs_emo_with_its_peers(tmp_path, capsys, monke
     """Ratios from the stored records of one machine; the pairs come from zoo/papers/speed.toml."""
     from test_cli import run
 
-    from emobench.bench import BenchRecord
-    from emobench.papers import get_table
-    from emobench.store import ResultStore
-    from emobench.tables import measure_command, measured_speed_frame
+    from emobench.results.record import BenchRecord
+    from emobench.zoo.papers import get_table
+    from emobench.results.store import ResultStore
+    from emobench.report.tables import measure_command, measured_speed_frame
 
     table = get_table("speed")
     assert table.pairs and table.pairs[0].emo == "emo_1m" and "timm:edgenext_xx_small@256" in table.pairs[0].peers

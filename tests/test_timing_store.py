@@ -14,8 +14,8 @@ import pytest
 
 from emobench.errors import EmobenchError
 from emobench.measure.timing import percentile, summarize, time_calls
-from emobench.results import compare
-from emobench.store import BenchRecord, ResultStore
+from emobench.results.query import compare
+from emobench.results.store import BenchRecord, ResultStore
 
 
 def test_summary_statistics_by_hand():
@@ -120,7 +120,7 @@ def test_killed_writer_keeps_every_committed_record(tmp_path):
     path = tmp_path / "k.sqlite"
     script = (
         "import sys, time\n"
-        "from emobench.store import ResultStore, BenchRecord\n"
+        "from emobench.results.store import ResultStore, BenchRecord\n"
         "s = ResultStore(sys.argv[1])\n"
         "i = 0\n"
         "while True:\n"
@@ -199,7 +199,7 @@ def test_an_older_store_reads_as_it_is_and_gains_the_new_columns_when_written(tm
 def test_headline_records_are_batch_1_fp32_auto_and_newest():
     import pandas as pd
 
-    from emobench.store import headline
+    from emobench.results.store import headline
 
     def rec(created, **kw):
         base = dict(model="emo_1m", backend="torch", form="fused", form_requested="auto", batch=1, dtype="fp32",

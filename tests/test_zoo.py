@@ -9,9 +9,9 @@ from conftest import randomize_norms
 import emobench
 from emobench.errors import InputSizeError, ZooError
 from emobench.nn import EMOFeatures
-from emobench.nn.fused import has_fused_form
-from emobench.models import input_shape, parse_resolution
-from emobench.zoo import Zoo
+from emobench.nn.forms.fused import has_fused_form
+from emobench.models.build import input_shape, parse_resolution
+from emobench.zoo.catalog import Zoo
 
 ALL = emobench.list_models()
 
@@ -160,7 +160,7 @@ def test_user_zoo_folder_adds_models_without_code(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("name", ALL)
 def test_layout_rows_cover_every_parameter(name):
-    from emobench.architecture import block_table
+    from emobench.models.architecture import block_table
 
     entry = emobench.get_entry(name)
     assert block_table(entry)["params"].sum() == sum(p.numel() for p in emobench.create_model(name).parameters())
@@ -178,7 +178,7 @@ def test_network_configs_are_checked_when_read(overrides, field):
 def test_zoo_listing_params_are_real_counts_and_cached(tmp_path, monkeypatch):
     """The listing's parameter column equals a built model's count (EMO-1M: 1,361,168 in the official
     release, docs/tables.md), whether counted now or read back from the cache keyed by the resolved config."""
-    from emobench.zoo import zoo_listing
+    from emobench.zoo.catalog import zoo_listing
 
     monkeypatch.setenv("EMOBENCH_CACHE", str(tmp_path / "cache"))
     names = ["emo_1m", "irmb", "mobilenetv2_100"]
@@ -196,7 +196,7 @@ def test_zoo_listing_params_are_real_counts_and_cached(tmp_path, monkeypatch):
 
 def test_zoo_listing_cache_follows_the_files(tmp_path, monkeypatch):
     """A changed file (or the file it extends) is a cache miss; a damaged cache is counted again."""
-    from emobench.zoo import extra_zoo_dirs, zoo_listing
+    from emobench.zoo.catalog import extra_zoo_dirs, zoo_listing
 
     monkeypatch.setenv("EMOBENCH_CACHE", str(tmp_path / "cache"))
     mine = tmp_path / "zoo"
@@ -220,7 +220,7 @@ def test_zoo_listing_from_the_cache_does_not_import_torch(tmp_path):
     import sys
 
     env = {**os.environ, "EMOBENCH_CACHE": str(tmp_path)}
-    code = "import sys; from emobench.zoo import zoo_listing; df = zoo_listing(['emo_1m', 'irmb']); print(df['params'].sum(), 'torch' in sys.modules)"
+    code = "import sys; from emobench.zoo.catalog import zoo_listing; df = zoo_listing(['emo_1m', 'irmb']); print(df['params'].sum(), 'torch' in sys.modules)"
     warm = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert warm.stdout.split()[1] == "True"  # the first listing builds (meta device) and counts
     cached = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import EmobenchError
+from emobench.errors import EmobenchError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -124,7 +124,7 @@ def effective_receptive_fields(
 
     Images are processed ``batch_size`` at a time; in eval mode they do not interact, so each image's gradient
     is the one a batch of one would give (RepLKNet's setting)."""
-    from .rf import output_maps, output_names
+    from emobench.analysis.rf import output_maps, output_names
 
     model = model.eval()
     totals: dict[str, np.ndarray] = {}
@@ -210,7 +210,7 @@ def erf_study(
     folder ``images`` (or seeded random images). Weights: ``checkpoint`` (one model only) or random ones drawn
     with ``seed`` in a forked RNG, so the caller's random state is left as it was. ``progress(model, done)`` is
     called as images are processed. The CLI's ``erf`` and ``emobench report`` both use this."""
-    from ..references import build_model, resolve
+    from emobench.models.references import resolve
 
     if num_images < 1:
         raise EmobenchError(f"--num-images must be >= 1, got {num_images}")
@@ -219,16 +219,18 @@ def erf_study(
     source = f"{num_images} images from {images}" if images else f"{num_images} random images (seed {seed})"
     if checkpoint is None:
         source += f", random weights (seed {seed})"
+    from emobench.models.budget import check_fits
+
+    refs = [resolve(name) for name in models]
+    for ref in refs:  # every model checked before the first is studied; images go through in batches of up to 8
+        check_fits(ref, ref.input_shape(resolution, min(num_images, 8)), copies=2, what="(forward and backward)")
     results = []
-    for name in models:
-        ref = resolve(name)
+    for name, ref in zip(models, refs):
         shape = ref.input_shape(resolution)
         size = tuple(shape[2:])
         if images is not None and shape[1] != 3:
             raise EmobenchError(f"'{name}' takes {shape[1]} channels; --images needs an RGB model")
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            model = build_model(ref, checkpoint)
+        model = ref.build(checkpoint, seed=seed)
         if images is not None:
             stream = folder_images(images, num_images, size)
         else:  # a model with other than 3 channels gets the first random channel repeated

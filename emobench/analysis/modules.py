@@ -9,11 +9,11 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..errors import EmobenchError
-from ..measure.counters import count_emobench
-from ..nn.m2 import AttentionConfig, M2Block, M2BlockConfig
-from . import reach
-from .mpl import block_mpl, paper_mpl
+from emobench.errors import EmobenchError
+from emobench.measure.counters import count_emobench
+from emobench.nn.m2 import AttentionConfig, M2Block, M2BlockConfig
+from emobench.analysis import reach
+from emobench.analysis.mpl import block_mpl, paper_mpl
 
 
 def _counted(module: nn.Module, c: int, w: int) -> tuple[int, int]:

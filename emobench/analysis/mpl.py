@@ -13,11 +13,11 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..errors import EmobenchError
-from ..nn.m2 import M2BlockConfig
-from ..zoo import ZooEntry, get_entry
-from . import reach
-from .reach import BlockOps
+from emobench.errors import EmobenchError
+from emobench.nn.m2 import M2BlockConfig
+from emobench.zoo.catalog import ZooEntry, get_entry
+from emobench.analysis import reach
+from emobench.analysis.reach import BlockOps
 
 
 def block_kind(cfg: M2BlockConfig) -> str:
@@ -117,14 +117,26 @@ def mpl_table(blocks: list[str], widths: list[int], count: str = "blocks", overr
     return pd.DataFrame(rows)
 
 
+COUNTS = ("blocks", "layers")
+
+
+def check_count(count: str) -> None:
+    """``blocks`` (the paper's sense: one block = 1 step) or ``layers`` (each spatial operation = 1)."""
+    if count not in COUNTS:
+        raise EmobenchError(f"--count takes blocks or layers, got '{count}'")
+
+
 def stage_table(entry: ZooEntry, resolution: tuple[int, int] | None = None, count: str = "blocks", se_as_global: bool = False):
     """Per stage of a network at a real resolution: the MPL and mean path length of its repeated block at the
     stage's map size, and how many of those blocks the stage has; with the network's receptive-field result
     (where the centre output and every output become global)."""
-    from .rf import entry_receptive_field
+    from emobench.analysis.rf import entry_receptive_field
+    from emobench.models.budget import check_reach_fits
 
+    check_count(count)
     if entry.family != "emo":
         raise EmobenchError(f"'{entry.name}' is not an EMO network: per-stage MPL covers the emo family (blocks: use --blocks)")
+    check_reach_fits(list(resolution or entry.input_size[1:]), entry.name)
     rf_result = entry_receptive_field(entry, resolution, se_as_global)
     rf = rf_result.table
     rows = []
@@ -144,9 +156,14 @@ def mpl_sweep(blocks: list[str], widths: list[int], count: str = "blocks", kerne
               window: int | None = None) -> pd.DataFrame:
     """:func:`mpl_table` with the depth-wise ``kernel`` and attention ``window`` overridden, each only in the
     blocks that have that part (a kernel for MHSA, or a window for DW-Conv, would make a different block)."""
+    from emobench.models.budget import check_reach_fits
+
+    check_count(count)
     blocks = [b.strip() for b in blocks if b.strip()]
     if not blocks:
         raise EmobenchError("--blocks names no block (e.g. --blocks irmb,mhsa)")
+    if widths:
+        check_reach_fits([max(widths)] * 2, f"--width {max(widths)}")  # one width at a time, both axes
     overrides: dict = {}
     if kernel is not None:
         overrides["dw_kernel"] = kernel

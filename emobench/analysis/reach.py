@@ -19,9 +19,9 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import EmobenchError
-from ..nn.layers import same_padding
-from ..nn.m2 import M2BlockConfig
+from emobench.errors import EmobenchError
+from emobench.nn.layers import same_padding
+from emobench.nn.m2 import M2BlockConfig
 
 Relation = np.ndarray  # bool, (n_out, n_in)
 

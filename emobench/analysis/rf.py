@@ -18,12 +18,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..errors import EmobenchError
-from ..nn.layers import same_padding
-from ..nn.emo import EMOConfig
-from ..zoo import ZooEntry
-from . import reach
-from .reach import BlockOps, Relation
+from emobench.errors import EmobenchError
+from emobench.nn.layers import same_padding
+from emobench.nn.emo import EMOConfig
+from emobench.zoo.catalog import ZooEntry
+from emobench.analysis import reach
+from emobench.analysis.reach import BlockOps, Relation
 
 
 @dataclass(frozen=True)
@@ -174,6 +174,12 @@ class RFResult:
                 f"every output global {where} {self.first_all_global or 'never'}; method: {self.method}")
         return text + (f"; {self.note}" if self.note else "")
 
+    @property
+    def meta(self) -> dict:
+        h, w = self.input_size
+        return {"caption": self.caption, "input": [h, w], "first_centre_global": self.first_centre_global,
+                "first_all_global": self.first_all_global, "method": self.method, "note": self.note}
+
 
 def receptive_field(units: list[Unit], size: tuple[int, int]) -> RFResult:
     """Walk the units over an input of ``size`` (H, W), composing the per-axis relations."""
@@ -223,7 +229,7 @@ def receptive_field(units: list[Unit], size: tuple[int, int]) -> RFResult:
 
 
 def entry_receptive_field(entry: ZooEntry, resolution: tuple[int, int] | None = None, se_as_global: bool = False) -> RFResult:
-    from ..models import check_input
+    from emobench.models.build import check_input
 
     size = resolution or tuple(entry.input_size[1:])
     if min(size) < 1:
@@ -383,25 +389,28 @@ def model_receptive_field(model, resolution: tuple[int, int] | None = None, se_a
     """The receptive field of any model: the exact per-layer analysis for zoo entries of a family with reach
     units (:data:`REACH_UNITS`), the empirical per-output analysis for everything else (other zoo families such
     as the detectors and segmenters, timm, torchvision, factories, in-memory modules). ``model`` is a
-    reference (:mod:`emobench.references`) or an ``nn.Module``."""
-    from ..references import build_model, module_input_size, resolve
+    reference (:mod:`emobench.models.references`) or an ``nn.Module``."""
+    from emobench.models.references import module_input_size, resolve
 
     if isinstance(model, nn.Module):
         module = model
         c, h, w = module_input_size(module)[0]
         size, note = ((resolution, "") if resolution else empirical_size((h, w)))
         return empirical_receptive_field(module, (1, c, *size), note=note)
+    from emobench.models.budget import check_fits, check_reach_fits
+
     ref = resolve(model)
     entry = ref.entry
     if entry is not None and entry.family in REACH_UNITS:
+        size = ref.size or resolution or entry.input_size[1:]
+        check_reach_fits(list(size), f"{ref.text} at {'x'.join(map(str, size))}")
         return entry_receptive_field(entry, ref.size or resolution, se_as_global)
     shape = ref.input_shape(resolution)
+    check_fits(ref, shape, copies=4, what="(float64, forward and backward)")  # the empirical path's passes
     note = ""
     if ref.size is None and resolution is None:
         size, note = empirical_size(shape[2:])
         if note:
             shape = ref.input_shape(size)
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        module = build_model(ref)
+    module = ref.build(seed=0)
     return empirical_receptive_field(module, shape, note=note)

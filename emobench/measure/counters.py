@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from . import formulas
+from emobench.measure import formulas
 
 aten = torch.ops.aten
 

@@ -19,10 +19,12 @@ from typing import Annotated, Any, Literal, Union
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from torch import nn
 
-from .registry import FAMILIES, register_family
+from emobench.nn.registry import FAMILIES, register_family
 
 Act = Literal["relu", "relu6"] | None
 _ACTS = {"relu": nn.ReLU, "relu6": nn.ReLU6}
@@ -333,10 +335,34 @@ def _neck_channels(in_channels: list[int], cfg) -> list[int]:
 
 # ---- networks -------------------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class BoundBackbone:
+    """A down-stream model's backbone as the zoo resolved it: its entry's name, family and validated config."""
+
+    name: str
+    family: str
+    config: BaseModel
+
+
 class _DenseConfig(_Part):
     backbone: str = Field(description="a zoo entry whose network has stages (EMO, MobileNetV2)")
     backbone_args: dict[str, Any] = Field(default_factory=dict, description="overrides of the backbone's config")
     out_indices: list[int] = Field(min_length=1, description="stage maps passed on (0 = stem … 4 = stride 32)")
+    # set by the zoo when it validates the entry (bind_backbone), so building never looks a name up
+    _bound: BoundBackbone | None = PrivateAttr(None)
+
+    @property
+    def bound_backbone(self) -> BoundBackbone:
+        if self._bound is None:
+            raise ValueError(f"backbone '{self.backbone}' is not resolved: build down-stream models through the zoo "
+                             f"(emobench.create_model), which resolves it")
+        return self._bound
+
+
+def bind_backbone(cfg: _DenseConfig, lookup) -> None:
+    """Resolve ``cfg``'s backbone with the zoo's ``lookup(name, overrides) -> (family, config)``."""
+    family, config = lookup(cfg.backbone, cfg.backbone_args)
+    cfg._bound = BoundBackbone(cfg.backbone, family, config)
 
 
 class DetectorConfig(_DenseConfig):
@@ -353,20 +379,18 @@ class Backbone(nn.Module):
     """A zoo network's stages without its classification norm and head (``backbone.stage0…`` keys, as the
     official down-stream backbones): returns the maps of ``out_indices``."""
 
-    def __init__(self, name: str, overrides: dict[str, Any], out_indices: list[int]) -> None:
+    def __init__(self, bound: BoundBackbone, out_indices: list[int]) -> None:
         super().__init__()
-        from ..zoo import get_entry
-
-        entry = get_entry(name).with_overrides(**overrides)
+        entry = bound
         net = FAMILIES[entry.family].build(entry.config)
         if not hasattr(net, "backbone_stages"):
-            raise ValueError(f"backbone '{name}' ({entry.family}) has no stages to take maps from")
+            raise ValueError(f"backbone '{entry.name}' ({entry.family}) has no stages to take maps from")
         stages = net.backbone_stages()
         bad = [i for i in out_indices if not 0 <= i < len(stages)]
         if bad:
             raise ValueError(f"out_indices {bad} outside the backbone's {len(stages)} stages")
         self.out_indices = list(out_indices)
-        self.entry = entry  # the resolved backbone entry: inference forms rebuild its network around these stages
+        self.entry = entry  # the resolved backbone: inference forms rebuild its network around these stages
         self.channels = [stages[i][1] for i in out_indices]
         for i, (stage, _) in enumerate(stages[: max(out_indices) + 1]):  # later stages are never used
             self.add_module(f"stage{i}", stage)
@@ -426,7 +450,7 @@ class _DenseForms:
         return out.requires_grad_(False)  # an inference form, like every formulation
 
     def fused_form(self) -> nn.Module:
-        from .fused import FusedEMO
+        from emobench.nn.forms.fused import FusedEMO
 
         return self.formulated(FusedEMO)
 
@@ -441,7 +465,7 @@ class Detector(_DenseForms, nn.Module):
     def __init__(self, cfg: DetectorConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.backbone = Backbone(cfg.backbone, cfg.backbone_args, cfg.out_indices)
+        self.backbone = Backbone(cfg.bound_backbone, cfg.out_indices)
         chans = self.backbone.channels
         self.neck = _BUILDERS[type(cfg.neck)](chans, cfg.neck) if cfg.neck is not None else None
         self.bbox_head = _BUILDERS[type(cfg.bbox_head)](_neck_channels(chans, cfg.neck), cfg.bbox_head)
@@ -468,7 +492,7 @@ class Segmenter(_DenseForms, nn.Module):
     def __init__(self, cfg: SegmenterConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.backbone = Backbone(cfg.backbone, cfg.backbone_args, cfg.out_indices)
+        self.backbone = Backbone(cfg.bound_backbone, cfg.out_indices)
         chans = self.backbone.channels
         self.decode_head = _BUILDERS[type(cfg.decode_head)](chans, cfg.decode_head)
         self.auxiliary_head = (_BUILDERS[type(cfg.auxiliary_head)](chans, cfg.auxiliary_head)
@@ -487,21 +511,19 @@ class Segmenter(_DenseForms, nn.Module):
 
 
 def _check(cfg: _DenseConfig, shape: tuple[int, ...]) -> None:
-    from ..zoo import get_entry
-
-    entry = get_entry(cfg.backbone).with_overrides(**cfg.backbone_args)
+    entry = cfg.bound_backbone
     check = FAMILIES[entry.family].check_input  # the backbone's own input rule (an EMO: stride 32)
     if check is not None:
         check(entry.config, shape)
 
 
 @register_family("detector", DetectorConfig, "Down-stream detector: zoo backbone → neck → detection head (mmdet)",
-                 check_input=_check)
+                 check_input=_check, bind=bind_backbone)
 def build_detector(cfg: DetectorConfig) -> Detector:
     return Detector(cfg)
 
 
 @register_family("segmenter", SegmenterConfig, "Down-stream segmenter: zoo backbone → decode head (mmseg)",
-                 check_input=_check)
+                 check_input=_check, bind=bind_backbone)
 def build_segmenter(cfg: SegmenterConfig) -> Segmenter:
     return Segmenter(cfg)

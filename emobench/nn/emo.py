@@ -12,10 +12,10 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from torch import nn
 
-from ..errors import InputSizeError
-from .layers import ActName, LayerNorm2d, same_padding
-from .registry import register_family
-from .m2 import AttentionConfig, M2Block, M2BlockConfig, WindowMode
+from emobench.errors import InputSizeError
+from emobench.nn.layers import ActName, LayerNorm2d, same_padding
+from emobench.nn.registry import register_family
+from emobench.nn.m2 import AttentionConfig, M2Block, M2BlockConfig, WindowMode
 
 StageNorm = Literal["bn", "ln"]
 

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
 
-from .layers import ActName, ConvNormAct, DropPath, NormName, SqueezeExcite, make_norm
-from .registry import register_family
+from emobench.nn.layers import ActName, ConvNormAct, DropPath, NormName, SqueezeExcite, make_norm
+from emobench.nn.registry import register_family
 
 WindowMode = Literal["grid", "contiguous", "shifted", "global"]
 
@@ -262,7 +262,7 @@ class M2Block(nn.Module):
     """The Meta Mobile block; with EMO's settings, the official ``iRMB`` (same parameters and keys).
 
     This is the reference formulation (NCHW convolutions, explicit attention matmuls, as the official code
-    and the fvcore counts of the paper); :func:`emobench.nn.fused.fuse` derives the fast inference form.
+    and the fvcore counts of the paper); :func:`emobench.nn.forms.fused.fuse` derives the fast inference form.
     """
 
     #: compute the window attention with ``F.scaled_dot_product_attention`` (same function, fused kernel)
@@ -355,7 +355,7 @@ class M2Block(nn.Module):
 
 
 def _check_block_input(cfg: M2BlockConfig, shape: tuple[int, ...]) -> None:
-    from ..errors import InputSizeError
+    from emobench.errors import InputSizeError
 
     if len(shape) != 4 or shape[1] != cfg.dim_in:
         raise InputSizeError(f"expected an input of shape (B, {cfg.dim_in}, H, W), got {tuple(shape)}")

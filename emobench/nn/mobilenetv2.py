@@ -12,11 +12,11 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from .emo import check_image_input
-from .fused import FusedM2Block, _bn_affine, _frozen, _linear_of, token_linear
-from .layers import ClassifierHead, ConvNormAct
-from .m2 import M2Block, M2BlockConfig
-from .registry import register_family
+from emobench.nn.emo import check_image_input
+from emobench.nn.forms.fused import FusedM2Block, _bn_affine, _frozen, _linear_of, token_linear
+from emobench.nn.layers import ClassifierHead, ConvNormAct
+from emobench.nn.m2 import M2Block, M2BlockConfig
+from emobench.nn.registry import register_family
 
 #: t (expansion), c (channels), n (blocks), s (stride of the first block), from the paper's Table 2.
 DEFAULT_STAGES = [[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1], [6, 160, 3, 2], [6, 320, 1, 1]]
@@ -109,7 +109,7 @@ class MobileNetV2(ClassifierHead, nn.Module):
 
 class FusedMobileNetV2(nn.Module):
     """An eval-mode :class:`MobileNetV2` on channels-last tokens: every BatchNorm folded into its conv, the 1×1
-    convs as matrix products (see :mod:`emobench.nn.fused`). Same outputs; inference only."""
+    convs as matrix products (see :mod:`emobench.nn.forms.fused`). Same outputs; inference only."""
 
     def __init__(self, model: MobileNetV2) -> None:
         super().__init__()

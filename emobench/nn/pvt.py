@@ -15,12 +15,12 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from .emo import check_image_input
-from .fused import FusedM2Block, _frozen
-from .layers import LayerNorm2d
-from .m2 import M2Block, M2BlockConfig
-from .registry import register_family
-from .vit import FusedPooledNormHead, PooledNormHead, irmb_layer, transformer_layer
+from emobench.nn.emo import check_image_input
+from emobench.nn.forms.fused import FusedM2Block, _frozen
+from emobench.nn.layers import LayerNorm2d
+from emobench.nn.m2 import M2Block, M2BlockConfig
+from emobench.nn.registry import register_family
+from emobench.nn.vit import FusedPooledNormHead, PooledNormHead, irmb_layer, transformer_layer
 
 
 class PVTConfig(BaseModel):
@@ -138,7 +138,7 @@ class FusedPVT(FusedPooledNormHead):
 
 
 def _check_pvt_input(cfg: PVTConfig, shape: tuple[int, ...]) -> None:
-    from ..errors import InputSizeError
+    from emobench.errors import InputSizeError
 
     check_image_input(shape, cfg.in_chans, 32)
     if tuple(shape[-2:]) != (cfg.img_size, cfg.img_size):

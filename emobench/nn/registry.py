@@ -18,16 +18,19 @@ class Family:
     description: str
     #: raises InputSizeError for an input shape (B, C, H, W) the configured model cannot take
     check_input: Callable[[BaseModel, tuple[int, ...]], None] | None = None
+    #: resolves the zoo entries a config names (a down-stream model's backbone) when the zoo validates it:
+    #: ``bind(config, lookup)`` with ``lookup(name, overrides) -> (family, validated config)``
+    bind: Callable[[BaseModel, Callable[[str, dict], tuple[str, BaseModel]]], None] | None = None
 
 
 FAMILIES: dict[str, Family] = {}
 
 
-def register_family(name: str, config: type[BaseModel], description: str, check_input=None):
+def register_family(name: str, config: type[BaseModel], description: str, check_input=None, bind=None):
     """Decorator for a builder ``fn(config) -> nn.Module`` of the family ``name``."""
 
     def wrap(build: Callable[[BaseModel], nn.Module]) -> Callable[[BaseModel], nn.Module]:
-        FAMILIES[name] = Family(name, config, build, description, check_input)
+        FAMILIES[name] = Family(name, config, build, description, check_input, bind)
         return build
 
     return wrap

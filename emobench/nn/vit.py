@@ -15,11 +15,11 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from .emo import check_image_input, validate_blocks
-from .fused import FusedM2Block, _frozen
-from .layers import ClassifierHead, LayerNorm2d
-from .m2 import AttentionConfig, M2Block, M2BlockConfig, WindowMode
-from .registry import register_family
+from emobench.nn.emo import check_image_input, validate_blocks
+from emobench.nn.forms.fused import FusedM2Block, _frozen
+from emobench.nn.layers import ClassifierHead, LayerNorm2d
+from emobench.nn.m2 import AttentionConfig, M2Block, M2BlockConfig, WindowMode
+from emobench.nn.registry import register_family
 
 
 class ViTConfig(BaseModel):
@@ -169,7 +169,7 @@ class FusedViT(FusedPooledNormHead):
 
 
 def _check_vit_input(cfg: ViTConfig, shape: tuple[int, ...]) -> None:
-    from ..errors import InputSizeError
+    from emobench.errors import InputSizeError
 
     check_image_input(shape, cfg.in_chans, cfg.patch_size)
     if tuple(shape[-2:]) != (cfg.img_size, cfg.img_size):

@@ -14,10 +14,10 @@ from pathlib import Path
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..errors import EmobenchError
-from ..render import write_text
-from ..store import headline
-from ..tables import TABLES, comparison_table, to_html, to_latex, to_markdown
+from emobench.errors import EmobenchError
+from emobench.report.render import write_text
+from emobench.results.store import headline
+from emobench.report.tables import TABLES, comparison_table, to_html, to_latex, to_markdown
 
 ERF_MODELS = ("emo_1m", "emo_2m", "emo_5m", "emo_6m")
 MPL_BLOCKS = ("irmb", "irmb_contiguous", "dwconv", "wmhsa", "mhsa")
@@ -37,6 +37,11 @@ class Report:
     folder: Path
     files: list[ReportFile] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    def files_frame(self) -> pd.DataFrame:
+        """The files written (schema emobench.report/1)."""
+        return pd.DataFrame([{"path": str(f.path), "what": f.what, "machine_dependent": f.machine_dependent}
+                             for f in self.files], columns=["path", "what", "machine_dependent"])
 
 
 def pareto_figure(df: pd.DataFrame, x: str, x_title: str, title: str) -> go.Figure:
@@ -77,10 +82,10 @@ def _imagenet_points(typed: pd.DataFrame) -> pd.DataFrame:
 def build_report(folder: Path, erf_images: int = 50, store=None, progress=None, png: bool = False) -> Report:
     """Write tables (md with footnoted sources, csv with the typed columns, tex, html), plots (HTML, and a PNG
     beside each with ``png`` where an exporter exists, embedded in the index) and README.md into ``folder``."""
-    from ..analysis.erf import erf_study
-    from ..analysis.mpl import mpl_table
-    from ..store import ResultStore
-    from .plots import erf_figure, mpl_figure, write_figure
+    from emobench.analysis.erf import erf_study
+    from emobench.analysis.mpl import mpl_table
+    from emobench.results.store import ResultStore
+    from emobench.report.plots import erf_figure, mpl_figure, write_figure
 
     step = progress or (lambda label: None)
     folder = Path(folder)
@@ -153,7 +158,7 @@ def _latency_by_model(records: pd.DataFrame, imagenet: pd.DataFrame, reported=No
     """The headline latency of each table row's model: its zoo entry (joined on the typed ``zoo_name`` column),
     or, with the ``reported`` table, the timm model the row names (records of ``timm:NAME`` at any input,
     ``timm:NAME@256`` included, as the speed pairs store them)."""
-    from ..references import parse_reference
+    from emobench.models.references import parse_reference
 
     by_reference = {z: m for m, z in zip(imagenet["model"], imagenet["zoo_name"]) if isinstance(z, str)}
     for row in (reported.rows if reported is not None else []):

@@ -10,8 +10,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..analysis.erf import THRESHOLDS
-from ..errors import EmobenchError
+from emobench.analysis.erf import THRESHOLDS
+from emobench.errors import EmobenchError
 
 
 def erf_figure(results, thresholds=THRESHOLDS) -> go.Figure:
@@ -34,6 +34,15 @@ def erf_figure(results, thresholds=THRESHOLDS) -> go.Figure:
     fig.update_layout(title="Effective receptive field (RepLKNet method; high-contribution area ratio at t)",
                       height=460, width=max(460, 380 * len(results)), margin={"t": 130})
     return fig
+
+
+def erf_plot_path(out_dir: Path, models: list[str], resolution: tuple[int, int]) -> Path:
+    """Where ``emobench erf`` puts the heatmaps of ``models``: one file name from the references, which may hold
+    '/', ':' and ','."""
+    import re
+
+    stem = re.sub(r"[^\w.@-]+", "-", "_".join(models))
+    return Path(out_dir) / f"erf_{stem}_{resolution[0]}x{resolution[1]}.html"
 
 
 def mpl_figure(df: pd.DataFrame) -> go.Figure:

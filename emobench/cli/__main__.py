@@ -1,0 +1,3 @@
+from emobench.cli.app import main
+
+main()

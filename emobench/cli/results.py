@@ -1,0 +1,106 @@
+"""``emobench results list|compare|export|merge``: the stored records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from emobench.cli import options as opt
+from emobench.cli.options import FormatOpt, OutputOpt, StoreOpt, console, err_console, output_format
+from emobench.errors import EmobenchError
+
+app = typer.Typer(help="List, compare, export and merge stored benchmark records.", no_args_is_help=True)
+
+
+@app.command("list")
+def results_list(
+    filters: Annotated[Optional[list[str]], typer.Argument(help="field=value filters, e.g. model=emo_1m backend=torch cpu_flags=avx512f torch_version=2.13.0.")] = None,
+    limit: Annotated[int, typer.Option(help="Show the newest N records (0: all).")] = 50,
+    store: StoreOpt = None,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """Stored records, newest last, with their ratio to torch eager where one exists. JSON and CSV carry every
+    stored field (schema emobench.bench/1, environment columns and columns unknown to emobench included)."""
+    from emobench.report.render import Format, emit, format_for
+    from emobench.report.views import records_output, stored_records_frame
+    from emobench.results.store import ResultStore
+
+    if limit < 0:
+        raise EmobenchError(f"--limit takes a count >= 0 (0: all), got {limit}")
+    fmt_ = output_format(fmt)
+    with ResultStore(store, readonly=True) as db:
+        df = db.records(**opt.filters(filters))
+        where = str(db.path)
+    df = df.tail(limit) if limit > 0 else df
+    shown = format_for(fmt_, output)
+    rows, meta, schema = records_output(df, None, shown, where)
+    if shown not in (Format.json, Format.csv):
+        rows, meta = stored_records_frame(df), {}
+    emit(rows, fmt_, output, title=f"{len(rows)} record(s)", meta=meta, schema=schema, console=console)
+
+
+@app.command("compare")
+def results_compare(
+    a: Annotated[str, typer.Argument(help="Baseline filter, e.g. backend=torch (comma-separated field=value).")],
+    b: Annotated[str, typer.Argument(help="Candidate filter, e.g. backend=onnxruntime or torch_version=2.13.0.")],
+    fail_above: Annotated[Optional[float], typer.Option("--fail-above", help="Exit 1 when a pair is slower beyond its noise by more than this percentage (a CI guard).")] = None,
+    store: StoreOpt = None,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """B vs A as latency ratios, matching records on every key the filters leave free (newest measured record
+    each), with a verdict: faster / slower when the ratio leaves 1 ± noise (the larger relative IQR or round
+    spread of the two records), else same. Filters may name environment columns (torch_version, cpu_model,
+    cpu_flags, runtime_version, git_revision, …). JSON schema: emobench.compare/1."""
+    from emobench.report.render import emit
+    from emobench.report.views import COLUMNS, SCHEMAS
+    from emobench.results.query import compare, regressions
+    from emobench.results.store import ResultStore
+
+    if fail_above is not None and not fail_above >= 0:
+        raise EmobenchError(f"--fail-above takes a percentage >= 0, got {fail_above}")
+    with ResultStore(store, readonly=True) as db:
+        df = compare(db.records(), opt.filters(a.split(",")), opt.filters(b.split(",")))
+    emit(df, output_format(fmt), output, title=f"{b} vs {a} (ratio < 1: B is faster)",
+         meta={"a": a, "b": b, "fail_above_pct": fail_above}, schema=SCHEMAS["compare"], columns=COLUMNS["compare"],
+         console=console)
+    slow = regressions(df, fail_above) if fail_above is not None else ()
+    if len(slow):
+        err_console.print(f"[red]{len(slow)} pair(s) slower by more than {fail_above:g} % beyond their noise[/]")
+        raise typer.Exit(1)
+
+
+@app.command("export")
+def results_export(
+    output: Annotated[Path, typer.Argument(help="A .csv or .json file.")],
+    filters: Annotated[Optional[list[str]], typer.Argument(help="field=value filters.")] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Every stored record with all its fields (environment columns, and columns this emobench does not know,
+    included) as CSV or JSON."""
+    from emobench.paths import write_text
+    from emobench.results.record import records_writer
+    from emobench.results.store import ResultStore
+
+    text_of = records_writer(output.name)
+    with ResultStore(store, readonly=True) as db:
+        df = db.records(**opt.filters(filters))
+    write_text(text_of(df), output)
+    console.print(f"{len(df)} record(s) written to {output}", markup=False, highlight=False)
+
+
+@app.command("merge")
+def results_merge(
+    sources: Annotated[list[Path], typer.Argument(help="Stores from other machines to merge in.")],
+    store: StoreOpt = None,
+) -> None:
+    """Copy the records of other stores into this one by record id (merging twice adds nothing; records already
+    here are never replaced); columns unknown to this emobench come along."""
+    from emobench.results.store import ResultStore
+
+    with ResultStore(store) as db:
+        added = db.merge(sources)
+        console.print(f"{added} record(s) added to {db.path} ({db.count()} in all)", markup=False, highlight=False)

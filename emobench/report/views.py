@@ -1,0 +1,296 @@
+"""Composite views of library results for the CLI: several tables per result, in every output format."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+
+from emobench.results.query import COMPARE_COLUMNS, COMPARE_SCHEMA
+from emobench.results.record import SCHEMA as BENCH_SCHEMA
+from emobench.results.record import (EVAL_SCHEMA, EVAL_UNITS, UNITS, BenchRecord, eval_table, flat,
+                                     records_table)
+from emobench.runs.profile import LAYER_COLUMNS
+from emobench.runs.profile import SCHEMA as PROFILE_SCHEMA
+from emobench.report.render import Column, Format, format_for, machine_frame, rich_table, to_text, write_text
+
+# Machine-readable schemas: one name per command output, bumped when a key changes meaning or disappears
+# (adding keys keeps the version). Documented in docs/output.md.
+SCHEMAS = {
+    "zoo_list": "emobench.zoo_list/1", "zoo_show": "emobench.zoo_show/1", "zoo_load": "emobench.zoo_load/1",
+    "profile": PROFILE_SCHEMA, "rf": "emobench.rf/1", "erf": "emobench.erf/1", "mpl": "emobench.mpl/1",
+    "mpl_stages": "emobench.mpl_stages/1", "modules": "emobench.modules/1", "table": "emobench.table/1",
+    "report": "emobench.report/1", "eval": EVAL_SCHEMA, "compare": COMPARE_SCHEMA,
+    "bench": BENCH_SCHEMA,
+}
+
+# Columns by command: the library's display label, its key in JSON/CSV and its unit. Labels not listed
+# here get a derived key (render.column_for), which the tests hold to snake_case.
+COLUMNS: dict[str, tuple[Column, ...]] = {
+    "zoo_list": (
+        Column("name", "name"), Column("family", "family"), Column("params", "params", "count"),
+        Column("input", "input", "C x H x W"), Column("tags", "tags"), Column("summary", "summary"),
+    ),
+    "zoo_show": (
+        Column("block", "block"), Column("widths", "in→mid→out", "channels in→mid→out"),
+        Column("dw", "dw", "kernel x kernel, stride"), Column("norm_act", "norm/act"), Column("attention", "attention"),
+        Column("heads", "heads", "count"), Column("skip", "skip"), Column("output", "output", "H x W"),
+        Column("params", "params", "count"),
+    ),
+    "zoo_load": (
+        Column("model", "model"), Column("checkpoint", "checkpoint"), Column("loaded_from", "loaded from"),
+        Column("tensors", "tensors", "count"), Column("params", "params", "count"),
+    ),
+    "rf": (
+        Column("layer", "layer"), Column("stage", "stage"), Column("op", "op"), Column("output", "output", "H x W"),
+        Column("jump", "jump", "input pixels"), Column("rf", "rf", "input pixels (H x W)"),
+        Column("rf_unclipped", "rf unclipped", "input pixels (H x W)"), Column("start", "start", "input pixels"),
+        Column("coverage", "coverage", "fraction of input pixels"), Column("centre_global", "centre global"),
+        Column("all_global", "all global"), Column("method", "method"),
+    ),
+    "erf": (
+        Column("model", "model"), Column("output", "output"), Column("images", "images", "count"),
+        Column("skipped", "skipped", "count"),
+        *(Column(f"area_ratio_t{t}", f"r(t={t}%)", "fraction of the input area") for t in (20, 30, 50, 99)),
+    ),
+    "mpl": (
+        Column("block", "block"), Column("kind", "kind"), Column("width", "W", "tokens per side"),
+        Column("mpl", "MPL", "steps (null: never connects)"), Column("mean_path", "mean path", "steps"),
+        Column("paper_asymptotic", "paper (asymptotic)", "steps"), Column("kernel", "k", "pixels"),
+        Column("window", "w", "tokens per side"),
+    ),
+    "mpl_stages": (
+        Column("stage", "stage"), Column("map", "map", "H x W"), Column("blocks", "blocks", "count"),
+        Column("kind", "kind"), Column("mpl", "MPL", "steps (null: never connects)"),
+        Column("mean_path", "mean path", "steps"), Column("connects_within_stage", "connects within stage"),
+    ),
+    "modules": (
+        Column("module", "module"), Column("params_formula", "params (formula)", "count"),
+        Column("params_built", "params (built)", "count"), Column("flops_formula", "FLOPs (formula)", "FLOPs (2 × MACs)"),
+        Column("flops_counted", "FLOPs (counted)", "FLOPs (2 × MACs)"), Column("mpl_exact", "MPL (exact)", "steps"),
+        Column("mpl_paper", "MPL (paper)", "steps"),
+    ),
+    "table": (
+        Column("measured_by", "measured by"), Column("measured_latency", "measured latency", "ms"),
+        Column("params", "params (formula)", "count"),
+    ),
+    "report": (Column("path", "path"), Column("what", "what"), Column("machine_dependent", "machine dependent")),
+    "compare": COMPARE_COLUMNS,
+    "profile_layers": LAYER_COLUMNS,  # the per-layer table of `profile`, owned by ModelProfile
+}
+
+
+def human(value, unit: str) -> str:
+    if value is None:
+        return "–"
+    if unit == "bytes":
+        return f"{value / 2**20:,.2f} MiB"
+    if unit in ("MACs", "FLOPs", "count", "elements"):
+        for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+            if abs(value) >= scale:
+                return f"{value:,} ({value / scale:.4g} {suffix})"
+        return f"{value:,}"
+    if unit == "ms":
+        return f"{value:.3f}"
+    return str(value)
+
+
+def _metrics_view(profile) -> pd.DataFrame:
+    rows = [
+        {"metric": k, "value": human(m.value, m.unit), "unit": m.unit, "method": m.method, "status": m.status, "note": m.note}
+        for k, m in profile.metrics.items()
+    ]
+    return pd.DataFrame(rows)
+
+
+def _counters_view(profile) -> pd.DataFrame:
+    df = profile.counters_frame().drop(columns=["model", "FLOPs (2×MACs)"])
+    df["gap vs emobench"] = [None if pd.isna(g) else f"{g:+.3%}" for g in df["gap vs emobench"]]
+    return df
+
+
+def _layers_view(profile) -> pd.DataFrame:
+    df = profile.layers.copy()
+    df["share"] = [None if pd.isna(s) else f"{s:.1%}" for s in df["share"]]
+    return df
+
+
+def render_profiles(profiles: list, fmt: Format | None, output: Path | None, env: dict, layers: bool, console: Console) -> None:
+    """table/md: per model, the metrics, the three counters and the per-layer table, then warnings.
+    json: the whole structure (schema ``emobench.profile/2``). csv: one long metrics table, or with ``layers``
+    the per-layer table of every model."""
+    from emobench.runs.profile import SCHEMA
+
+    fmt = format_for(fmt, output)
+    if fmt is Format.json:
+        _, layer_units = machine_frame(profiles[0].layers if profiles else pd.DataFrame(), COLUMNS["profile_layers"])
+        meta = {"schema": SCHEMA, "environment": env, "units": {"layers": layer_units}}
+        text = json.dumps({"meta": meta, "profiles": [p.to_dict() for p in profiles]}, indent=2, default=str)
+        _out(text + "\n", output)
+        return
+    if fmt is Format.csv:
+        if layers:
+            df = pd.concat([p.layers_table().assign(model=p.model) for p in profiles], ignore_index=True)
+        else:
+            frames = []
+            for p in profiles:
+                counters = p.counters_frame()
+                frames.append(p.metrics_frame())
+                frames.append(pd.DataFrame({
+                    "model": p.model, "metric": [f"macs[{c}]" for c in counters["counter"]], "value": counters["MACs"],
+                    "unit": "MACs", "method": [c.method for c in p.counters], "status": counters["status"], "note": "",
+                }))
+            df = pd.concat(frames, ignore_index=True)
+        _out(to_text(df, Format.csv), output)
+        return
+    sections = []
+    for p in profiles:
+        title = f"{p.model} ({p.form}) at {'x'.join(map(str, p.input_shape))}"
+        sections.append((title, _metrics_view(p)))
+        sections.append((f"{p.model}: MACs by counter (unit MACs; FLOPs = 2 × MACs)", _counters_view(p)))
+        if len(p.parts):
+            parts = p.parts.copy()
+            parts["share"] = [None if pd.isna(s) else f"{s:.1%}" for s in parts["share"]]
+            sections.append((f"{p.model}: per part (MACs by emobench)", parts))
+        if len(p.layers):
+            sections.append((f"{p.model}: per layer (MACs by emobench)", _layers_view(p)))
+    warnings = [f"{p.model}: {w}" for p in profiles for w in p.warnings]
+    if fmt is Format.md:
+        text = "".join(f"### {t}\n\n{to_text(df, Format.md)}\n" for t, df in sections)
+        if warnings:
+            text += "### Warnings\n\n" + "".join(f"- {w}\n" for w in warnings)
+        _out(text, output)
+        return
+    target = console if output is None else Console(file=io.StringIO(), width=200, record=True)
+    for t, df in sections:
+        target.print(rich_table(df, title=t))
+    for w in warnings:
+        target.print(f"[yellow]warning:[/] {w}", highlight=False)
+    target.print(f"[dim]torch {env['torch']}, {env['threads']} threads, {env['cpu']}[/]")
+    if output is not None:
+        write_text(target.export_text(), output)
+
+
+def _out(text: str, output: Path | None) -> None:
+    if output is None:
+        print(text, end="")
+    else:
+        write_text(text, output)
+
+
+def table_columns(result) -> tuple[Column, ...]:
+    """The columns of a typed comparison table (``tables.ComparisonTable``): keys as typed, labels as the screen
+    shows them, units from the reported table's labels (``Params (M)`` → ``M``; ``Δ %`` → ``%``)."""
+    from emobench.report.render import column_for
+
+    if result.reported is None:
+        return COLUMNS.get(result.name, ())
+    from emobench.report.tables import display_labels
+
+    labels = display_labels(result.reported)
+    columns = []
+    for key in result.data.columns:
+        if key.startswith("latency_ms_"):
+            columns.append(Column(key, f"{key.removeprefix('latency_ms_')} ms (measured)", "ms"))
+            continue
+        label = labels.get(key, key.replace("_", " "))
+        columns.append(Column(key, label, column_for(label).unit))
+    return tuple(columns)
+
+
+# --- benchmark and eval records ----------------------------------------------------------------------------
+
+
+def records_frame(records: list[BenchRecord] | pd.DataFrame, history: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The table people read: one row per measurement under human labels (scripts: :func:`records_table`)."""
+    df = records_table(records, history)
+    if df.empty:
+        return pd.DataFrame()
+    out = pd.DataFrame(
+        {
+            "model": df["model"], "backend": df["backend"], "form": df["form"], "batch": df["batch"],
+            "threads": df["threads"], "res": df["resolution"], "median ms": df["median_ms"], "p10 ms": df["p10_ms"],
+            "p90 ms": df["p90_ms"], "spread": df["round_spread"], "CV": df["cv"], "noisy": df["noisy"],
+            "img/s": df["throughput"], "× torch": df["ratio_to_torch"], "× official": df["ratio_to_official"],
+            "max |Δ|": df["parity_max_abs"], "precision": df["precision"], "load s": df["load_s"],
+            "first ms": df["first_ms"], "RSS MB": df["peak_rss_mb"], "export s": df["export_s"],
+            "MB": df["artifact_bytes"] / 1e6, "cached": df["cached"], "× fp32": df["ratio_to_fp32"],
+            "size × fp32": df["size_ratio_to_fp32"], "agreement": df["top1_agreement"], "cosine": df["logit_cosine"],
+            "status": df["status"], "note": df["error"],
+        }
+    )
+    for optional in ("× official", "× fp32", "size × fp32", "agreement", "cosine"):
+        if out[optional].isna().all():
+            out = out.drop(columns=[optional])
+    return out
+
+
+#: the columns of the screen table (files and JSON keep every column)
+SCREEN_COLUMNS = ["model", "backend", "form", "batch", "threads", "median ms", "p10 ms", "p90 ms", "spread",
+                  "× torch", "× official", "× fp32", "size × fp32", "agreement", "cosine", "max |Δ|", "precision",
+                  "load s", "first ms", "RSS MB", "status", "note"]
+
+
+def screen_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[[c for c in SCREEN_COLUMNS if c in frame.columns]]
+
+
+def explain_lines(records: list[BenchRecord]) -> list[tuple[str, str, list[str]]]:
+    """Per measured record: (what, the runtime's one-line summary, its fallback operators as 'op ×n')."""
+    out = []
+    for r in records:
+        if r.status == "skipped" or not r.explain:
+            continue
+        fallback = [f"{op} ×{n}" for op, n in sorted(r.explain.get("fallback", {}).items(), key=lambda kv: -kv[1])]
+        what = f"{r.model} · {r.backend} · {r.form} · b{r.batch} t{r.threads}"
+        precisions = r.explain.get("precisions") or {}
+        summary = r.explain.get("summary", "")
+        if precisions:
+            summary += " (" + ", ".join(f"{p}: {n}" for p, n in precisions.items()) + " layers)"
+        floating = r.explain.get("float") or {}
+        if floating:  # int8: the compute operators that stayed in float
+            summary += "; stayed float: " + ", ".join(f"{op} ×{n}" for op, n in sorted(floating.items(), key=lambda kv: -kv[1]))
+        out.append((what, summary, fallback))
+    return out
+
+
+def eval_frame(records: list[BenchRecord]) -> pd.DataFrame:
+    """The screen table of ``emobench eval``: accuracy as percentages, agreement with eager fp32 torch."""
+    df = eval_table(records)
+    pct = lambda col: [None if v is None or v != v else round(100 * v, 2) for v in df[col]]  # noqa: E731
+    return pd.DataFrame({
+        "model": df["model"], "backend": df["backend"], "form": df["form"], "dtype": df["dtype"], "images": df["images"],
+        "skipped": df["images_skipped"], "top-1 %": pct("top1"), "top-5 %": pct("top5"),
+        "agreement %": pct("top1_agreement"), "cosine": df["logit_cosine"], "status": df["status"], "note": df["error"],
+    })
+
+
+def stored_records_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """``emobench results list`` on screen: when and where each record was measured, then :func:`records_frame`."""
+    view = records_frame(df)
+    if not view.empty:
+        view.insert(0, "machine", df["machine"].values)
+        view.insert(0, "when", pd.to_datetime(pd.Series(df["created"], dtype=float), unit="s")
+                    .dt.strftime("%Y-%m-%d %H:%M").values)
+    return view
+
+
+def records_output(records, history: pd.DataFrame | None, shown: Format, store: str | None):
+    """(frame, meta, schema) of benchmark records as ``shown``: JSON/CSV every field under its stable key
+    (schema emobench.bench/1, explain reports included; CSV cells of JSON fields as JSON text), the screen
+    the readable columns."""
+    if shown in (Format.json, Format.csv):
+        df = records_table(records, history)
+        return (flat(df) if shown is Format.csv else df), {"units": UNITS, "store": store}, BENCH_SCHEMA
+    df = records_frame(records, history)
+    return (screen_frame(df) if shown is Format.table else df), {"store": store}, None
+
+
+def eval_output(records, shown: Format, store: str | None):
+    """(frame, meta, schema) of evaluation records as ``shown`` (JSON/CSV: schema emobench.eval/1)."""
+    if shown in (Format.json, Format.csv):
+        return eval_table(records), {"units": EVAL_UNITS, "store": store}, EVAL_SCHEMA
+    return eval_frame(records), {"store": store}, None

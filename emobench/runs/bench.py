@@ -1,0 +1,481 @@
+"""``emobench bench``: latency of zoo models on every installed backend, one methodology, one runtime per process.
+
+The parent process builds each model once (fixed seed or checkpoint), computes the reference output with eager
+fp32 torch on the reference form, exports every (formulation, backend) artifact (cached on disk), then runs
+the measurements in fresh worker processes (:mod:`emobench.runtimes.worker`), round after round, alternating
+backends within a round so that drift over the run hits every backend alike. A worker checks parity before it
+times anything: a backend that computes something else, or in another precision than asked, is recorded as
+``parity-failed`` without a latency. ``--form auto`` takes, per backend, the first formulation of the
+backend's preference list that exports and passes parity.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from emobench.paths import source_fingerprint
+from emobench.version import __version__
+from emobench.environment import check_thread_counts, cpu_name
+from emobench.environment import environment as machine_environment
+from emobench.errors import EmobenchError, first_line
+from emobench.runtimes.backends import BACKENDS, TOLERANCE, Artifact, Backend, weights_fingerprint
+from emobench.runtimes.parity import CALIBRATION_IMAGES, MIN_LOGIT_COSINE, MIN_TOP1_AGREEMENT
+from emobench.measure.images import scan_image_folder
+from emobench.measure.timing import NOISY_CV, summarize
+from emobench.models.budget import check_fits
+from emobench.nn.forms import AUTO, candidates, form_names, formulate
+from emobench.results.record import BenchRecord, failed  # noqa: F401 - failed: what makes a run exit 1
+from emobench.results.store import ResultStore
+from emobench.models.references import ResolvedModel, build_reference, module_input_size, resolve
+from emobench.zoo.catalog import current_extra_dirs
+
+#: bump when the artifact format or what is stored beside it changes (older cached exports are not reused)
+ARTIFACT_FORMAT = 3
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class BenchPlan:
+    models: list[str]
+    backends: list[str] = field(default_factory=lambda: ["torch"])
+    batches: list[int] = field(default_factory=lambda: [1])
+    threads: list[int] = field(default_factory=lambda: [min(torch.get_num_threads(), os.cpu_count() or 1)])
+    resolution: tuple[int, int] | None = None
+    #: one dtype, or several comma-separated ("fp32,int8"): measured interleaved in one run, like backends
+    dtype: str = "fp32"
+    forms: list[str] = field(default_factory=lambda: [AUTO])
+    warmup: int = 10
+    min_time: float = 1.0
+    min_runs: int = 20
+    rounds: int = 3
+    timeout: float = 600.0
+    tolerance: float | None = None
+    noisy_cv: float = NOISY_CV
+    checkpoint: str | None = None
+    #: an ImageFolder every backend classifies (``emobench eval``; see :mod:`emobench.runs.evaluate`)
+    images: str | None = None
+    class_index: str | None = None
+    limit: int | None = None  # at most this many images of the folder (in ImageFolder order)
+    preprocess: dict = field(default_factory=dict)  # crop_pct, mean, std, interpolation overriding the model's
+    timed: bool = True  # False: accuracy only, no latency (eval)
+    #: int8: calibration images (a folder; None: seeded random inputs, flagged) and the parity thresholds
+    calibration: str | None = None
+    calibration_size: int = CALIBRATION_IMAGES
+    min_agreement: float = MIN_TOP1_AGREEMENT
+    min_cosine: float = MIN_LOGIT_COSINE
+
+    @property
+    def dtypes(self) -> list[str]:
+        return list(dict.fromkeys(parse_names(self.dtype)))
+
+    def validate(self) -> None:
+        unknown = [b for b in self.backends if b not in BACKENDS]
+        if unknown:
+            raise EmobenchError(f"unknown backend {', '.join(unknown)} (known: {', '.join(BACKENDS)}, or all)")
+        if not self.backends:
+            raise EmobenchError("no backend given (e.g. -B torch,onnxruntime or -B all)")
+        if any(b < 1 for b in self.batches):
+            raise EmobenchError(f"batch sizes must be >= 1, got {self.batches}")
+        check_thread_counts(self.threads)
+        bad = [d for d in self.dtypes if d not in TOLERANCE]
+        if bad or not self.dtypes:
+            raise EmobenchError(f"unknown dtype '{','.join(bad) or self.dtype}' (choose {', '.join(TOLERANCE)}, or several comma-separated)")
+        bad = [f for f in self.forms if f not in form_names()]
+        if bad or not self.forms:
+            raise EmobenchError(f"unknown form '{','.join(bad)}' (choose {', '.join(form_names())})")
+        if self.warmup < 0 or self.min_runs < 1 or self.min_time < 0 or self.rounds < 1:
+            raise EmobenchError("warmup >= 0, min-runs >= 1, min-time >= 0 and rounds >= 1 are required")
+        if not self.timeout > 0:
+            raise EmobenchError(f"timeout must be > 0 seconds, got {self.timeout}")
+        if self.tolerance is not None and not self.tolerance >= 0:
+            raise EmobenchError(f"tolerance must be >= 0, got {self.tolerance}")
+        if self.tolerance is not None and "int8" in self.dtypes:
+            raise EmobenchError("int8 parity is top-1 agreement and logit cosine (--min-agreement, --min-cosine), not a max |Δ| tolerance")
+        if self.calibration is not None and "int8" not in self.dtypes:
+            raise EmobenchError("--calibration calibrates an int8 export: add --dtype int8")
+        if self.calibration_size < 1 or (self.limit is not None and self.limit < 1):
+            raise EmobenchError("the calibration size and the image limit must be >= 1")
+        if not (0 <= self.min_agreement <= 1 and -1 <= self.min_cosine <= 1):
+            raise EmobenchError("--min-agreement must be in [0, 1] and --min-cosine in [-1, 1]")
+        if self.images is not None:  # a folder without classes fails here, before anything is built
+            scan_image_folder(self.images, self.class_index)
+        # each model resolved here, once: everything after takes the ResolvedModel
+        self.models = [item if isinstance(item, torch.nn.Module) else resolve(item) for item in self.models]
+
+    def check_fits(self) -> None:
+        """Refuse (before anything is built) a model whose largest batch cannot fit: one measurement runs at a time."""
+        for item in self.models:
+            if not isinstance(item, torch.nn.Module):
+                check_fits(item, item.input_shape(self.resolution, max(self.batches)))
+
+
+def parse_names(spec: str) -> list[str]:
+    return [s.strip() for s in spec.split(",") if s.strip()]
+
+
+def environment(backend: Backend, threads: int) -> dict:
+    return {**machine_environment(threads, cuda=backend.device == "cuda"), "backend": backend.name, "backend_version": backend.version()}
+
+
+def model_identity(item: ResolvedModel | torch.nn.Module) -> dict:
+    """What names a model's architecture in an export's cache key (an in-memory module: its structure)."""
+    if isinstance(item, torch.nn.Module):
+        return {"model": type(item).__qualname__, "structure": repr(item)}
+    return item.identity()
+
+
+def code_fingerprint() -> str:
+    """A hash of the code that decides what an export contains (the networks and their formulations in
+    ``emobench/nn``, the exporters in ``emobench/runtimes``, the counters and inputs in ``emobench/measure``):
+    an edited formulation must not reuse an artifact cached from the old one under an unchanged version."""
+    return source_fingerprint("nn", "measure", "runtimes")
+
+
+def _artifact_key(identity: dict, form: str, shape, backend: Backend, fingerprint: str) -> str:
+    ident = {
+        **identity, "form": form, "shape": list(shape),
+        "backend": backend.name, "backend_version": backend.version(), "torch": torch.__version__,
+        "emobench": __version__, "code": code_fingerprint(), "weights": fingerprint, "format": ARTIFACT_FORMAT,
+    }
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+# --- worker processes -------------------------------------------------------------------------------------
+
+
+def worker_command(spec_path: Path, result_path: Path) -> list[str]:
+    """The command that runs one measurement (tests replace it to simulate crashing or hanging workers)."""
+    return [sys.executable, "-m", "emobench.runtimes.worker", str(spec_path), str(result_path)]
+
+
+def run_worker(spec: dict, workdir: Path, timeout: float) -> dict:
+    """Run one measurement in a fresh process; a crash or a timeout becomes an ``error`` result."""
+    fd, name = tempfile.mkstemp(prefix="spec-", suffix=".json", dir=workdir)
+    os.close(fd)
+    spec_path = Path(name)
+    result_path = spec_path.with_name(spec_path.stem + ".result.json")
+    spec_path.write_text(json.dumps(spec))
+    # The worker sees what this process sees (backends defined outside emobench included).
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    try:
+        proc = subprocess.run(worker_command(spec_path, result_path), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"status": "error", "error": f"worker timed out after {timeout:g} s and was killed"}
+    if result_path.exists():
+        return json.loads(result_path.read_text())
+    lines = [line for line in proc.stderr.decode(errors="replace").splitlines() if line.strip()]
+    how = f"signal {signal.Signals(-proc.returncode).name}" if proc.returncode < 0 else f"exit code {proc.returncode}"
+    return {"status": "error", "error": f"worker died ({how}){': ' + lines[-1].strip()[:200] if lines else ''}"}
+
+
+# --- the sweep ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Slot:
+    """One (model, backend, batch, requested form): its candidates, the chosen formulation, its artifacts."""
+
+    model: str
+    backend: Backend
+    batch: int
+    form_requested: str
+    candidates: list[tuple[str, str | None]]
+    reference: torch.nn.Module
+    entry: dict  # the model's identity (:func:`model_identity`)
+    shape: tuple[int, ...]
+    inputs: dict  # input / expected .npy paths (and the images to score, where there are)
+    fingerprint: str
+    plan: BenchPlan  # the sweep's plan at this slot's one dtype
+    seq: int = 0
+    calibration: object = None  # int8: the calibration inputs (N×C×H×W array)
+    accuracy: dict = field(default_factory=dict)  # record fields known before measuring (image source, calibration)
+    chosen: str | None = None
+    artifact: Artifact | None = None
+    notes: list[str] = field(default_factory=list)
+    failure: dict | None = None
+    results: dict[int, list[dict]] = field(default_factory=dict)  # threads → one result per round
+
+
+def _export(slot: _Slot, form: str) -> Artifact | None:
+    """Export ``form`` for a file backend in this process (cached); None for backends the worker builds."""
+    if slot.backend.suffix is None:
+        return None
+    model = copy.deepcopy(formulate(slot.reference, form))  # converters may leave state on what they convert
+    x = torch.randn(slot.shape, generator=torch.Generator().manual_seed(1))
+    identity = slot.entry
+    if slot.calibration is not None:  # an int8 export depends on what it was calibrated on
+        calibrated = hashlib.sha256(np.ascontiguousarray(slot.calibration).tobytes()).hexdigest()[:16]
+        identity = {**identity, "dtype": "int8", "calibration": calibrated}
+    key = _artifact_key(identity, form, slot.shape, slot.backend, slot.fingerprint)
+    return slot.backend.prepare(model, x.to(slot.backend.device), key, calibration=slot.calibration)
+
+
+def _spec(slot: _Slot, form: str, artifact: Artifact | None, threads: int) -> dict:
+    backend, plan = type(slot.backend), slot.plan
+    spec = {
+        "backend": f"{backend.__module__}:{backend.__qualname__}", "dtype": plan.dtype, "threads": threads,
+        "warmup": plan.warmup, "min_time": plan.min_time, "min_runs": plan.min_runs, "tolerance": _tolerance(plan),
+        "time": plan.timed, **slot.inputs,
+        "artifact": None, "model": {"name": slot.model, "checkpoint": plan.checkpoint, "form": form,
+                                    "zoo_dirs": [str(d) for d in current_extra_dirs()]},
+    }
+    if artifact is not None:
+        spec["artifact"] = {"path": str(artifact.path), "export_s": artifact.export_s, "cached": artifact.cached,
+                            "companions": list(artifact.companions), "explain": artifact.explain}
+    return spec
+
+
+def _resolve(slot: _Slot, threads: int, workdir: Path) -> dict | None:
+    """Try the slot's candidates in order until one exports and passes parity; returns that first result."""
+    for form, unsupported in slot.candidates:
+        if unsupported:  # auto passes over forms the model has not; a forced one is an error
+            slot.failure = {"status": "error", "error": f"form {form}: {unsupported}", "form": form}
+            continue
+        try:
+            artifact = _export(slot, form)
+        except Exception as err:  # noqa: BLE001 - an export failure is a result, not a crash
+            slot.notes.append(f"{form}: export failed ({first_line(err)})")
+            slot.failure = {"status": "error", "error": f"export: {first_line(err)}"}
+            continue
+        result = run_worker(_spec(slot, form, artifact, threads), workdir, slot.plan.timeout)
+        if result["status"] == "ok":
+            slot.chosen, slot.artifact = form, artifact
+            return result
+        slot.notes.append(f"{form}: {result['status']} ({result.get('error')})")
+        slot.failure = {**result, "form": form, "artifact": artifact}
+    return None
+
+
+def _tolerance(plan: BenchPlan) -> float:
+    """The parity tolerance at ``plan``'s (one) dtype."""
+    return plan.tolerance if plan.tolerance is not None else TOLERANCE[plan.dtype]
+
+
+def _input_shape(item, module: torch.nn.Module, resolution, batch: int) -> tuple[int, ...]:
+    if not isinstance(item, torch.nn.Module):
+        return item.input_shape(resolution, batch)
+    c, h, w = module_input_size(module)[0]
+    return (batch, c, *(resolution or (h, w)))
+
+
+def _program_for_worker(module: torch.nn.Module, example: torch.Tensor, path: str) -> dict:
+    """An in-memory module reaches an eager worker as a ``torch.export`` program in the sweep's private
+    temporary folder (graph as JSON, weights as raw bytes; the worker loads it with ``torch.export.load``):
+    no code of the caller is pickled. A module that does not export gets its reason recorded instead."""
+    try:
+        with torch.no_grad():
+            torch.export.save(torch.export.export(module, (example,)), path)
+    except Exception as err:  # noqa: BLE001 - an export failure is a record, not a crash
+        return {"program_error": f"torch.export of the in-memory module failed: {first_line(err)}"}
+    return {"program": path}
+
+
+def run_bench(plan: BenchPlan, store: ResultStore | None = None, progress: Progress | None = None) -> list[BenchRecord]:
+    """Run the sweep; returns every record (skipped and failed ones included) and stores all but the skipped.
+
+    With ``plan.images`` every backend also classifies those images (top-1/top-5, agreement with eager fp32
+    torch); with ``dtype="int8"`` the exports are calibrated (``plan.calibration`` or random inputs) and their
+    parity is top-1 agreement and logit cosine on the images, or on the calibration inputs."""
+    from emobench.runs.inputs import prepare_image_inputs
+
+    plan.validate()
+    plan.check_fits()
+    report = progress or (lambda label, done, total: None)
+    slots: list[_Slot] = []
+    skipped: list[tuple] = []
+    with tempfile.TemporaryDirectory(prefix="emobench-") as tmp:
+        workdir = Path(tmp)
+        for index, item in enumerate(plan.models):
+            in_memory = isinstance(item, torch.nn.Module)
+            if in_memory:  # measured as given (its own weights); the caller's module is not touched
+                reference = copy.deepcopy(item).eval()
+                name = getattr(item, "model_reference", None) or type(item).__name__
+            else:
+                reference = build_reference(item, plan.checkpoint)
+                name = item.text
+            entry = model_identity(item)
+            fingerprint = weights_fingerprint(reference)
+            for batch in plan.batches:
+                shape = _input_shape(item, reference, plan.resolution, batch)
+                x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+                with torch.inference_mode():
+                    expected = reference(x)
+                stem = workdir / f"model{index}-b{batch}"  # references may hold '/' and ':'
+                common = {"input": f"{stem}-x.npy", "expected": f"{stem}-y.npz"}
+                if in_memory and any(BACKENDS[b].suffix is None for b in plan.backends):
+                    common.update(_program_for_worker(reference, x, f"{stem}.pt2"))
+                np.save(common["input"], x.numpy(), allow_pickle=False)
+                outs = expected if isinstance(expected, (tuple, list)) else (expected,)
+                np.savez(common["expected"], **{f"out_{i}": o.float().numpy() for i, o in enumerate(outs)})
+                for dtype in plan.dtypes:  # several dtypes: one more dimension of the interleaved sweep
+                    at_dtype = dataclasses.replace(plan, dtype=dtype)
+                    scored = prepare_image_inputs(at_dtype, index, reference, shape, workdir, report)
+                    inputs = {**common, **({"images": scored.images} if scored.images is not None else {})}
+                    for backend_name in plan.backends:
+                        backend = BACKENDS[backend_name]
+                        reason = backend.unavailable() or (
+                            None if dtype in backend.dtypes else f"{backend.name} runs {', '.join(backend.dtypes)} only")
+                        for form in plan.forms:
+                            seq = len(skipped) + len(slots)  # records come back in the plan's order
+                            if reason:
+                                skipped.append((seq, name, backend, batch, form, shape, at_dtype, reason))
+                                continue
+                            options = candidates(form, backend.name, reference)
+                            if in_memory and backend.suffix is None:  # the worker runs the module's exported graph
+                                options = [(n, None if n == "reference" else "an in-memory module runs as given on "
+                                            "eager backends (form reference)") for n, _ in options if n == "reference" or form != AUTO]
+                            slots.append(_Slot(name, backend, batch, form, options, reference, entry, shape, inputs,
+                                               fingerprint, at_dtype, seq, calibration=scored.calibration,
+                                               accuracy=scored.fields))
+
+        done_records: dict[tuple[int, int], BenchRecord] = {}
+
+        def record(order: tuple[int, int], slot_like: dict, threads: int, **kw) -> None:
+            backend, at_dtype = slot_like["backend"], slot_like["plan"]
+            rec = BenchRecord(
+                model=slot_like["model"], backend=backend.name, batch=slot_like["batch"], threads=threads,
+                resolution=f"{slot_like['shape'][2]}x{slot_like['shape'][3]}", dtype=at_dtype.dtype,
+                tolerance=_tolerance(at_dtype),
+                form_requested=slot_like["form_requested"], created=time.time(),
+                machine=f"{socket.gethostname()} ({cpu_name()})", env=environment(backend, threads),
+                params={"warmup": plan.warmup, "min_time": plan.min_time, "min_runs": plan.min_runs,
+                        "rounds": plan.rounds, "timeout": plan.timeout, "input_shape": list(slot_like["shape"]),
+                        "checkpoint": plan.checkpoint, "noisy_cv": plan.noisy_cv},
+                **kw,
+            )
+            done_records[order] = rec
+            if store is not None and rec.status != "skipped":
+                store.add(rec)  # at once: an interrupted sweep keeps what it measured
+
+        def finish(slot: _Slot, threads_index: int) -> None:
+            """Store the record of one (slot, threads) as soon as its last round is in, or its failure known."""
+            threads = plan.threads[threads_index]
+            base = dict(model=slot.model, backend=slot.backend, batch=slot.batch, form_requested=slot.form_requested,
+                        shape=slot.shape, plan=slot.plan)
+            runs = slot.results.get(threads, [])
+            order = (slot.seq, threads_index)
+            if slot.chosen is None or not runs:
+                failure = slot.failure or {"status": "error", "error": "not measured"}
+                art = failure.get("artifact")
+                record(order, base, threads, **_accuracy(slot, failure), form=failure.get("form") or slot.candidates[-1][0], status=failure["status"],
+                       error="; ".join(slot.notes) if slot.form_requested == AUTO else failure.get("error"),
+                       parity_max_abs=failure.get("parity_max_abs"), parity_ok=False if "parity_max_abs" in failure else None,
+                       precision=failure.get("precision"), explain=failure.get("explain") or {},
+                       export_s=art.export_s if art else None, artifact_bytes=art.size if art else None,
+                       cached=art.cached if art else None)
+                return
+            record(order, base, threads, form=slot.chosen, **_accuracy(slot, runs[-1]), **_aggregate(runs, slot, threads))
+
+        for seq, name, backend, batch, form, shape, at_dtype, reason in skipped:
+            for t, threads in enumerate(plan.threads):
+                record((seq, t), dict(model=name, backend=backend, batch=batch, form_requested=form, shape=shape,
+                                      plan=at_dtype), threads, form=form, status="skipped", error=reason)
+
+        total = len(slots) * len(plan.threads) * plan.rounds
+        done = 0
+        for rnd in range(plan.rounds):
+            for slot in slots:
+                for t, threads in enumerate(plan.threads):
+                    label = f"round {rnd + 1}/{plan.rounds} · {slot.model} · {slot.backend.name} · b{slot.batch} t{threads}"
+                    if len(plan.dtypes) > 1:
+                        label += f" {slot.plan.dtype}"
+                    report(label, done, total)
+                    done += 1
+                    if slot.chosen is None and slot.failure is not None and slot.results == {}:
+                        continue  # every candidate failed in the first round (and was stored then)
+                    if slot.chosen is None:
+                        result = _resolve(slot, threads, workdir)
+                        if result is None:
+                            for t_all in range(len(plan.threads)):
+                                finish(slot, t_all)
+                            continue
+                    else:
+                        spec = _spec(slot, slot.chosen, slot.artifact, threads)
+                        result = run_worker(spec, workdir, plan.timeout)
+                    slot.results.setdefault(threads, []).append(result)
+                    if rnd == plan.rounds - 1:
+                        finish(slot, t)
+        report("done", total, total)
+    return [done_records[key] for key in sorted(done_records)]
+
+
+def _accuracy(slot: _Slot, result: dict) -> dict:
+    """The image scores of a worker's result, with what the slot knows (image source, skipped, calibration)."""
+    scores = {k: result.get(k) for k in ("images", "top1", "top5", "top1_agreement", "logit_cosine")}
+    return {**scores, **slot.accuracy}
+
+
+def _aggregate(runs: list[dict], slot: _Slot, threads: int) -> dict:
+    """One record from the rounds of one measurement: pooled statistics, round-to-round spread, cold start."""
+    art, plan = slot.artifact, slot.plan
+    last = runs[-1]
+    common = dict(
+        export_s=art.export_s if art else last.get("export_s"), artifact_bytes=art.size if art else None,
+        cached=art.cached if art else None, precision=last.get("precision"), explain=last.get("explain") or {},
+        rounds=len(runs), error="; ".join(slot.notes) or None,
+    )
+    for i, r in enumerate(runs):
+        if r["status"] != "ok":
+            return dict(status=r["status"], error=f"round {i + 1}: {r.get('error')}",
+                        parity_max_abs=r.get("parity_max_abs"), parity_ok=False if r["status"] == "parity-failed" else None,
+                        **{k: v for k, v in common.items() if k != "error"})
+    middle = lambda key: statistics.median(r[key] for r in runs) if all(r.get(key) is not None for r in runs) else None  # noqa: E731
+    if not plan.timed:  # accuracy only (eval): cold start and memory, no latency
+        return dict(status="ok", parity_max_abs=max(r["parity_max_abs"] for r in runs), parity_ok=True,
+                    import_s=middle("import_s"), load_s=middle("load_s"), first_ms=middle("first_ms"),
+                    rss_base_mb=middle("rss_base_mb"), peak_rss_mb=middle("peak_rss_mb"), **common)
+    stats = summarize([t for r in runs for t in r["times"]], plan.noisy_cv)
+    medians = [statistics.median(r["times"]) * 1e3 for r in runs]
+    return dict(
+        status="ok", median_ms=stats.median_ms, mean_ms=stats.mean_ms, p10_ms=stats.p10_ms, p90_ms=stats.p90_ms,
+        iqr_ms=stats.iqr_ms, cv=stats.cv, noisy=stats.noisy, runs=stats.runs,
+        throughput=slot.batch / (stats.median_ms / 1e3), parity_max_abs=max(r["parity_max_abs"] for r in runs),
+        parity_ok=True, round_spread=(max(medians) - min(medians)) / statistics.median(medians),
+        import_s=middle("import_s"), load_s=middle("load_s"), first_ms=middle("first_ms"),
+        rss_base_mb=middle("rss_base_mb"), peak_rss_mb=middle("peak_rss_mb"), **common,
+    )
+
+
+@dataclass
+class BenchOutcome:
+    """What a stored run gives back: its records, the stored records int8 ratios look their fp32 record up in
+    (None for an fp32-only run or without a store), and the store's path."""
+
+    records: list[BenchRecord]
+    history: pd.DataFrame | None
+    store: str | None
+
+
+def run_stored(plan: BenchPlan, store: str | os.PathLike | None = None, no_store: bool = False,
+               progress: Progress | None = None) -> BenchOutcome:
+    """:func:`run_bench` with the results store open (``store``, else the default; none with ``no_store``): the
+    one runner of ``emobench bench`` and ``emobench eval``. Opening the store proves it writable before any
+    work; every record is stored as it completes."""
+    db = None if no_store else ResultStore(store)
+    try:
+        records = run_bench(plan, db, progress)
+        history = db.records() if db is not None and plan.dtypes != ["fp32"] else None
+        return BenchOutcome(records, history, None if db is None else str(db.path))
+    finally:
+        if db is not None:
+            db.close()

@@ -1,0 +1,97 @@
+"""OpenVINO: ``openvino.convert_model``, a compiled CPU model, per-layer precisions from its runtime model, and
+int8 by NNCF's ``nncf.quantize`` (default mixed preset)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from emobench.runtimes.base import FileBackend, Session, _outputs, explain_counts
+from emobench.runtimes.pt2e import _batches
+
+
+#: emobench dtype → OpenVINO INFERENCE_PRECISION_HINT
+_OPENVINO_DTYPES = {"fp32": "f32", "bf16": "bf16"}
+
+
+def _openvino_dtype(ov_type) -> str:
+    name = str(getattr(ov_type, "get_type_name", lambda: ov_type)())
+    return {"f32": "fp32", "float32": "fp32", "bf16": "bf16", "bfloat16": "bf16", "f16": "fp16", "float16": "fp16",
+            "i8": "int8", "u8": "int8"}.get(name, name)
+
+
+#: OpenVINO layer types whose runtime precision is the model's compute precision
+_OPENVINO_COMPUTE = {"Convolution", "GroupConvolution", "FullyConnected", "MatMul", "Eltwise", "Softmax", "MVN", "RMS"}
+
+
+class OpenVINO(FileBackend):
+    name = "openvino"
+    description = "OpenVINO (ov.convert_model, static input shape) on the CPU plugin, latency hint"
+    modules = ("openvino",)
+    distribution = "openvino"
+    install = "openvino"
+    suffix = ".xml"
+    companions = (".bin",)  # the weights
+    dtypes = ("fp32", "bf16", "int8")
+
+    def write(self, model, example, path):
+        import openvino as ov
+
+        converted = ov.convert_model(model, example_input=example, input=[tuple(example.shape)])
+        ov.save_model(converted, str(path), compress_to_fp16=False)
+        return None
+
+    def write_int8(self, model, example, path, calibration):
+        return write_openvino(model, example, path, calibration)
+
+    def open(self, artifact, threads, dtype):
+        import openvino as ov
+
+        core = ov.Core()
+        if dtype == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+            raise RuntimeError("this CPU has no bf16 support in OpenVINO")
+        # The CPU plugin computes in bf16 by default on CPUs with AVX512_BF16/AMX: fp32 must be asked for.
+        # int8: the quantized layers run in int8 whatever the hint; the rest computes in fp32, as asked
+        config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": _OPENVINO_DTYPES.get(dtype, "f32"),
+                  "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+        compiled = core.compile_model(core.read_model(str(artifact.path)), "CPU", config)
+        request = compiled.create_infer_request()
+        layers = [(op.get_rt_info()["layerType"].astype(str), op.get_rt_info()["runtimePrecision"].astype(str))
+                  for op in compiled.get_runtime_model().get_ordered_ops()]
+        executed = sorted({_openvino_dtype(p) for t, p in layers if t in _OPENVINO_COMPUTE})
+        precision = "+".join(executed) or _openvino_dtype(compiled.get_property("INFERENCE_PRECISION_HINT"))
+        if dtype == "int8" and "int8" in executed:  # int8 asked and run; float layers are listed in the report
+            precision = "int8"
+        compute = [(t, _openvino_dtype(p)) for t, p in layers if t not in ("Const", "Input", "Output")]
+        explain = explain_counts(
+            f"CPU plugin, inference precision {_openvino_dtype(compiled.get_property('INFERENCE_PRECISION_HINT'))}; "
+            f"{len(compute)} executed layers", accelerated=Counter(t for t, _ in compute),
+            precisions=Counter(p for _, p in compute),
+        )
+        if dtype == "int8":
+            explain["float"] = dict(sorted(Counter(t for t, p in compute if t in _OPENVINO_COMPUTE and p != "int8").items()))
+        outs = compiled.outputs
+
+        def run(x):
+            result = request.infer([x.numpy()])
+            return _outputs([result[o] for o in outs])
+
+        return Session(run, precision, explain)
+
+
+def write_openvino(model: nn.Module, example: torch.Tensor, path: Path, calibration: np.ndarray) -> dict | None:
+    try:
+        import nncf
+    except ModuleNotFoundError:
+        raise RuntimeError("OpenVINO's int8 export needs nncf (pip install 'emobench[openvino]')") from None
+    import openvino as ov
+
+    converted = ov.convert_model(model, example_input=example, input=[tuple(example.shape)])
+    data = nncf.Dataset([x.numpy() for x in _batches(calibration, example.shape[0])])
+    quantized = nncf.quantize(converted, data, subset_size=len(calibration))
+    ov.save_model(quantized, str(path), compress_to_fp16=False)
+    return None

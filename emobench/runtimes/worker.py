@@ -1,0 +1,200 @@
+"""One measurement in a process of its own: ``python -m emobench.runtimes.worker SPEC.json RESULT.json``.
+
+Runtimes keep thread pools alive and spinning after a call (OpenMP, ONNX Runtime's intra-op pool, XNNPACK's
+pthreadpool) and set process-wide state (ExecuTorch's threadpool size, torch's thread count, cuDNN's TF32
+switch). Measured side by side in one process they steal the cores from each other; so ``emobench bench`` runs
+every (model, backend, batch, threads, dtype, round) in a fresh worker that imports one runtime, loads the
+artifact the parent exported (or, for eager and compiled torch, builds the model itself from the same seed),
+checks parity against the parent's reference output, times the calls and exits. The parent stores the result.
+
+The worker reports its cold start (runtime import, load/initialisation, first inference), its resident memory
+after the imports and at its peak, the precision the runtime reports computing in, and what the runtime
+actually runs (the backend's ``explain`` report). Everything goes to RESULT.json; a crash or a hang leaves no
+result, which the parent turns into an ``error`` record.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from emobench.errors import first_line
+
+
+def _current_rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def _peak_rss_mb() -> float | None:
+    """This process's peak resident memory. Linux: ``VmHWM`` of its own address space (``ru_maxrss`` survives
+    ``execve`` and would report the parent's peak); elsewhere ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**10  # kB
+    except OSError:
+        pass
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not Unix
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB elsewhere
+
+
+def load_backend(path: str):
+    """A backend instance from ``module:QualName`` (so backends defined outside emobench run in workers too)."""
+    module, _, qualname = path.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj()
+
+
+def parity(out, expected: list) -> tuple[float, str | None]:
+    """Largest |difference| over every output tensor (inf when the outputs' number or shapes differ, with why)."""
+    import numpy as np
+
+    outs = list(out) if isinstance(out, (tuple, list)) else [out]
+    if len(outs) != len(expected):
+        return float("inf"), f"{len(outs)} output(s), expected {len(expected)}"
+    worst = 0.0
+    for i, (o, e) in enumerate(zip(outs, expected)):
+        o = o.float().cpu().numpy()
+        if o.shape != e.shape:
+            return float("inf"), f"output {i}: {tuple(o.shape)} ≠ {tuple(e.shape)}"
+        worst = max(worst, float(np.abs(o - e).max()) if o.size else 0.0)
+    return worst, None
+
+
+def _score_images(session, x, images: dict, result: dict) -> bool:
+    """Run the images through the session (the artifact's batch at a time), score them (top-1/top-5 against
+    the labels, agreement and cosine against eager fp32 torch) into ``result``; False when the agreement or
+    cosine falls below the spec's thresholds (then the result is ``parity-failed``)."""
+    import numpy as np
+    import torch
+
+    from emobench.measure.images import run_batches, score
+
+    data = np.load(images["input"], mmap_mode="r", allow_pickle=False)
+    labels = np.load(images["labels"], allow_pickle=False) if images.get("labels") else None
+    reference = np.load(images["reference"], allow_pickle=False) if images.get("reference") else None
+    with torch.inference_mode():
+        logits = run_batches(session.run, data, x.shape[0], lambda a: torch.from_numpy(a).to(x.device))
+    result.update(score(logits, labels, reference))
+    low = []
+    if images.get("min_agreement") is not None and not result["top1_agreement"] >= images["min_agreement"]:
+        low.append(f"top-1 agreement {result['top1_agreement']:.4f} < {images['min_agreement']:g}")
+    if images.get("min_cosine") is not None and not result["logit_cosine"] >= images["min_cosine"]:
+        low.append(f"logit cosine {result['logit_cosine']:.4f} < {images['min_cosine']:g}")
+    if low:
+        result.update(status="parity-failed", error=f"{' and '.join(low)} on {result['images']} images vs eager fp32 torch")
+    return not low
+
+
+def measure(spec: dict) -> dict:
+    """Run one measurement as ``spec`` describes (see :func:`emobench.runs.bench.worker_spec`); returns the result."""
+    import numpy as np
+    import torch
+
+    from emobench.runtimes.base import Artifact
+    from emobench.measure.timing import time_calls
+
+    result: dict[str, Any] = {"status": "error"}
+    stage = "import"
+    try:
+        backend = load_backend(spec["backend"])
+        start = time.perf_counter()
+        backend.import_runtime()
+        result["import_s"] = time.perf_counter() - start
+        x = torch.from_numpy(np.load(spec["input"], allow_pickle=False)).to(backend.device)
+        with np.load(spec["expected"], allow_pickle=False) as saved:  # out_0, out_1, … (every model output)
+            expected = [saved[f"out_{i}"] for i in range(len(saved.files))]
+        result["rss_base_mb"] = _current_rss_mb()
+
+        stage = "load"
+        start = time.perf_counter()
+        art = spec.get("artifact")
+        if art is not None:
+            path = Path(art["path"])
+            artifact = Artifact(backend.load(path), path, art.get("export_s"), art.get("cached", True),
+                                tuple(art.get("companions", ())), art.get("explain"))
+        else:
+            from emobench.models.references import build_reference
+            from emobench.nn.forms import formulate
+
+            stage = "export"
+            m = spec["model"]
+            if spec.get("program_error"):
+                raise RuntimeError(spec["program_error"])
+            if spec.get("program"):  # an in-memory module, exported by the parent (see bench._program_for_worker)
+                model = torch.export.load(spec["program"]).module()
+            else:  # any model reference: a zoo name, timm:NAME, a factory (the worker rebuilds it)
+                model = formulate(build_reference(m["name"], m.get("checkpoint"), m.get("zoo_dirs")), m["form"])
+            artifact = backend.prepare(model, x, "")
+            result["export_s"] = artifact.export_s
+        stage = "load"
+        session = backend.session(artifact, spec["threads"], spec["dtype"])
+        result["load_s"] = time.perf_counter() - start - (result.get("export_s") or 0.0)
+
+        stage = "run"
+        sync = backend.sync()
+        start = time.perf_counter()
+        with torch.inference_mode():
+            out = session.run(x)
+        if sync:
+            sync()
+        result["first_ms"] = (time.perf_counter() - start) * 1e3
+        result["precision"] = session.precision
+        diff, mismatch = parity(out, expected)
+        result["parity_max_abs"] = diff
+        if session.precision != spec["dtype"]:
+            result.update(status="parity-failed", error=f"{backend.name} ran {session.precision}, not {spec['dtype']}")
+        elif mismatch or (spec["tolerance"] is not None and not diff <= spec["tolerance"]):  # NaN fails too
+            shape = f" ({mismatch})" if mismatch else ""
+            result.update(status="parity-failed", error=f"max |Δ| {diff:.3g} > tolerance {spec['tolerance']}{shape}")
+        elif spec.get("images") and not _score_images(session, x, spec["images"], result):
+            pass  # below the agreement thresholds: parity-failed, not timed
+        elif not spec.get("time", True):  # eval: accuracy only
+            result["status"] = "ok"
+        else:
+            stage = "timing"
+            measure_call = None
+            if backend.device == "cuda":
+                from emobench.runtimes.cuda import cuda_event_seconds
+
+                measure_call = cuda_event_seconds
+            with torch.inference_mode():
+                result["times"] = time_calls(lambda: session.run(x), spec["warmup"], spec["min_time"],
+                                             spec["min_runs"], sync=sync, measure=measure_call)
+            result["status"] = "ok"
+        result["peak_rss_mb"] = _peak_rss_mb()
+        stage = "explain"
+        try:
+            result["explain"] = session.report()
+        except Exception as err:  # noqa: BLE001 - a missing report never voids the measurement
+            result["explain"] = {"summary": f"no report: {first_line(err)}"}
+    except Exception as err:  # noqa: BLE001 - every failure is a result
+        result.update(status="error", error=f"{stage}: {first_line(err)}")
+    return result
+
+
+def main(argv: list[str]) -> int:
+    spec_path, result_path = argv
+    spec = json.loads(Path(spec_path).read_text())
+    result = measure(spec)
+    tmp = Path(result_path).with_suffix(".tmp")
+    tmp.write_text(json.dumps(result))
+    tmp.replace(result_path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
