@@ -226,7 +226,7 @@ def test_cli_analysis_bad_input(capsys, monkeypatch, args, needle):
 def test_cli_erf_empty_image_folder(capsys, monkeypatch, tmp_path):
     (tmp_path / "imgs").mkdir()
     code, _, err = run(capsys, monkeypatch, "erf", "emo_tiny", "--images", str(tmp_path / "imgs"), "--out-dir", str(tmp_path))
-    assert_user_error(code, err, "no images")
+    assert_user_error(code, err, "no image files")
 
 
 def test_erf_study_is_the_measurement_the_cli_and_report_share():

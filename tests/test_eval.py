@@ -128,6 +128,21 @@ def test_preprocessing_resizes_the_shorter_side_and_crops_the_centre():
     np.testing.assert_allclose(out[:, 16, 16], expected, rtol=1e-5)
 
 
+def test_exact_preprocessing_resizes_both_sides_and_crops_nothing():
+    # 64 wide, 32 high, the left 16 columns red: resized to exactly 16x16 (nearest) the left 4 columns stay red;
+    # the centre crop of the same image (shorter side to 16, then columns 8..23 of 32) keeps no red at all
+    pixels = np.zeros((32, 64, 3), dtype=np.uint8)
+    pixels[:, :16, 0], pixels[:, 16:, 2] = 255, 255
+    kw = dict(mean=(0.0,), std=(1.0,), interpolation="nearest")
+    exact = Preprocessing.exact((16, 16), **kw)
+    assert (exact.crop_pct, exact.crop_mode) == (1.0, "squash")
+    out = exact(Image.fromarray(pixels))
+    assert out.shape == (3, 16, 16) and (out[0, :, :4] == 1).all() and (out[0, :, 4:] == 0).all()
+    assert (Preprocessing(size=(16, 16), crop_pct=1.0, **kw)(Image.fromarray(pixels))[0] == 0).all()
+    with pytest.raises(EmobenchError, match="crop mode"):
+        Preprocessing(size=(16, 16), crop_mode="border").check()
+
+
 def test_scores_against_labels_and_reference_logits():
     logits = np.array([[3.0, 2.0, 1.0, 0.0, -1.0, -2.0], [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]])
     labels = np.array([0, 0])  # first: top-1; second: label ranked last → outside the top 5
@@ -175,3 +190,34 @@ def test_preprocessing_comes_from_a_timm_style_pretrained_cfg_and_the_command_li
     assert prep.crop_pct == 1.0 and prep.mean == (0.5, 0.5, 0.5) and "crop_pct" in prep.source
     with pytest.raises(EmobenchError, match="interpolation"):
         preprocessing_for(model, (256, 256), interpolation="lanczos9")
+
+
+def test_erf_and_eval_read_the_same_files_of_a_folder(capsys, monkeypatch, digits, tmp_path):
+    """One image pipeline: from a folder with an unreadable image and a non-image file, ``emobench eval`` and
+    ``erf --images`` use the same images and skip the same one file; the junk changes neither result."""
+    from emobench.analysis.erf import erf_study
+    from emobench.zoo.catalog import extra_zoo_dirs
+
+    clean, messy = tmp_path / "clean", tmp_path / "messy"
+    for folder in (clean, messy):
+        for label in ("0", "1"):
+            (folder / label).mkdir(parents=True)
+            for path in sorted((digits.images / label).glob("*.png"))[:3]:
+                shutil.copy(path, folder / label / path.name)
+    (messy / "0" / "broken.png").write_bytes(b"not a png at all")  # an image file Pillow cannot read
+    (messy / "1" / "notes.txt").write_text("not an image")  # not an image file: never read, never counted
+    classes = _write(tmp_path / "classes.txt", "\n".join(map(str, range(10))))
+    evaluated, studied = {}, {}
+    for folder in (clean, messy):
+        code, data, err = eval_json(capsys, monkeypatch, digits, "--images", str(folder), "--class-index", str(classes))
+        assert code == 0, err
+        (r,) = data["rows"]
+        evaluated[folder.name] = (r["images"], r["images_skipped"], r["top1"], r["logit_cosine"])
+        with extra_zoo_dirs([digits.zoo]):
+            (study,) = erf_study([NAME], (32, 32), folder, num_images=50, seed=3).results
+        studied[folder.name] = study
+    assert evaluated["clean"][:2] == (6, 0) and evaluated["messy"][:2] == (6, 1)
+    assert evaluated["messy"][2:] == evaluated["clean"][2:]
+    assert (studied["clean"].images, studied["clean"].skipped) == (6, 0)
+    assert (studied["messy"].images, studied["messy"].skipped) == (6, 1)
+    assert np.array_equal(studied["messy"].mean_gradient, studied["clean"].mean_gradient)

@@ -5,6 +5,9 @@ and ``erf/analyze_erf.py``).
 2. Per image: the feature vector at the spatial centre (H//2, W//2), ReLU, summed over channels → a scalar;
    its gradient with respect to the input; ReLU of the gradient; summed over RGB → an H×W map. Images whose map
    has a NaN are skipped; the others are averaged.
+   Real images (``--images``) are RepLKNet's input: resized bicubically to exactly the input size (no crop),
+   ImageNet-normalised. Files are found, decoded and (when unreadable) skipped by ``emobench.measure.images``,
+   the pipeline of ``emobench eval``; unreadable files count as skipped, like NaN maps.
 3. Analysis: ``log10(map + 1)``, divided by its maximum. For each threshold t, the smallest centred square of
    side 2i+1 whose share of the total is strictly greater than t gives the high-contribution area ratio
    side² / (H·W). When no square up to the map's size gets there, the ratio is reported as missing (the
@@ -22,14 +25,12 @@ import torch
 from torch import nn
 
 from emobench.errors import EmobenchError
+from emobench.measure.images import Preprocessing, image_files, read_images
 
 if TYPE_CHECKING:
     import pandas as pd
 
 THRESHOLDS = (0.2, 0.3, 0.5, 0.99)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 @dataclass
@@ -37,7 +38,7 @@ class ERFResult:
     model: str
     mean_gradient: np.ndarray  # H × W, the averaged ReLU'd gradient (raw)
     images: int
-    skipped: int
+    skipped: int  #: unreadable image files and images whose map has a NaN
     source: str
     output: str = ""  #: which output tensor, for models with several (``""``: the only one)
 
@@ -76,28 +77,13 @@ def random_images(count: int, size: tuple[int, int], seed: int = 0):
         yield torch.randn(1, 3, *size, generator=g)
 
 
-def folder_images(folder: str | Path, count: int, size: tuple[int, int]):
-    """Images from a folder (sorted by name), resized bicubically to ``size`` and ImageNet-normalised."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise EmobenchError(f"image folder not found: {folder}")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise EmobenchError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
-    try:
-        from PIL import Image
-    except ImportError:
-        raise EmobenchError("reading images needs Pillow: pip install pillow") from None
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    for path in files[:count]:
-        try:
-            with Image.open(path) as opened:
-                img = opened.convert("RGB").resize((size[1], size[0]), Image.BICUBIC)
-        except OSError as err:
-            raise EmobenchError(f"cannot read image {path}: {err}") from None
-        arr = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1).unsqueeze(0)
-        yield (arr - mean) / std
+def folder_images(folder: str | Path, count: int, size: tuple[int, int], skipped: list[str] | None = None):
+    """Up to ``count`` readable images of a folder (eval's image files, sorted by path) as 1×3×H×W tensors,
+    resized bicubically to exactly ``size`` and ImageNet-normalised (RepLKNet's input); unreadable files are
+    appended to ``skipped``. A missing folder or one without image files is an error here, before any image
+    is read."""
+    files = image_files(folder)
+    return (torch.from_numpy(x)[None] for _, x in read_images(files, Preprocessing.exact(size), skipped, count))
 
 
 def feature_map(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -231,11 +217,15 @@ def erf_study(
         if images is not None and shape[1] != 3:
             raise EmobenchError(f"'{name}' takes {shape[1]} channels; --images needs an RGB model")
         model = ref.build(checkpoint, seed=seed)
+        unreadable: list[str] = []
         if images is not None:
-            stream = folder_images(images, num_images, size)
+            stream = folder_images(images, num_images, size, unreadable)
         else:  # a model with other than 3 channels gets the first random channel repeated
             stream = (x if shape[1] == 3 else x[:, :1].expand(-1, shape[1], -1, -1).clone()
                       for x in random_images(num_images, size, seed))
         step = (lambda n, name=name: progress(name, n)) if progress else None
-        results += effective_receptive_fields(model, stream, name, source, step)
+        found = effective_receptive_fields(model, stream, name, source, step)
+        for result in found:  # unreadable files are skipped images of every map
+            result.skipped += len(unreadable)
+        results += found
     return ERFStudy(results, tuple(resolution), source)

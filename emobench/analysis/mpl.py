@@ -141,13 +141,13 @@ def stage_table(entry: ZooEntry, resolution: tuple[int, int] | None = None, coun
     rf = rf_result.table
     rows = []
     for i, stage in enumerate(entry.config.block_configs()[1:], start=1):
-        size = rf[rf["layer"] == f"stage{i}.0"]["output"].iloc[0]
-        h, w = map(int, size.split("x"))
+        first = rf[rf["layer"] == f"stage{i}.0"].iloc[0]
+        h, w = int(first["output H"]), int(first["output W"])
         repeated = stage[1:]
         if not repeated:
             continue
         exact, mean = block_mpl(repeated[0], h, w, count, se_as_global)
-        rows.append({"stage": f"stage{i}", "map": size, "blocks": len(repeated), "kind": block_kind(repeated[0]),
+        rows.append({"stage": f"stage{i}", "map H": h, "map W": w, "blocks": len(repeated), "kind": block_kind(repeated[0]),
                      "MPL": exact, "mean path": mean, "connects within stage": exact <= len(repeated)})
     return pd.DataFrame(rows), rf_result
 

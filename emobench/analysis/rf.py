@@ -158,6 +158,27 @@ EMPIRICAL_METHOD = ("gradient support (float64, random non-zero weights, union o
 EMPIRICAL_MAX_SIDE = 256
 
 
+#: the columns of :attr:`RFResult.table` (display labels; keys and units: ``emobench.report.views.COLUMNS["rf"]``)
+TABLE_COLUMNS = ["layer", "stage", "op", "output H", "output W", "jump", "rf H", "rf W", "rf unclipped H",
+                 "rf unclipped W", "start", "coverage", "centre global", "all global", "method"]
+#: the whole-number columns: sizes, jumps and receptive fields in pixels (None where a row has none)
+INT_COLUMNS = ["output H", "output W", "jump", "rf H", "rf W", "rf unclipped H", "rf unclipped W"]
+
+
+def _typed(df: pd.DataFrame) -> pd.DataFrame:
+    """Whole numbers stay whole: an int column with a missing value would otherwise turn float (9.0 in JSON);
+    such a column holds Python ints and None instead."""
+    for col in INT_COLUMNS:
+        if df[col].isna().any():
+            df[col] = pd.Series([None if pd.isna(v) else int(v) for v in df[col]], index=df.index, dtype=object)
+        else:
+            df[col] = df[col].astype("int64")
+    for col in ("centre global", "all global"):
+        if df[col].isna().any():
+            df[col] = df[col].astype(object).where(df[col].notna(), None)
+    return df
+
+
 @dataclass
 class RFResult:
     table: pd.DataFrame
@@ -184,7 +205,7 @@ class RFResult:
 def receptive_field(units: list[Unit], size: tuple[int, int]) -> RFResult:
     """Walk the units over an input of ``size`` (H, W), composing the per-axis relations."""
     composed = [reach.identity(n) for n in size]
-    rf_unclipped: float | None = 1.0
+    rf_unclipped: int | None = 1
     jump = 1
     start = 0.5  # pixel-centre convention
     rows = []
@@ -214,10 +235,13 @@ def receptive_field(units: list[Unit], size: tuple[int, int]) -> RFResult:
                 "layer": u.name,
                 "stage": u.stage,
                 "op": u.op,
-                "output": f"{composed[0].shape[0]}x{composed[1].shape[0]}",
+                "output H": composed[0].shape[0],
+                "output W": composed[1].shape[0],
                 "jump": jump,
-                "rf": f"{boxes[0]}x{boxes[1]}",
-                "rf unclipped": rf_unclipped,
+                "rf H": boxes[0],
+                "rf W": boxes[1],
+                "rf unclipped H": rf_unclipped,  # the recurrence's kernels are square: the same on both axes
+                "rf unclipped W": rf_unclipped,
                 "start": start if rf_unclipped is not None else None,
                 "coverage": coverage,
                 "centre global": centre_global,
@@ -225,7 +249,7 @@ def receptive_field(units: list[Unit], size: tuple[int, int]) -> RFResult:
                 "method": EXACT_METHOD,
             }
         )
-    return RFResult(pd.DataFrame(rows), size, first_centre, first_all)
+    return RFResult(_typed(pd.DataFrame(rows, columns=TABLE_COLUMNS)), size, first_centre, first_all)
 
 
 def entry_receptive_field(entry: ZooEntry, resolution: tuple[int, int] | None = None, se_as_global: bool = False) -> RFResult:
@@ -353,8 +377,7 @@ def empirical_receptive_field(model: nn.Module, input_shape: tuple[int, ...], se
     for name, shape in shapes.items():
         if name not in supports:
             rows.append({"layer": name, "stage": "output", "op": f"not a spatial map ({'x'.join(map(str, shape))})",
-                         "output": "", "jump": None, "rf": "", "rf unclipped": None, "start": None, "coverage": None,
-                         "centre global": None, "all global": None, "method": EMPIRICAL_METHOD})
+                         "method": EMPIRICAL_METHOD})  # no size, jump or receptive field: null
             continue
         oh, ow = shape[-2:]
         centre = supports[name]["centre"]
@@ -366,11 +389,11 @@ def empirical_receptive_field(model: nn.Module, input_shape: tuple[int, ...], se
         if all_global and first_all is None:
             first_all = name
         jump = h // oh if oh and h % oh == 0 and w % ow == 0 and h // oh == w // ow else None
-        rows.append({"layer": name, "stage": "output", "op": "gradient support", "output": f"{oh}x{ow}",
-                     "jump": jump, "rf": f"{box[0]}x{box[1]}", "rf unclipped": None, "start": None,
-                     "coverage": float(centre.mean()), "centre global": centre_global, "all global": all_global,
-                     "method": EMPIRICAL_METHOD})
-    return RFResult(pd.DataFrame(rows), (h, w), first_centre, first_all, EMPIRICAL_METHOD, note)
+        rows.append({"layer": name, "stage": "output", "op": "gradient support", "output H": oh, "output W": ow,
+                     "jump": jump, "rf H": box[0], "rf W": box[1], "coverage": float(centre.mean()),
+                     "centre global": centre_global, "all global": all_global, "method": EMPIRICAL_METHOD})
+    return RFResult(_typed(pd.DataFrame(rows, columns=TABLE_COLUMNS)), (h, w), first_centre, first_all,
+                    EMPIRICAL_METHOD, note)
 
 
 def empirical_size(default: tuple[int, int], limit: int = EMPIRICAL_MAX_SIDE) -> tuple[tuple[int, int], str]:

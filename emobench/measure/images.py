@@ -3,9 +3,10 @@
 Folder layout and class order follow torchvision's ``ImageFolder`` (one sub-folder per class, classes in sorted
 order, files with an image extension, found recursively), or a class-index file (timm's ``class_map``: one
 class name per line, or a JSON object name → index). Preprocessing follows timm's evaluation transform: resize
-the shorter side to ``floor(size / crop_pct)`` (both sides for a non-square input), centre crop to the input
-size, scale to [0, 1], normalise with mean/std. Images are decoded with Pillow; a file Pillow cannot read is
-skipped and counted, never fatal. Decoded images go to a ``.npy`` file on disk (memory-mapped), so a large
+the shorter side to ``floor(size / crop_pct)`` (both sides for a non-square input, or with timm's ``squash``
+crop mode), centre crop to the input size, scale to [0, 1], normalise with mean/std. Images are decoded with
+Pillow; a file Pillow cannot read is skipped and counted, never fatal (:func:`read_images`, shared by eval,
+calibration and ``erf --images``). Decoded images go to a ``.npy`` file on disk (memory-mapped), so a large
 folder never has to fit in memory, and worker processes read the same bytes.
 
 This module imports only numpy (and Pillow when decoding): worker processes score with it.
@@ -18,7 +19,7 @@ import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -34,6 +35,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_CROP_PCT = 0.875
 DEFAULT_INTERPOLATION = "bicubic"
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
+#: timm's crop modes: ``center`` keeps the aspect ratio of a square input (shorter side resized), ``squash``
+#: resizes both sides to ``size / crop_pct`` (with crop_pct 1: exactly the input size, nothing cropped)
+CROP_MODES = ("center", "squash")
 
 
 @dataclass(frozen=True)
@@ -47,12 +51,25 @@ class Preprocessing:
     std: tuple[float, ...] = IMAGENET_STD
     interpolation: str = DEFAULT_INTERPOLATION
     source: str = "defaults (ImageNet mean/std, crop_pct 0.875, bicubic)"
+    crop_mode: str = "center"
+
+    @classmethod
+    def exact(cls, size: tuple[int, int], channels: int = 3, interpolation: str = DEFAULT_INTERPOLATION,
+              **kwargs) -> "Preprocessing":
+        """Resize to exactly ``size`` (H, W; the aspect ratio is not kept, nothing is cropped), scale to [0, 1],
+        normalise (ImageNet mean/std unless given): torchvision's ``Resize((H, W))`` + ``ToTensor`` +
+        ``Normalize``, as RepLKNet's ERF script feeds images."""
+        source = kwargs.pop("source", f"resized to exactly {size[0]}x{size[1]} ({interpolation}, no crop)")
+        return cls(size=tuple(size), channels=channels, crop_pct=1.0, crop_mode="squash",
+                   interpolation=interpolation, source=source, **kwargs)
 
     def check(self) -> None:
         if not 0 < self.crop_pct <= 1:
             raise EmobenchError(f"crop_pct must be in (0, 1], got {self.crop_pct}")
         if self.interpolation not in INTERPOLATIONS:
             raise EmobenchError(f"unknown interpolation '{self.interpolation}' (choose {', '.join(INTERPOLATIONS)})")
+        if self.crop_mode not in CROP_MODES:
+            raise EmobenchError(f"unknown crop mode '{self.crop_mode}' (choose {', '.join(CROP_MODES)})")
         if self.channels not in (1, 3):
             raise EmobenchError(f"images are decoded as RGB or grayscale: a model taking {self.channels} channels cannot be fed images")
         for what, values in (("mean", self.mean), ("std", self.std)):
@@ -69,14 +86,15 @@ class Preprocessing:
         resample = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST}[self.interpolation]
         image = image.convert("RGB" if self.channels == 3 else "L")
         h, w = self.size
-        if h == w:  # timm: Resize(int) keeps the aspect ratio, the shorter side becomes floor(size / crop_pct)
+        if h == w and self.crop_mode == "center":
+            # timm: Resize(int) keeps the aspect ratio, the shorter side becomes floor(size / crop_pct)
             scale = math.floor(h / self.crop_pct)
             iw, ih = image.size
             if iw <= ih:
                 new = (scale, int(scale * ih / iw))
             else:
                 new = (int(scale * iw / ih), scale)
-        else:  # timm: Resize((h, w)) scaled by 1 / crop_pct
+        else:  # timm (a non-square input, or crop mode squash): Resize((h, w)) scaled by 1 / crop_pct
             new = (math.floor(w / self.crop_pct), math.floor(h / self.crop_pct))
         if new != image.size:
             image = image.resize(new, resample)
@@ -208,30 +226,60 @@ class ImageSet:
         return np.load(self.path, mmap_mode="r", allow_pickle=False)
 
 
+class UnreadableImage(EmobenchError):
+    """A file Pillow cannot decode (corrupt, truncated, not an image): skipped and counted, never fatal."""
+
+
+def read_image(path: Path, prep: Preprocessing) -> np.ndarray:
+    """One image file, decoded with Pillow and preprocessed (C×H×W float32); :class:`UnreadableImage`
+    ("file: why") when Pillow cannot read it."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return prep(image)
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as err:  # corrupt files raise these
+        raise UnreadableImage(f"{path}: {type(err).__name__}") from None
+
+
+def read_images(files: list[Path], prep: Preprocessing, skipped: list[str] | None = None, limit: int | None = None,
+                progress: Callable[[int, int], None] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """``(index in files, C×H×W float32)`` of each readable file, in order, up to ``limit`` images; each
+    unreadable file is appended to ``skipped`` ("file: why") and left out. ``progress(files done, files)``
+    after each file. When no file at all could be read, an error."""
+    skipped = [] if skipped is None else skipped
+    kept, first = 0, len(skipped)
+    for i, path in enumerate(files):
+        if limit is not None and kept >= limit:
+            return
+        try:
+            array = read_image(path, prep)
+        except UnreadableImage as err:
+            skipped.append(str(err))
+        else:
+            kept += 1
+            yield i, array
+        if progress:
+            progress(i + 1, len(files))
+    if kept == 0 and limit != 0:
+        raise EmobenchError(f"none of the {len(files)} image(s) could be read ({skipped[first] if len(skipped) > first else ''})")
+
+
 def decode_images(files: list[Path], prep: Preprocessing, out: Path, labels: list[int] | None = None,
                   progress: Callable[[int, int], None] | None = None, source: str = "") -> ImageSet:
     """Decode and preprocess ``files`` into ``out`` (.npy); unreadable files are skipped and listed."""
-    from PIL import Image, UnidentifiedImageError
-
     h, w = prep.size
     array = np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=(len(files), prep.channels, h, w))
     kept, skipped, kept_labels = 0, [], []
-    for i, path in enumerate(files):
-        try:
-            with Image.open(path) as image:
-                array[kept] = prep(image)
-        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as err:  # corrupt files raise these
-            skipped.append(f"{path}: {type(err).__name__}")
-        else:
+    try:
+        for i, image in read_images(files, prep, skipped, progress=progress):
+            array[kept] = image
             if labels is not None:
                 kept_labels.append(labels[i])
             kept += 1
-        if progress:
-            progress(i + 1, len(files))
-    array.flush()
-    del array
-    if kept == 0:
-        raise EmobenchError(f"none of the {len(files)} image(s) could be read ({skipped[0] if skipped else ''})")
+    finally:
+        array.flush()
+        del array
     if kept < len(files):  # drop the unused tail: rewrite the kept rows (only when something was skipped)
         full = np.load(out, mmap_mode="r")
         trimmed = np.array(full[:kept])

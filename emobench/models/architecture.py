@@ -69,7 +69,7 @@ def block_table(entry: ZooEntry, resolution: tuple[int, int] | None = None) -> p
         if not isinstance(m, M2Block):
             rows.append({"block": name, "in→mid→out": f"{i_shape[1]}→{out[1]}", "dw": "", "norm/act": "",
                          "attention": type(m).__name__, "heads": 0, "skip": False,
-                         "output": "x".join(map(str, out[2:])) or "-", "params": params})
+                         **_map_size(out), "params": params})
             continue
         cfg = m.cfg
         hi, wi = i_shape[-2:]
@@ -82,7 +82,7 @@ def block_table(entry: ZooEntry, resolution: tuple[int, int] | None = None) -> p
                 "attention": _attention_label(m, hi, wi),
                 "heads": cfg.num_heads,
                 "skip": cfg.has_skip,
-                "output": f"{out[-2]}x{out[-1]}",
+                **_map_size(out),
                 "params": params,
             }
         )
@@ -91,8 +91,18 @@ def block_table(entry: ZooEntry, resolution: tuple[int, int] | None = None) -> p
     if other:  # parameters used outside any called module, e.g. position embeddings
         rows.append({"block": ", ".join(sorted({n.rsplit(".", 1)[0] if n.rsplit(".", 1)[-1].isdigit() else n for n, _ in other})),
                      "in→mid→out": "", "dw": "", "norm/act": "", "attention": "parameters", "heads": 0, "skip": False,
-                     "output": "", "params": sum(p.numel() for _, p in other)})
-    return pd.DataFrame(rows)
+                     "output H": None, "output W": None, "params": sum(p.numel() for _, p in other)})
+    df = pd.DataFrame(rows)
+    for col in ("output H", "output W"):  # whole numbers, None where a row has no (N, C, H, W) map (never 9.0)
+        df[col] = pd.Series([None if v is None or pd.isna(v) else int(v) for v in df[col]], index=df.index, dtype=object)
+    return df
+
+
+def _map_size(shape: tuple[int, ...]) -> dict[str, int | None]:
+    """The output map's height and width, from an (N, C, H, W) shape; None for any other (logits, tokens)."""
+    if len(shape) != 4:
+        return {"output H": None, "output W": None}
+    return {"output H": int(shape[2]), "output W": int(shape[3])}
 
 
 def _first_shape(value) -> tuple[int, ...]:

@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from emobench.nn.emo import check_image_input
-from emobench.nn.forms.fused import FusedM2Block, _bn_affine, _frozen, _linear_of, token_linear
+from emobench.nn.forms.folding import conv_of, frozen, linear_of
+from emobench.nn.forms.fused import FusedM2Block, token_linear
 from emobench.nn.layers import ClassifierHead, ConvNormAct
 from emobench.nn.m2 import M2Block, M2BlockConfig
 from emobench.nn.registry import register_family
@@ -116,15 +117,15 @@ class FusedMobileNetV2(nn.Module):
         self.cfg, self.in_chans = model.cfg, model.in_chans
         self.num_classes, self.num_features = model.num_classes, model.num_features
         conv = model.stem.conv
-        scale, shift = _bn_affine(model.stem.norm)
-        self.stem_weight, self.stem_bias = _frozen(conv.weight * scale[:, None, None, None]), _frozen(shift)
+        w, b = conv_of(model.stem)
+        self.stem_weight, self.stem_bias = frozen(w), frozen(b)
         self.stem_args = dict(stride=conv.stride, padding=conv.padding)
         self.blocks = nn.ModuleList(FusedM2Block(b) for b in model.blocks)
-        w, b = _linear_of(model.head_conv)
-        self.head_conv_weight, self.head_conv_bias = _frozen(w), _frozen(b)
+        w, b = linear_of(model.head_conv)
+        self.head_conv_weight, self.head_conv_bias = frozen(w), frozen(b)
         self.head_weight = self.head_bias = None
         if isinstance(model.head, nn.Linear):
-            self.head_weight, self.head_bias = _frozen(model.head.weight), _frozen(model.head.bias)
+            self.head_weight, self.head_bias = frozen(model.head.weight), frozen(model.head.bias)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = x.contiguous(memory_format=torch.channels_last)

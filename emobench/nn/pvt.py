@@ -16,11 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from emobench.nn.emo import check_image_input
-from emobench.nn.forms.fused import FusedM2Block, _frozen
+from emobench.nn.forms.folding import frozen
+from emobench.nn.forms.fused import FusedM2Block, FusedPooledNormHead
 from emobench.nn.layers import LayerNorm2d
 from emobench.nn.m2 import M2Block, M2BlockConfig
 from emobench.nn.registry import register_family
-from emobench.nn.vit import FusedPooledNormHead, PooledNormHead, irmb_layer, transformer_layer
+from emobench.nn.vit import PooledNormHead, irmb_layer, transformer_layer
 
 
 class PVTConfig(BaseModel):
@@ -120,7 +121,7 @@ class FusedPVT(FusedPooledNormHead):
             ln = embed.norm.norm
             for name, t in (("proj_weight", embed.proj.weight), ("proj_bias", embed.proj.bias), ("ln_weight", ln.weight),
                             ("ln_bias", ln.bias), ("pos", pos.permute(0, 2, 3, 1))):
-                setattr(self, f"embed{i}_{name}", _frozen(t))
+                setattr(self, f"embed{i}_{name}", frozen(t))
             self.embeds.append((embed.proj.stride, ln.eps))
             self.stages.append(nn.ModuleList(FusedM2Block(b) for b in stage))
         self.fold_head(model)

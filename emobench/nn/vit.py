@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from emobench.nn.emo import check_image_input, validate_blocks
-from emobench.nn.forms.fused import FusedM2Block, _frozen
+from emobench.nn.forms.folding import frozen
+from emobench.nn.forms.fused import FusedM2Block, FusedPooledNormHead
 from emobench.nn.layers import ClassifierHead, LayerNorm2d
 from emobench.nn.m2 import AttentionConfig, M2Block, M2BlockConfig, WindowMode
 from emobench.nn.registry import register_family
@@ -124,29 +125,6 @@ class ViT(PooledNormHead, nn.Module):
         return FusedViT(self)
 
 
-class FusedPooledNormHead(nn.Module):
-    """The fused form of :class:`PooledNormHead`: LayerNorm's affine part commutes with the average pool, so it
-    folds into the classifier (as EMO's fused head does)."""
-
-    def fold_head(self, model: PooledNormHead) -> None:
-        ln = model.norm.norm
-        self.norm_eps = ln.eps
-        self.norm_weight, self.norm_bias = _frozen(ln.weight), _frozen(ln.bias)
-        self.head_weight = self.head_bias = None
-        if isinstance(model.head, nn.Linear):
-            self.head_weight = _frozen(model.head.weight * ln.weight)
-            self.head_bias = _frozen(model.head.bias + model.head.weight @ ln.bias)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], None, None, self.norm_eps).mean((1, 2))
-        if pre_logits or self.head_weight is None:
-            return x * self.norm_weight + self.norm_bias
-        return F.linear(x, self.head_weight, self.head_bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-
 class FusedViT(FusedPooledNormHead):
     """An eval-mode :class:`ViT` on channels-last tokens (fused M² blocks, folded head). Inference only."""
 
@@ -155,8 +133,8 @@ class FusedViT(FusedPooledNormHead):
         self.cfg, self.in_chans = model.cfg, model.in_chans
         self.num_classes, self.num_features = model.num_classes, model.num_features
         conv = model.patch_embed
-        self.patch_weight, self.patch_bias, self.patch_stride = _frozen(conv.weight), _frozen(conv.bias), conv.stride
-        self.pos_embed = _frozen(model.pos_embed.permute(0, 2, 3, 1))
+        self.patch_weight, self.patch_bias, self.patch_stride = frozen(conv.weight), frozen(conv.bias), conv.stride
+        self.pos_embed = frozen(model.pos_embed.permute(0, 2, 3, 1))
         self.blocks = nn.ModuleList(FusedM2Block(b) for b in model.blocks)
         self.fold_head(model)
 

@@ -16,6 +16,8 @@ from emobench.zoo.catalog import get_zoo
 #: |measured − reported| / reported above this is flagged.
 FLAG = 0.02
 _SCALE = {"params_m": 1e6, "flops_m": 1e6, "flops_g": 1e9}
+#: the typed columns of the input the measured columns were counted at (channels, height, width)
+INPUT_COLUMNS = ("input_c", "input_h", "input_w")
 TABLES = ("imagenet", "boost", "modules", "downstream", "speed")
 
 
@@ -31,7 +33,7 @@ def _count(model, shape: tuple[int, ...]) -> dict[str, float]:
     result, _ = count_emobench(model.eval(), torch.zeros(shape))
     return {"params": sum(p.numel() for p in model.parameters()), "macs": result.macs,
             "attention_matmul_macs": sum(result.by_operator.get(op, 0) for op in ATTENTION_MATMULS),
-            "input": "x".join(map(str, shape[1:]))}
+            "input": tuple(int(v) for v in shape[1:])}  # C, H, W
 
 
 _MEASURED: dict[tuple, dict[str, float]] = {}
@@ -108,7 +110,8 @@ def comparison_frame(table: ReportedTable, flag: float = FLAG, use_timm: bool | 
     """The typed form of a comparison table: one row per reported row, stable snake_case columns.
 
     ``group``/``task`` (where the table has them), ``model``; per reported column KEY: ``KEY_reported`` and, for
-    parameters and MACs, ``KEY_measured`` (in the reported unit) and ``KEY_delta_pct``; ``measured_by`` ("zoo",
+    parameters and MACs, ``KEY_measured`` (in the reported unit) and ``KEY_delta_pct``; ``input_c``, ``input_h``,
+    ``input_w`` (the input those were counted at, where something was measured); ``measured_by`` ("zoo",
     "timm" or missing), ``zoo_name``, ``timm_name`` (what was built), ``note``, ``source``. Numbers stay numbers;
     :func:`display_frame` turns this into the labelled screen table."""
     zoo = get_zoo()
@@ -141,8 +144,8 @@ def comparison_frame(table: ReportedTable, flag: float = FLAG, use_timm: bool | 
                     readings.append(("without the attention matmuls", alt))
                 if delta is not None:
                     notes += _reading_notes(readings, value, "M" if key != "flops_g" else "G", label, flag)
-        if measured is not None:
-            out["measured_input"] = measured["input"]
+        if measured is not None:  # the input the measured columns were counted at
+            out["input_c"], out["input_h"], out["input_w"] = measured["input"]
         if measured is None:
             notes.append("reported only" + (f" (timm '{row.timm}': timm not installed; install timm to measure)"
                                             if row.timm else ""))
@@ -156,6 +159,8 @@ def comparison_frame(table: ReportedTable, flag: float = FLAG, use_timm: bool | 
     for col in df.columns:  # all-missing numeric columns stay float, not object, so the schema is stable
         if col.endswith(("_reported", "_measured", "_delta_pct")) and df[col].isna().all():
             df[col] = df[col].astype(float)
+    for col in INPUT_COLUMNS if INPUT_COLUMNS[0] in df.columns else ():  # whole numbers, None where unmeasured
+        df[col] = pd.Series([None if pd.isna(v) else int(v) for v in df[col]], index=df.index, dtype=object)
     return df
 
 
@@ -167,7 +172,7 @@ def display_labels(table: ReportedTable) -> dict[str, str]:
         labels[f"{key}_measured"] = f"{label} measured"
         labels[f"{key}_delta_pct"] = f"{label} Δ %"
         labels[f"{key}_without_attention_matmuls"] = f"{label} measured without attention matmuls"
-    labels.update({"measured_input": "input (measured)", "measured_by": "measured by", "note": "note", "source": "source", "measured_on": "measured on"})
+    labels.update({"input_c": "input C", "input_h": "input H", "input_w": "input W", "measured_by": "measured by", "note": "note", "source": "source", "measured_on": "measured on"})
     return labels
 
 
@@ -179,6 +184,12 @@ def display_frame(typed: pd.DataFrame, table: ReportedTable) -> pd.DataFrame:
                          else f"{via}:{z if via == 'zoo' else t}"
                          for via, z, t in zip(df["measured_by"], df["zoo_name"], df["timm_name"])]
     df = df.drop(columns=["zoo_name", "timm_name"])
+    if INPUT_COLUMNS[0] in df.columns:  # the measured input as one "3x224x224" column (the typed frame: 3 numbers)
+        sizes = ["x".join(str(int(v)) for v in row) if all(pd.notna(v) for v in row) else None
+                 for row in df[list(INPUT_COLUMNS)].itertuples(index=False)]
+        at = df.columns.get_loc(INPUT_COLUMNS[0])
+        df = df.drop(columns=list(INPUT_COLUMNS))
+        df.insert(at, "input (measured)", pd.Series(sizes, index=df.index, dtype=object))
     latency = [c for c in df.columns if c.startswith("latency_ms_") or c in ("measured_on", "measured_latency")]
     base = df.drop(columns=latency).dropna(axis=1, how="all")
     df = pd.concat([base, df[latency]], axis=1)

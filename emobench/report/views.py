@@ -19,10 +19,12 @@ from emobench.report.render import Column, Format, format_for, machine_frame, ri
 
 # Machine-readable schemas: one name per command output, bumped when a key changes meaning or disappears
 # (adding keys keeps the version). Documented in docs/output.md.
+# /2 of zoo_list, zoo_show, rf, mpl_stages and table (and profile/3): sizes written "3x224x224" became one
+# number per axis (input_c/input_h/input_w, output_h/output_w, rf_h/rf_w, map_h/map_w, …).
 SCHEMAS = {
-    "zoo_list": "emobench.zoo_list/1", "zoo_show": "emobench.zoo_show/1", "zoo_load": "emobench.zoo_load/1",
-    "profile": PROFILE_SCHEMA, "rf": "emobench.rf/1", "erf": "emobench.erf/1", "mpl": "emobench.mpl/1",
-    "mpl_stages": "emobench.mpl_stages/1", "modules": "emobench.modules/1", "table": "emobench.table/1",
+    "zoo_list": "emobench.zoo_list/2", "zoo_show": "emobench.zoo_show/2", "zoo_load": "emobench.zoo_load/1",
+    "profile": PROFILE_SCHEMA, "rf": "emobench.rf/2", "erf": "emobench.erf/1", "mpl": "emobench.mpl/1",
+    "mpl_stages": "emobench.mpl_stages/2", "modules": "emobench.modules/1", "table": "emobench.table/2",
     "report": "emobench.report/1", "eval": EVAL_SCHEMA, "compare": COMPARE_SCHEMA,
     "bench": BENCH_SCHEMA,
 }
@@ -32,22 +34,25 @@ SCHEMAS = {
 COLUMNS: dict[str, tuple[Column, ...]] = {
     "zoo_list": (
         Column("name", "name"), Column("family", "family"), Column("params", "params", "count"),
-        Column("input", "input", "C x H x W"), Column("tags", "tags"), Column("summary", "summary"),
+        Column("input_c", "C", "channels"), Column("input_h", "H", "pixels"), Column("input_w", "W", "pixels"),
+        Column("tags", "tags"), Column("summary", "summary"),
     ),
     "zoo_show": (
         Column("block", "block"), Column("widths", "in→mid→out", "channels in→mid→out"),
         Column("dw", "dw", "kernel x kernel, stride"), Column("norm_act", "norm/act"), Column("attention", "attention"),
-        Column("heads", "heads", "count"), Column("skip", "skip"), Column("output", "output", "H x W"),
-        Column("params", "params", "count"),
+        Column("heads", "heads", "count"), Column("skip", "skip"), Column("output_h", "output H", "pixels"),
+        Column("output_w", "output W", "pixels"), Column("params", "params", "count"),
     ),
     "zoo_load": (
         Column("model", "model"), Column("checkpoint", "checkpoint"), Column("loaded_from", "loaded from"),
         Column("tensors", "tensors", "count"), Column("params", "params", "count"),
     ),
     "rf": (
-        Column("layer", "layer"), Column("stage", "stage"), Column("op", "op"), Column("output", "output", "H x W"),
-        Column("jump", "jump", "input pixels"), Column("rf", "rf", "input pixels (H x W)"),
-        Column("rf_unclipped", "rf unclipped", "input pixels (H x W)"), Column("start", "start", "input pixels"),
+        Column("layer", "layer"), Column("stage", "stage"), Column("op", "op"),
+        Column("output_h", "output H", "pixels"), Column("output_w", "output W", "pixels"),
+        Column("jump", "jump", "input pixels"), Column("rf_h", "rf H", "input pixels"),
+        Column("rf_w", "rf W", "input pixels"), Column("rf_unclipped_h", "rf unclipped H", "input pixels"),
+        Column("rf_unclipped_w", "rf unclipped W", "input pixels"), Column("start", "start", "input pixels"),
         Column("coverage", "coverage", "fraction of input pixels"), Column("centre_global", "centre global"),
         Column("all_global", "all global"), Column("method", "method"),
     ),
@@ -63,7 +68,8 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
         Column("window", "w", "tokens per side"),
     ),
     "mpl_stages": (
-        Column("stage", "stage"), Column("map", "map", "H x W"), Column("blocks", "blocks", "count"),
+        Column("stage", "stage"), Column("map_h", "map H", "pixels"), Column("map_w", "map W", "pixels"),
+        Column("blocks", "blocks", "count"),
         Column("kind", "kind"), Column("mpl", "MPL", "steps (null: never connects)"),
         Column("mean_path", "mean path", "steps"), Column("connects_within_stage", "connects within stage"),
     ),
@@ -81,6 +87,42 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
     "compare": COMPARE_COLUMNS,
     "profile_layers": LAYER_COLUMNS,  # the per-layer table of `profile`, owned by ModelProfile
 }
+
+
+#: Screen-only sizes: per table, (label, keys) groups whose numbers the screen shows as one "3x224x224" column.
+#: JSON and CSV keep one number per axis (the library results hold only the numbers).
+JOINED = {
+    "zoo_list": (("input", ("input_c", "input_h", "input_w")),),
+    "zoo_show": (("output", ("output_h", "output_w")),),
+    "rf": (("output", ("output_h", "output_w")), ("rf", ("rf_h", "rf_w")),
+           ("rf unclipped", ("rf_unclipped_h", "rf_unclipped_w"))),
+    "mpl_stages": (("map", ("map_h", "map_w")),),
+    "profile_layers": (("output", ("output_c", "output_h", "output_w")),),
+}
+
+
+def size_text(values) -> str | None:
+    """``(3, 224, 224)`` → ``"3x224x224"``; missing axes left out (``(1000, None, None)`` → ``"1000"``); None
+    when there is none."""
+    present = [str(int(v)) for v in values if v is not None and not pd.isna(v)]
+    return "x".join(present) or None
+
+
+def display_view(df: pd.DataFrame, name: str) -> pd.DataFrame:
+    """``df`` (a library result of table ``name``, columns as keys or labels) for the screen and Markdown: each
+    :data:`JOINED` group of numbers as one compact column in place of its first, e.g. ``rf_h``, ``rf_w`` → ``rf``
+    = ``"9x9"``. The other columns keep their own names (``emit`` labels them)."""
+    by_key = {c.key: c for c in COLUMNS.get(name, ())}
+    out = df.copy()
+    for label, keys in JOINED.get(name, ()):
+        names = [k if k in out.columns else by_key[k].label if k in by_key else k for k in keys]
+        if not all(n in out.columns for n in names):
+            continue
+        joined = [size_text(row) for row in out[names].itertuples(index=False)]
+        at = out.columns.get_loc(names[0])
+        out = out.drop(columns=names)
+        out.insert(at, label, pd.Series(joined, index=out.index, dtype=object))
+    return out
 
 
 def human(value, unit: str) -> str:
@@ -113,14 +155,14 @@ def _counters_view(profile) -> pd.DataFrame:
 
 
 def _layers_view(profile) -> pd.DataFrame:
-    df = profile.layers.copy()
+    df = display_view(profile.layers, "profile_layers")  # output "24x112x112" (C x H x W) on screen
     df["share"] = [None if pd.isna(s) else f"{s:.1%}" for s in df["share"]]
     return df
 
 
 def render_profiles(profiles: list, fmt: Format | None, output: Path | None, env: dict, layers: bool, console: Console) -> None:
     """table/md: per model, the metrics, the three counters and the per-layer table, then warnings.
-    json: the whole structure (schema ``emobench.profile/2``). csv: one long metrics table, or with ``layers``
+    json: the whole structure (schema ``emobench.profile/3``). csv: one long metrics table, or with ``layers``
     the per-layer table of every model."""
     from emobench.runs.profile import SCHEMA
 
@@ -181,6 +223,10 @@ def _out(text: str, output: Path | None) -> None:
         write_text(text, output)
 
 
+#: units of the comparison tables' typed columns whose labels carry none (the measured input)
+TABLE_UNITS = {"input_c": "channels", "input_h": "pixels", "input_w": "pixels"}
+
+
 def table_columns(result) -> tuple[Column, ...]:
     """The columns of a typed comparison table (``tables.ComparisonTable``): keys as typed, labels as the screen
     shows them, units from the reported table's labels (``Params (M)`` → ``M``; ``Δ %`` → ``%``)."""
@@ -197,7 +243,7 @@ def table_columns(result) -> tuple[Column, ...]:
             columns.append(Column(key, f"{key.removeprefix('latency_ms_')} ms (measured)", "ms"))
             continue
         label = labels.get(key, key.replace("_", " "))
-        columns.append(Column(key, label, column_for(label).unit))
+        columns.append(Column(key, label, TABLE_UNITS.get(key) or column_for(label).unit))
     return tuple(columns)
 
 

@@ -36,6 +36,7 @@ from emobench.version import __version__
 from emobench.environment import check_thread_counts, cpu_name
 from emobench.environment import environment as machine_environment
 from emobench.errors import EmobenchError, first_line
+from emobench.runtimes.spec import ArtifactSpec, ModelSpec, WorkerSpec
 from emobench.runtimes.backends import BACKENDS, TOLERANCE, Artifact, Backend, weights_fingerprint
 from emobench.runtimes.parity import CALIBRATION_IMAGES, MIN_LOGIT_COSINE, MIN_TOP1_AGREEMENT
 from emobench.measure.images import scan_image_folder
@@ -167,13 +168,13 @@ def worker_command(spec_path: Path, result_path: Path) -> list[str]:
     return [sys.executable, "-m", "emobench.runtimes.worker", str(spec_path), str(result_path)]
 
 
-def run_worker(spec: dict, workdir: Path, timeout: float) -> dict:
+def run_worker(spec: WorkerSpec, workdir: Path, timeout: float) -> dict:
     """Run one measurement in a fresh process; a crash or a timeout becomes an ``error`` result."""
     fd, name = tempfile.mkstemp(prefix="spec-", suffix=".json", dir=workdir)
     os.close(fd)
     spec_path = Path(name)
     result_path = spec_path.with_name(spec_path.stem + ".result.json")
-    spec_path.write_text(json.dumps(spec))
+    spec_path.write_text(spec.to_json())
     # The worker sees what this process sees (backends defined outside emobench included).
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     try:
@@ -203,7 +204,7 @@ class _Slot:
     reference: torch.nn.Module
     entry: dict  # the model's identity (:func:`model_identity`)
     shape: tuple[int, ...]
-    inputs: dict  # input / expected .npy paths (and the images to score, where there are)
+    inputs: dict  # the WorkerSpec fields of the inputs: input / expected paths, images to score, program
     fingerprint: str
     plan: BenchPlan  # the sweep's plan at this slot's one dtype
     seq: int = 0
@@ -230,19 +231,16 @@ def _export(slot: _Slot, form: str) -> Artifact | None:
     return slot.backend.prepare(model, x.to(slot.backend.device), key, calibration=slot.calibration)
 
 
-def _spec(slot: _Slot, form: str, artifact: Artifact | None, threads: int) -> dict:
+def _spec(slot: _Slot, form: str, artifact: Artifact | None, threads: int) -> WorkerSpec:
     backend, plan = type(slot.backend), slot.plan
-    spec = {
-        "backend": f"{backend.__module__}:{backend.__qualname__}", "dtype": plan.dtype, "threads": threads,
-        "warmup": plan.warmup, "min_time": plan.min_time, "min_runs": plan.min_runs, "tolerance": _tolerance(plan),
-        "time": plan.timed, **slot.inputs,
-        "artifact": None, "model": {"name": slot.model, "checkpoint": plan.checkpoint, "form": form,
-                                    "zoo_dirs": [str(d) for d in current_extra_dirs()]},
-    }
-    if artifact is not None:
-        spec["artifact"] = {"path": str(artifact.path), "export_s": artifact.export_s, "cached": artifact.cached,
-                            "companions": list(artifact.companions), "explain": artifact.explain}
-    return spec
+    return WorkerSpec(
+        backend=f"{backend.__module__}:{backend.__qualname__}", dtype=plan.dtype, threads=threads,
+        model=ModelSpec(slot.model, form, plan.checkpoint, [str(d) for d in current_extra_dirs()]),
+        tolerance=_tolerance(plan), warmup=plan.warmup, min_time=plan.min_time, min_runs=plan.min_runs,
+        time=plan.timed, **slot.inputs,
+        artifact=None if artifact is None else ArtifactSpec(
+            str(artifact.path), artifact.export_s, artifact.cached, list(artifact.companions), artifact.explain),
+    )
 
 
 def _resolve(slot: _Slot, threads: int, workdir: Path) -> dict | None:

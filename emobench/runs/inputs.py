@@ -4,13 +4,14 @@ size, int8 calibration sets, and eager fp32 torch's logits on them (what each wo
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from emobench.errors import EmobenchError
+from emobench.runtimes.spec import ImagesSpec
 from emobench.measure.images import (calibration_files, decode_images, preprocessing_for, random_calibration,
                                      run_batches, scan_image_folder)
 
@@ -19,7 +20,7 @@ from emobench.measure.images import (calibration_files, decode_images, preproces
 class ScoredInputs:
     """What a sweep scores and calibrates on for one model at one input size."""
 
-    images: dict | None = None  # the worker spec's "images": input/labels/reference .npy paths, thresholds
+    images: ImagesSpec | None = None  # what each worker scores: input/labels/reference .npy paths, thresholds
     calibration: np.ndarray | None = None  # int8: the calibration inputs
     fields: dict = field(default_factory=dict)  # record fields: image_source, images_skipped, calibration
 
@@ -40,7 +41,7 @@ def prepare_image_inputs(plan, index: int, reference, shape: tuple[int, ...], wo
     if saved.exists():  # another batch size of the same model
         info = json.loads(saved.read_text())
         calibration = np.load(info["calibration_path"], allow_pickle=False) if info["calibration_path"] else None
-        return ScoredInputs(info["images"], calibration, info["fields"])
+        return ScoredInputs(ImagesSpec(**info["images"]), calibration, info["fields"])
     prep = preprocessing_for(reference, (h, w), c, **plan.preprocess)
     fields: dict = {}
     scored = labels = folder = None
@@ -86,9 +87,9 @@ def prepare_image_inputs(plan, index: int, reference, shape: tuple[int, ...], wo
     reference_path = Path(f"{stem}-reference.npy")
     np.save(reference_path, logits, allow_pickle=False)
     int8 = plan.dtype == "int8"
-    images = {"input": str(scored), "labels": str(labels) if labels else None, "reference": str(reference_path),
-              "min_agreement": plan.min_agreement if int8 else None, "min_cosine": plan.min_cosine if int8 else None}
-    saved.write_text(json.dumps({"images": images, "fields": fields,
+    images = ImagesSpec(str(scored), str(labels) if labels else None, str(reference_path),
+                        plan.min_agreement if int8 else None, plan.min_cosine if int8 else None)
+    saved.write_text(json.dumps({"images": asdict(images), "fields": fields,
                                  "calibration_path": str(calibration_path) if calibration_path else None}))
     calibration = np.load(calibration_path, allow_pickle=False) if calibration_path else None
     return ScoredInputs(images, calibration, fields)

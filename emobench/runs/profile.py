@@ -19,13 +19,15 @@ from emobench.environment import check_thread_counts
 from emobench.errors import EmobenchError
 from emobench.measure.counters import CountResult, ModuleRecord, count_all
 
-SCHEMA = "emobench.profile/2"  # /2: layer keys snake_case (macs, fvcore_macs); schema in "meta"
+#: /2: layer keys snake_case (macs, fvcore_macs); schema in "meta". /3: the layers' ``output`` text ("1x24x112x112")
+#: became the numbers ``output_c``, ``output_h``, ``output_w``
+SCHEMA = "emobench.profile/3"
 #: Counters disagreeing with emobench's own count by more than this (relative) get a warning.
 GAP_WARNING = 0.005
 #: the per-layer table's columns (ModelProfile.layers): screen label, JSON/CSV key, unit
 LAYER_COLUMNS = (
     Column("module", "module"), Column("part", "part"), Column("type", "type"), Column("depth", "depth"),
-    Column("output", "output", "C x H x W"),
+    Column("output_c", "C", "channels"), Column("output_h", "H", "pixels"), Column("output_w", "W", "pixels"),
     Column("params", "params", "count"), Column("macs", "MACs", "MACs"), Column("fvcore_macs", "fvcore MACs", "MACs"),
     Column("share", "share", "fraction of the model's MACs"),
 )
@@ -132,14 +134,27 @@ def _layers(model: torch.nn.Module, records: dict[str, ModuleRecord], counters: 
                 "part": _part_of(model, name),
                 "type": rec.type,
                 "depth": level,
-                "output": "x".join(map(str, rec.output_shape)) if rec.output_shape else "",
+                **_output_size(rec.output_shape),
                 "params": params,
                 "MACs": rec.macs,
                 "fvcore MACs": fvcore.get(name),
                 "share": rec.macs / own_total if own_total else None,
             }
         )
-    return pd.DataFrame(rows, columns=["module", "part", "type", "depth", "output", "params", "MACs", "fvcore MACs", "share"])
+    df = pd.DataFrame(rows, columns=["module", "part", "type", "depth", "output_c", "output_h", "output_w", "params",
+                                     "MACs", "fvcore MACs", "share"])
+    for col in ("output_c", "output_h", "output_w"):  # whole numbers; None where there is none (never 24.0)
+        df[col] = pd.Series([None if v is None or pd.isna(v) else int(v) for v in df[col]], index=df.index, dtype=object)
+    return df
+
+
+def _output_size(shape: tuple[int, ...] | None) -> dict[str, int | None]:
+    """Channels, height and width of a module's output: all three for an (N, C, H, W) map, the channels
+    (features) alone for (N, C), none for any other output (tokens, several tensors)."""
+    shape = tuple(shape or ())
+    c = shape[1] if len(shape) in (2, 4) else None
+    h, w = shape[2:] if len(shape) == 4 else (None, None)
+    return {"output_c": c, "output_h": h, "output_w": w}
 
 
 def _parts(model: torch.nn.Module, records: dict[str, ModuleRecord], counters: list[CountResult]) -> pd.DataFrame:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from emobench.errors import first_line
+from emobench.runtimes.spec import ImagesSpec, WorkerSpec
 
 
 def _current_rss_mb() -> float:
@@ -74,7 +75,7 @@ def parity(out, expected: list) -> tuple[float, str | None]:
     return worst, None
 
 
-def _score_images(session, x, images: dict, result: dict) -> bool:
+def _score_images(session, x, images: ImagesSpec, result: dict) -> bool:
     """Run the images through the session (the artifact's batch at a time), score them (top-1/top-5 against
     the labels, agreement and cosine against eager fp32 torch) into ``result``; False when the agreement or
     cosine falls below the spec's thresholds (then the result is ``parity-failed``)."""
@@ -83,24 +84,24 @@ def _score_images(session, x, images: dict, result: dict) -> bool:
 
     from emobench.measure.images import run_batches, score
 
-    data = np.load(images["input"], mmap_mode="r", allow_pickle=False)
-    labels = np.load(images["labels"], allow_pickle=False) if images.get("labels") else None
-    reference = np.load(images["reference"], allow_pickle=False) if images.get("reference") else None
+    data = np.load(images.input, mmap_mode="r", allow_pickle=False)
+    labels = np.load(images.labels, allow_pickle=False) if images.labels else None
+    reference = np.load(images.reference, allow_pickle=False) if images.reference else None
     with torch.inference_mode():
         logits = run_batches(session.run, data, x.shape[0], lambda a: torch.from_numpy(a).to(x.device))
     result.update(score(logits, labels, reference))
     low = []
-    if images.get("min_agreement") is not None and not result["top1_agreement"] >= images["min_agreement"]:
-        low.append(f"top-1 agreement {result['top1_agreement']:.4f} < {images['min_agreement']:g}")
-    if images.get("min_cosine") is not None and not result["logit_cosine"] >= images["min_cosine"]:
-        low.append(f"logit cosine {result['logit_cosine']:.4f} < {images['min_cosine']:g}")
+    if images.min_agreement is not None and not result["top1_agreement"] >= images.min_agreement:
+        low.append(f"top-1 agreement {result['top1_agreement']:.4f} < {images.min_agreement:g}")
+    if images.min_cosine is not None and not result["logit_cosine"] >= images.min_cosine:
+        low.append(f"logit cosine {result['logit_cosine']:.4f} < {images.min_cosine:g}")
     if low:
         result.update(status="parity-failed", error=f"{' and '.join(low)} on {result['images']} images vs eager fp32 torch")
     return not low
 
 
-def measure(spec: dict) -> dict:
-    """Run one measurement as ``spec`` describes (see :func:`emobench.runs.bench.worker_spec`); returns the result."""
+def measure(spec: WorkerSpec) -> dict:
+    """Run one measurement as ``spec`` describes; returns the result (a JSON-able dict: status, timings, parity)."""
     import numpy as np
     import torch
 
@@ -110,38 +111,37 @@ def measure(spec: dict) -> dict:
     result: dict[str, Any] = {"status": "error"}
     stage = "import"
     try:
-        backend = load_backend(spec["backend"])
+        backend = load_backend(spec.backend)
         start = time.perf_counter()
         backend.import_runtime()
         result["import_s"] = time.perf_counter() - start
-        x = torch.from_numpy(np.load(spec["input"], allow_pickle=False)).to(backend.device)
-        with np.load(spec["expected"], allow_pickle=False) as saved:  # out_0, out_1, … (every model output)
+        x = torch.from_numpy(np.load(spec.input, allow_pickle=False)).to(backend.device)
+        with np.load(spec.expected, allow_pickle=False) as saved:  # out_0, out_1, … (every model output)
             expected = [saved[f"out_{i}"] for i in range(len(saved.files))]
         result["rss_base_mb"] = _current_rss_mb()
 
         stage = "load"
         start = time.perf_counter()
-        art = spec.get("artifact")
+        art = spec.artifact
         if art is not None:
-            path = Path(art["path"])
-            artifact = Artifact(backend.load(path), path, art.get("export_s"), art.get("cached", True),
-                                tuple(art.get("companions", ())), art.get("explain"))
+            path = Path(art.path)
+            artifact = Artifact(backend.load(path), path, art.export_s, art.cached, tuple(art.companions), art.explain)
         else:
             from emobench.models.references import build_reference
             from emobench.nn.forms import formulate
 
             stage = "export"
-            m = spec["model"]
-            if spec.get("program_error"):
-                raise RuntimeError(spec["program_error"])
-            if spec.get("program"):  # an in-memory module, exported by the parent (see bench._program_for_worker)
-                model = torch.export.load(spec["program"]).module()
+            m = spec.model
+            if spec.program_error:
+                raise RuntimeError(spec.program_error)
+            if spec.program:  # an in-memory module, exported by the parent (see bench._program_for_worker)
+                model = torch.export.load(spec.program).module()
             else:  # any model reference: a zoo name, timm:NAME, a factory (the worker rebuilds it)
-                model = formulate(build_reference(m["name"], m.get("checkpoint"), m.get("zoo_dirs")), m["form"])
+                model = formulate(build_reference(m.name, m.checkpoint, m.zoo_dirs), m.form)
             artifact = backend.prepare(model, x, "")
             result["export_s"] = artifact.export_s
         stage = "load"
-        session = backend.session(artifact, spec["threads"], spec["dtype"])
+        session = backend.session(artifact, spec.threads, spec.dtype)
         result["load_s"] = time.perf_counter() - start - (result.get("export_s") or 0.0)
 
         stage = "run"
@@ -155,14 +155,14 @@ def measure(spec: dict) -> dict:
         result["precision"] = session.precision
         diff, mismatch = parity(out, expected)
         result["parity_max_abs"] = diff
-        if session.precision != spec["dtype"]:
-            result.update(status="parity-failed", error=f"{backend.name} ran {session.precision}, not {spec['dtype']}")
-        elif mismatch or (spec["tolerance"] is not None and not diff <= spec["tolerance"]):  # NaN fails too
+        if session.precision != spec.dtype:
+            result.update(status="parity-failed", error=f"{backend.name} ran {session.precision}, not {spec.dtype}")
+        elif mismatch or (spec.tolerance is not None and not diff <= spec.tolerance):  # NaN fails too
             shape = f" ({mismatch})" if mismatch else ""
-            result.update(status="parity-failed", error=f"max |Δ| {diff:.3g} > tolerance {spec['tolerance']}{shape}")
-        elif spec.get("images") and not _score_images(session, x, spec["images"], result):
+            result.update(status="parity-failed", error=f"max |Δ| {diff:.3g} > tolerance {spec.tolerance}{shape}")
+        elif spec.images and not _score_images(session, x, spec.images, result):
             pass  # below the agreement thresholds: parity-failed, not timed
-        elif not spec.get("time", True):  # eval: accuracy only
+        elif not spec.time:  # eval: accuracy only
             result["status"] = "ok"
         else:
             stage = "timing"
@@ -172,8 +172,8 @@ def measure(spec: dict) -> dict:
 
                 measure_call = cuda_event_seconds
             with torch.inference_mode():
-                result["times"] = time_calls(lambda: session.run(x), spec["warmup"], spec["min_time"],
-                                             spec["min_runs"], sync=sync, measure=measure_call)
+                result["times"] = time_calls(lambda: session.run(x), spec.warmup, spec.min_time, spec.min_runs,
+                                             sync=sync, measure=measure_call)
             result["status"] = "ok"
         result["peak_rss_mb"] = _peak_rss_mb()
         stage = "explain"
@@ -188,8 +188,7 @@ def measure(spec: dict) -> dict:
 
 def main(argv: list[str]) -> int:
     spec_path, result_path = argv
-    spec = json.loads(Path(spec_path).read_text())
-    result = measure(spec)
+    result = measure(WorkerSpec.from_json(Path(spec_path).read_text()))
     tmp = Path(result_path).with_suffix(".tmp")
     tmp.write_text(json.dumps(result))
     tmp.replace(result_path)

@@ -328,7 +328,8 @@ def parameter_count(name: str, fresh: bool = False) -> int:
 
 
 def zoo_listing(names: list[str] | None = None, use_cache: bool = True) -> "pandas.DataFrame":
-    """name, family, params, input, tags and summary of each zoo entry (all by default).
+    """name, family, params, input (``input_c``, ``input_h``, ``input_w``), tags and summary of each zoo entry
+    (all by default).
 
     The parameter count comes from a cache (``zoo_params.json`` in :func:`cache_dir`) keyed by a hash of the
     entry's resolved family and config (its file and every file it extends) and of the model code, so a listing
@@ -348,9 +349,10 @@ def zoo_listing(names: list[str] | None = None, use_cache: bool = True) -> "pand
         if key not in cached:
             cached[key] = parameter_count(name, fresh=True)  # the files as hashed; validates the entry too (one clear error if it is broken)
             added = True
+        c, h, w = (int(v) for v in desc["input_size"])
         rows.append({"name": name, "family": desc["family"], "params": cached[key],
-                     "input": "x".join(map(str, desc["input_size"])), "tags": ",".join(desc["tags"]),
+                     "input_c": c, "input_h": h, "input_w": w, "tags": ",".join(desc["tags"]),
                      "summary": desc["summary"]})
     if added and use_cache:
         _write_params_cache(path, {**_read_params_cache(path), **cached})
-    return pd.DataFrame(rows, columns=["name", "family", "params", "input", "tags", "summary"])
+    return pd.DataFrame(rows, columns=["name", "family", "params", "input_c", "input_h", "input_w", "tags", "summary"])

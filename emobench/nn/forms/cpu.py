@@ -34,10 +34,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from emobench.nn.emo import EMO
-from emobench.nn.forms.fused import _bn_affine, _frozen, fold_stem_and_head, stage_outputs, staged_blocks
+from emobench.nn.forms.folding import (
+    bn_affine,
+    classify,
+    conv_of,
+    dense_weight,
+    fold_local,
+    fold_stem_and_head,
+    frozen,
+    proj_of,
+    qk_of,
+)
+from emobench.nn.forms.fused import stage_outputs, staged_blocks
+from emobench.nn.forms.mobile import local_nchw
 from emobench.nn.layers import LayerNorm2d, act_fn
 from emobench.nn.m2 import M2Block
-from emobench.nn.forms.mobile import _conv_of, _dense, local_nchw
 
 _SQRT2 = math.sqrt(2.0)
 
@@ -67,46 +78,30 @@ class CpuM2Block(nn.Module):
         self.ln_mode, self.qk_joint, self.out_tokens = ln, qk_joint, out_tokens
         self.act, self.dw_act = _act(cfg.act, native_gelu), _act(cfg.dw_act, native_gelu)
         self.is_ln = isinstance(block.norm, LayerNorm2d)
-        pre = None
-        if isinstance(block.norm, nn.BatchNorm2d):
-            pre = _bn_affine(block.norm)
+        # A LayerNorm keeps its affine part inside the normalisation op (free there); a BatchNorm pre-norm is
+        # folded into MLP_e where MLP_e reads it directly, else applied as a per-channel affine map.
+        pre = bn_affine(block.norm) if isinstance(block.norm, nn.BatchNorm2d) else None
         self.ln_w = self.ln_b = None
         if self.is_ln:
             self.eps = block.norm.norm.eps
-            self.ln_w, self.ln_b = _frozen(block.norm.norm.weight), _frozen(block.norm.norm.bias)
+            self.ln_w, self.ln_b = frozen(block.norm.norm.weight), frozen(block.norm.norm.bias)
         self.pre_scale = self.pre_shift = None
-        if pre is not None and (att is not None or not cfg.expand):  # BN in front of something not foldable
-            self.pre_scale, self.pre_shift = _frozen(pre[0].reshape(1, -1, 1, 1)), _frozen(pre[1].reshape(1, -1, 1, 1))
+        if pre is not None and (att is not None or not cfg.expand):
+            self.pre_scale, self.pre_shift = frozen(pre[0].reshape(1, -1, 1, 1)), frozen(pre[1].reshape(1, -1, 1, 1))
         if att is not None:
-            c = cfg.dim_in
             self.heads, self.d = cfg.num_heads, att.dim_head
             self.window = 0 if att.window == "global" else att.window_size
-            w = block.qk.conv.weight.flatten(1)
-            b = block.qk.conv.bias if block.qk.conv.bias is not None else w.new_zeros(2 * c)
-            s = att.dim_head**-0.5  # 1/√d folded into Q
-            w, b = torch.cat([w[:c] * s, w[c:]]), torch.cat([b[:c] * s, b[c:]])
-            self.qk_w, self.qk_b = _frozen(w), _frozen(b)
+            wq, bq, wk, bk = qk_of(block)
+            self.qk_w, self.qk_b = frozen(torch.cat([wq, wk]).flatten(1)), frozen(torch.cat([bq, bk]))
             self.attn_pre = att.attn_pre
         self.v_w = None
         if cfg.expand:
-            fold = pre if (att is None and self.pre_scale is None) else None
-            w, b = _conv_of(block.v, fold)
-            self.v_w, self.v_b, self.v_groups = _frozen(w), _frozen(b), block.v.conv.groups
-            self.v_w_dense = _frozen(_dense(w, self.v_groups))
-        self.dw_w = None
-        if cfg.dw_kernel is not None:
-            w, b = _conv_of(block.conv_local)
-            conv = block.conv_local.conv
-            self.dw_w, self.dw_b = _frozen(w), _frozen(b)
-            self.dw_args = dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation, groups=conv.groups)
-        self.se = hasattr(block.se, "conv_reduce")
-        if self.se:
-            self.se_act = act_fn(cfg.act)
-            self.se_w1, self.se_b1 = _frozen(block.se.conv_reduce.weight), _frozen(block.se.conv_reduce.bias)
-            self.se_w2, self.se_b2 = _frozen(block.se.conv_expand.weight), _frozen(block.se.conv_expand.bias)
-        w, b = _conv_of(block.proj)
-        self.proj_w = _frozen(w)
-        self.proj_b = _frozen(b) if (block.proj.conv.bias is not None or cfg.proj_norm) else None
+            w, b = conv_of(block.v, pre if att is None else None)
+            self.v_w, self.v_b, self.v_groups = frozen(w), frozen(b), block.v.conv.groups
+            self.v_w_dense = frozen(dense_weight(w, self.v_groups))
+        fold_local(self, block, act_fn(cfg.act))
+        w, b = proj_of(block)
+        self.proj_w, self.proj_b = frozen(w), frozen(b)
 
     # -- norms ---------------------------------------------------------------------------------------------
     def _ln_channels(self, x: torch.Tensor) -> torch.Tensor:
@@ -199,7 +194,7 @@ class CpuM2Block(nn.Module):
         return self._expand(out) if self.v_w is not None else out
 
     def _local(self, x: torch.Tensor) -> torch.Tensor:
-        return local_nchw(self, x, self.dw_w, self.dw_b)
+        return local_nchw(self, x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
@@ -225,7 +220,6 @@ class CpuEMO(nn.Module):
         self.cfg = model.cfg
         fold_stem_and_head(self, model)
         self.blocks, self.stage_ends = staged_blocks(model.stages, lambda b: CpuM2Block(b, ln, qk_joint, out_tokens, native_gelu))
-        self.norm_eps = model.norm.norm.eps
         self.ln = ln
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -242,9 +236,7 @@ class CpuEMO(nn.Module):
         else:
             t = x.flatten(2).transpose(1, 2) if self.blocks[0].tok3d else x.permute(0, 2, 3, 1)
             x = F.layer_norm(t, x.shape[1:2], None, None, self.norm_eps).mean(tuple(range(1, t.ndim - 1)))
-        if self.head_weight is None:
-            return x * self.norm_weight + self.norm_bias
-        return F.linear(x, self.head_weight, self.head_bias)
+        return classify(self, x)
 
 
 def cpu_forms_unsupported(model: nn.Module) -> str | None:

@@ -21,54 +21,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from emobench.nn.emo import EMO
+from emobench.nn.forms.folding import (
+    classify,
+    fold_local,
+    fold_norm_head,
+    fold_stem_and_head,
+    frozen,
+    linear_of,
+    pre_norm_affine,
+    proj_of,
+)
 from emobench.nn.layers import LayerNorm2d, in_place_act_fn
 from emobench.nn.m2 import M2Block, window_attention
-
-
-def _frozen(t: torch.Tensor | None) -> nn.Parameter | None:
-    return None if t is None else nn.Parameter(t.detach().clone(), requires_grad=False)
-
-
-def _bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eval-mode BatchNorm as y = x·scale + shift."""
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    return scale, bn.bias - bn.running_mean * scale
-
-
-def _dense_weight(conv: nn.Conv2d) -> torch.Tensor:
-    """A 1×1 conv's weight as a dense (out, in) matrix; a grouped conv becomes block-diagonal."""
-    w = conv.weight.flatten(1)
-    if conv.groups == 1:
-        return w
-    out_g, in_g = conv.out_channels // conv.groups, conv.in_channels // conv.groups
-    dense = w.new_zeros(conv.out_channels, conv.in_channels)
-    for g in range(conv.groups):
-        dense[g * out_g : (g + 1) * out_g, g * in_g : (g + 1) * in_g] = w[g * out_g : (g + 1) * out_g]
-    return dense
-
-
-def pre_norm_affine(norm: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """A block's pre-norm as a per-channel affine map (scale, shift): an eval-mode BatchNorm whole, a LayerNorm
-    its affine part (its normalisation stays); None for no norm."""
-    if isinstance(norm, nn.BatchNorm2d):
-        return _bn_affine(norm)
-    if isinstance(norm, LayerNorm2d):
-        return norm.norm.weight, norm.norm.bias
-    return None
-
-
-def _linear_of(module: nn.Module, pre: tuple[torch.Tensor, torch.Tensor] | None = None):
-    """(weight, bias) of a 1×1 ConvNormAct with its BatchNorm folded, and ``pre`` = (scale, shift) of an affine
-    map applied to its input folded too: W·(x·s + t) + b = (W·s)·x + (W·t + b)."""
-    w = _dense_weight(module.conv)
-    b = module.conv.bias if module.conv.bias is not None else w.new_zeros(w.shape[0])
-    if pre is not None:
-        scale, shift = pre
-        w, b = w * scale, b + w @ shift
-    if isinstance(module.norm, nn.BatchNorm2d):
-        scale, shift = _bn_affine(module.norm)
-        w, b = w * scale[:, None], b * scale + shift
-    return w, b
 
 
 def token_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -89,42 +53,29 @@ class FusedM2Block(nn.Module):
         self.act = in_place_act_fn(cfg.act)  # every activation here reads a fresh linear/conv output
         self.dw_act = in_place_act_fn(cfg.dw_act)
         self.num_heads = cfg.num_heads
-        fold_norm = cfg.expand and cfg.attention is None and cfg.cascade == "cascaded"
+        fold_norm = cfg.expand and cfg.attention is None
         # Pre-norm: "ln" keeps its normalisation; its affine part, or a BatchNorm, is folded into MLP_e when
         # MLP_e directly follows, and otherwise applied as a per-channel affine map.
         self.ln_eps = block.norm.norm.eps if isinstance(block.norm, LayerNorm2d) else None
         pre = pre_norm_affine(block.norm)
         self.norm_scale = self.norm_shift = None
         if pre is not None and not fold_norm:
-            self.norm_scale, self.norm_shift = _frozen(pre[0]), _frozen(pre[1])
+            self.norm_scale, self.norm_shift = frozen(pre[0]), frozen(pre[1])
         if cfg.attention is not None:
-            w, b = _linear_of(block.qk)
-            self.qk_weight, self.qk_bias = _frozen(w), _frozen(b if block.qk.conv.bias is not None else None)
+            w, b = linear_of(block.qk)  # unscaled: window_attention applies 1/√d
+            self.qk_weight, self.qk_bias = frozen(w), frozen(b if block.qk.conv.bias is not None else None)
             if cfg.attention.sr_ratio > 1:
-                self.sr_weight, self.sr_bias = _frozen(block.sr.weight), _frozen(block.sr.bias)
+                self.sr_weight, self.sr_bias = frozen(block.sr.weight), frozen(block.sr.bias)
                 self.sr_args = dict(stride=block.sr.stride)
-                self.sr_norm_weight, self.sr_norm_bias = _frozen(block.sr_norm.weight), _frozen(block.sr_norm.bias)
+                self.sr_norm_weight, self.sr_norm_bias = frozen(block.sr_norm.weight), frozen(block.sr_norm.bias)
                 self.sr_eps = block.sr_norm.eps
         self.v_weight = self.v_bias = None
         if cfg.expand:
-            w, b = _linear_of(block.v, pre if fold_norm else None)
-            self.v_weight, self.v_bias = _frozen(w), _frozen(b)
-        self.dw_weight = None
-        if cfg.dw_kernel is not None:
-            conv = block.conv_local.conv
-            scale, shift = _bn_affine(block.conv_local.norm)
-            self.dw_weight = _frozen(conv.weight * scale[:, None, None, None])
-            self.dw_bias = _frozen(shift)
-            self.dw_args = dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation, groups=conv.groups)
-        self.se = None
-        if isinstance(block.se, nn.Module) and hasattr(block.se, "conv_reduce"):
-            self.se_act = in_place_act_fn(cfg.act)
-            self.se_w1, self.se_b1 = _frozen(block.se.conv_reduce.weight.flatten(1)), _frozen(block.se.conv_reduce.bias)
-            self.se_w2, self.se_b2 = _frozen(block.se.conv_expand.weight.flatten(1)), _frozen(block.se.conv_expand.bias)
-            self.se = True
-        w, b = _linear_of(block.proj)
-        self.proj_weight = _frozen(w)
-        self.proj_bias = _frozen(b if (block.proj.conv.bias is not None or cfg.proj_norm) else None)
+            w, b = linear_of(block.v, pre if fold_norm else None)
+            self.v_weight, self.v_bias = frozen(w), frozen(b)
+        fold_local(self, block, in_place_act_fn(cfg.act), tokens=True)
+        w, b = proj_of(block)
+        self.proj_weight, self.proj_bias = frozen(w.flatten(1)), frozen(b)
 
     def _reduce(self, x: torch.Tensor) -> torch.Tensor:
         r = F.conv2d(x.permute(0, 3, 1, 2), self.sr_weight, self.sr_bias, **self.sr_args)
@@ -171,24 +122,6 @@ class FusedM2Block(nn.Module):
         return shortcut + x if cfg.has_skip else x
 
 
-def fold_stem_and_head(module: nn.Module, model: EMO) -> None:
-    """Give an inference form of ``model`` its stem conv with the BatchNorm folded (``stem_weight``,
-    ``stem_bias``, ``stem_args``) and its classifier with the final LayerNorm's affine part folded in
-    (``head_weight``, ``head_bias``; ``norm_weight``/``norm_bias`` for pre-logits and headless models)."""
-    conv, bn = model.stage0[0].convs[0]
-    scale, shift = _bn_affine(bn)
-    module.stem_weight = _frozen(conv.weight * scale[:, None, None, None])
-    module.stem_bias = _frozen(conv.bias * scale + shift)
-    module.stem_args = dict(stride=conv.stride, padding=conv.padding)
-    ln = model.norm.norm
-    module.norm_weight, module.norm_bias = _frozen(ln.weight), _frozen(ln.bias)
-    module.head_weight = module.head_bias = None
-    if isinstance(model.head, nn.Linear):
-        # LN's affine part commutes with the average pool, so it folds into the classifier.
-        module.head_weight = _frozen(model.head.weight * ln.weight)
-        module.head_bias = _frozen(model.head.bias + model.head.weight @ ln.bias)
-
-
 def staged_blocks(stages, convert) -> tuple[nn.Sequential, list[int]]:
     """Every M² block of ``stages`` converted by ``convert``, in one sequence, and where each stage ends (an
     inference form's ``forward_stages`` reads the maps there)."""
@@ -209,7 +142,22 @@ def stage_outputs(blocks: nn.Sequential, ends: list[int], x: torch.Tensor, out=l
     return outs
 
 
-class FusedEMO(nn.Module):
+class FusedPooledNormHead(nn.Module):
+    """The fused head of a network ending in LayerNorm → average pool → classifier (EMO, ViT, PVT): the
+    LayerNorm's affine part folded into the classifier (:func:`.folding.fold_norm_head`)."""
+
+    def fold_head(self, model: nn.Module) -> None:
+        fold_norm_head(self, model.norm, model.head)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], None, None, self.norm_eps).mean((1, 2))
+        return classify(self, x, pre_logits)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+class FusedEMO(FusedPooledNormHead):
     """An eval-mode :class:`EMO` running channels-last; same outputs, about twice as fast on CPU."""
 
     def __init__(self, model: EMO) -> None:
@@ -219,8 +167,6 @@ class FusedEMO(nn.Module):
         self.feature_info = model.feature_info
         fold_stem_and_head(self, model)
         self.blocks, self.stage_ends = staged_blocks(model.stages, FusedM2Block)
-        self.norm_eps = model.norm.norm.eps
-
 
     def _stem(self, x: torch.Tensor) -> torch.Tensor:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -235,15 +181,6 @@ class FusedEMO(nn.Module):
         for block in self.blocks:
             x = block(x)
         return x.permute(0, 3, 1, 2)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], None, None, self.norm_eps).mean((1, 2))
-        if pre_logits or self.head_weight is None:
-            return x * self.norm_weight + self.norm_bias
-        return F.linear(x, self.head_weight, self.head_bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 class FusedBlock(nn.Module):
