@@ -1,6 +1,6 @@
 """What each formulation is worth on each runtime, from one `emobench bench` run (all forms interleaved):
 median latency, round-to-round spread and the ratio to the `official` formulation (the official code's
-operators), and whether `--form auto`'s preference (emobench.nn.forms.PREFERENCE) picks the fastest.
+operators), and whether `--form auto`'s preference (each runtime's Backend.form_preference) picks the fastest.
 
     python benchmarks/forms.py [--models emo_1m,emo_5m] [--backends torch,onnxruntime,openvino,executorch,litert]
                                [--forms official,auto | official,reference,fused,...] [--rounds 3] [--min-time 1]
@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from emobench.environment import cpu_flags, cpu_name
-from emobench.nn.forms import PREFERENCE
+from emobench.runtimes.backends import BACKENDS
 
 TARGET = {"torch": 0.6}
 DEFAULT_TARGET = 0.8
@@ -74,7 +74,7 @@ def main() -> None:
             if not ok or not official:
                 continue
             auto = mine["auto"]["form"] if "auto" in mine else next(
-                (f for f in PREFERENCE.get(backend, ("reference",)) if f in ok), None)
+                (f for f in BACKENDS[backend].form_preference if f in ok), None)
             fastest = min(ok, key=ok.get)
             target = TARGET.get(backend, DEFAULT_TARGET)
             verdicts.append((model, backend, auto, ok.get(auto), official, fastest, target))

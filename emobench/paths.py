@@ -50,33 +50,76 @@ def source_fingerprint(*packages: str, root: Path = PACKAGE_DIR) -> str:
     return digest.hexdigest()
 
 
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
+
+
+def _is_sqlite(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(_SQLITE_MAGIC)) == _SQLITE_MAGIC
+    except OSError:
+        return False
+
+
+def check_output(output: Path, keep: tuple[Path, ...] = ()) -> None:
+    """Refuse, before any work, an output path that writing would damage or that cannot be written: a folder, a
+    read-only file, an SQLite database (a results store) or its ``-wal``/``-shm``/``-journal`` file, any path in
+    ``keep`` (the store in use), or a file in a folder that does not exist. Streams (FIFOs, devices) are fine."""
+    if str(output) == "-":
+        return
+    output = Path(output).expanduser()
+    real = Path(os.path.realpath(output))
+    for kept in keep:
+        kept_real = Path(os.path.realpath(Path(kept).expanduser()))
+        if real == kept_real or (real.parent == kept_real.parent and real.name in {kept_real.name + s for s in _SQLITE_SIDECARS}):
+            raise EmobenchError(f"{output} is the results store in use: choose another output file")
+    try:
+        st = os.stat(output)  # follows links
+    except FileNotFoundError:
+        if not real.parent.is_dir():
+            raise EmobenchError(f"cannot write {output}: folder not found: {real.parent}") from None
+        return
+    except OSError as err:
+        raise EmobenchError(f"cannot write {output}: {err.strerror or err}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise EmobenchError(f"output path is a folder: {output}")
+    if not stat.S_ISREG(st.st_mode):
+        return  # a FIFO or a device is written to as a stream
+    if not st.st_mode & 0o222:
+        raise EmobenchError(f"{output} is read-only: left unchanged")
+    for suffix in _SQLITE_SIDECARS:
+        if real.name.endswith(suffix) and _is_sqlite(real.with_name(real.name[: -len(suffix)])):
+            raise EmobenchError(f"{output} belongs to the SQLite database beside it (a results store?): left unchanged")
+    if _is_sqlite(real):
+        raise EmobenchError(f"{output} is an SQLite database (a results store?): left unchanged; choose another file")
+
+
 def write_text(text: str, output: Path) -> None:
     """Write ``text`` to ``output`` without ever turning what is there into something else.
 
     ``-`` is standard output. A FIFO, a character device (``/dev/stdout``, ``/dev/null``, ``>(…)``) or any other
     file that is not a regular file is written to as a stream. A symbolic link is followed: its target is
     written and the link stays a link. A regular file is replaced atomically (temporary file + rename, its
-    permission bits kept), so a failure never leaves it half-written; a read-only file is refused, unchanged."""
+    permission bits kept), so a failure never leaves it half-written; what :func:`check_output` refuses (a
+    read-only file, an SQLite database, a missing folder) is refused, unchanged."""
     if str(output) == "-":
         sys.stdout.write(text)
         sys.stdout.flush()
         return
     output = output.expanduser()
+    check_output(output)
     try:
         st = os.stat(output)  # follows links
     except FileNotFoundError:
         st = None
     except OSError as err:
         raise EmobenchError(f"cannot write {output}: {err.strerror or err}") from None
-    if st is not None and stat.S_ISDIR(st.st_mode):
-        raise EmobenchError(f"output path is a folder: {output}")
     try:
         if st is not None and not stat.S_ISREG(st.st_mode):
             with open(output, "w") as stream:
                 stream.write(text)
             return
-        if st is not None and not st.st_mode & 0o222:
-            raise EmobenchError(f"{output} is read-only: left unchanged")
         target = Path(os.path.realpath(output)) if output.is_symlink() else output
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:

@@ -76,3 +76,57 @@ class ThreeConvClassifier(nn.Module):
 
     def forward(self, x):
         return self.head(self.forward_features(x).mean((2, 3)))
+
+
+# --- models that fail: each is one line on stderr and exit code 2 (tests/test_factories_robust.py) -------------
+
+
+class BadForward(nn.Module):
+    """Builds fine; its forward raises."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.default_input_size = (3, 8, 8)
+
+    def forward(self, x):
+        raise RuntimeError("this model is broken\nsecond line of the message")
+
+
+def bad_forward() -> nn.Module:
+    return BadForward()
+
+
+def stride4() -> nn.Module:
+    """A 4×4 stride-4 patch conv: an input under 4×4 is too small for it."""
+    net = nn.Sequential(nn.Conv2d(3, 4, 4, stride=4), nn.GELU())
+    net.default_input_size = (3, 16, 16)
+    return net
+
+
+def declares_input_size(size=("a", "b", "c")) -> nn.Module:
+    """A module whose ``default_input_size`` is whatever it is given (``,size=5``, ``,size=(3, -5, 0)``)."""
+    net = nn.Conv2d(3, 4, 3, padding=1)
+    net.default_input_size = size
+    return net
+
+
+class DictOutput(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.default_input_size = (3, 8, 8)
+
+    def forward(self, x):
+        return {"features": self.conv(x)}
+
+
+def dict_output() -> nn.Module:
+    return DictOutput()
+
+
+def exits(code=7):
+    """A factory that ends the process (``sys.exit(code)``) instead of returning a module."""
+    import sys
+
+    sys.exit(code)

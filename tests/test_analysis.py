@@ -30,13 +30,14 @@ def test_vgg16_to_pool5():
     # r = 1 + Σ (k−1)·jump: five stages of 3×3 convs (2,2,3,3,3 of them) at jumps 1,2,4,8,16 plus the pools
     r = 1 + 2 * (2 * 1 + 2 * 2 + 3 * 4 + 3 * 8 + 3 * 16) + 1 * (1 + 2 + 4 + 8 + 16)
     assert r == 212
-    assert last["rf unclipped"] == 212 and last["jump"] == 32 and last["rf"] == "212x212"
+    assert last["rf unclipped H"] == last["rf unclipped W"] == 212 and last["jump"] == 32
+    assert (last["rf H"], last["rf W"], last["output H"], last["output W"]) == (212, 212, 7, 7)
 
 
 def test_residual_is_a_union():
     """x + conv3(conv3(x)) reaches 5 pixels per axis, not 3 (the sequential-only tools' answer)."""
     table = receptive_field([residual_unit("res", [conv_unit("a", 3, 1, 1), conv_unit("b", 3, 1, 1)])], (33, 33)).table
-    assert table.iloc[0]["rf"] == "5x5" and table.iloc[0]["rf unclipped"] == 5
+    assert (table.iloc[0]["rf H"], table.iloc[0]["rf W"]) == (5, 5) and table.iloc[0]["rf unclipped H"] == 5
 
 
 @pytest.mark.parametrize("name", ["irmb", "irmb_contiguous", "irmb_global", "irmb_no_attn", "swmhsa"])
@@ -64,7 +65,7 @@ def test_reach_equals_gradient_support_through_strided_blocks():
         expected = gradient_support(model, (1, 16, 20, 26), pos)
         assert np.array_equal(reach_mask(units, (20, 26), pos), expected), pos
     table = entry_receptive_field(emobench.get_entry("emo_tiny"), (224, 224)).table
-    assert table.iloc[1]["rf"] == "7x7"  # stem conv 3 (stride 2) then DW 3 at jump 2: 3 + 2·2
+    assert (table.iloc[1]["rf H"], table.iloc[1]["rf W"]) == (7, 7)  # stem conv 3 (stride 2) then DW 3 at jump 2: 3 + 2·2
 
 
 def test_grid_windows_are_sparse_then_filled():
@@ -134,7 +135,8 @@ def test_stage_table_of_emo():
     df, rf_result = stage_table(emobench.get_entry("emo_1m"))
     assert rf_result.first_all_global == "stage3.1"
     assert df["stage"].tolist() == ["stage1", "stage2", "stage3", "stage4"]
-    assert df.iloc[2]["map"] == "14x14" and df.iloc[2]["MPL"] == 1  # grid windows + 5×5 conv: one block
+    assert (df.iloc[2]["map H"], df.iloc[2]["map W"]) == (14, 14)  # 224 / 16: stage 3's stride
+    assert df.iloc[2]["MPL"] == 1  # grid windows + 5×5 conv: one block
     assert df.iloc[0]["MPL"] == 55  # a 3×3 DW conv across 56 tokens
 
 

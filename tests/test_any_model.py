@@ -71,13 +71,14 @@ def test_empirical_receptive_field_of_three_convs_is_nine():
     33×33 input (17×17 output, centre 8 ↔ input 16, reach 12..20, inside the image)."""
     result = model_receptive_field(f"{FACTORIES}:three_convs@33")
     (row,) = result.table.to_dict(orient="records")
-    assert row["rf"] == "9x9" and row["output"] == "17x17" and row["method"] == EMPIRICAL_METHOD
+    assert (row["rf H"], row["rf W"], row["output H"], row["output W"]) == (9, 9, 17, 17)
+    assert row["method"] == EMPIRICAL_METHOD and row["jump"] is None  # 33 / 17 is no whole stride
     assert row["coverage"] == pytest.approx(81 / 33**2)
     assert not row["centre global"] and not row["all global"]
     relu = model_receptive_field(nn.Sequential(*factories.three_convs(act="relu")), (33, 33))
-    assert relu.table.iloc[0]["rf"] == "9x9"  # an in-memory module, ReLU's dead units notwithstanding
+    assert (relu.table.iloc[0]["rf H"], relu.table.iloc[0]["rf W"]) == (9, 9)  # an in-memory module, ReLU's dead units notwithstanding
     classifier = model_receptive_field(factories.ThreeConvClassifier(), (33, 33)).table  # its feature map, not the logits
-    assert list(classifier["layer"]) == ["forward_features"] and classifier.iloc[0]["rf"] == "9x9"
+    assert list(classifier["layer"]) == ["forward_features"] and classifier.iloc[0]["rf H"] == 9
     assert model_receptive_field("emo_1m").table["method"].eq(EXACT_METHOD).all()  # zoo families keep the exact path
 
 
@@ -86,8 +87,33 @@ def test_several_outputs_give_one_row_each(capsys, monkeypatch):
     assert code == 0, err
     data = json.loads(out)
     # stride 2 then stride 2: rf 3 at jump 1, then 3 + 2·2 = 7
-    assert [(r["layer"], r["output"], r["rf"], r["jump"]) for r in data["rows"]] == [("0", "16x16", "3x3", 2), ("1", "8x8", "7x7", 4)]
+    assert [(r["layer"], r["output_h"], r["output_w"], r["rf_h"], r["rf_w"], r["jump"]) for r in data["rows"]] == [
+        ("0", 16, 16, 3, 3, 2), ("1", 8, 8, 7, 7, 4)]
+    assert all(r["rf_unclipped_h"] is None and r["start"] is None for r in data["rows"])  # no recurrence here
     assert data["meta"]["method"] == EMPIRICAL_METHOD
+
+
+def test_an_output_that_is_no_map_has_no_size_and_json_keeps_whole_numbers():
+    """A map and a pooled vector: the map's row has sizes (a 3×3 conv, padding 1: 12×12 out, rf 3×3), the
+    vector's row has none (null in JSON, not NaN or ""), and the sizes stay integers beside the null."""
+    from emobench.report.render import Format, machine_frame, to_text
+    from emobench.report.views import COLUMNS
+
+    class MapAndPooled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return y, y.mean((2, 3))
+
+    result = model_receptive_field(MapAndPooled(), (12, 12))
+    rows = json.loads(to_text(machine_frame(result.table, COLUMNS["rf"])[0], Format.json))["rows"]
+    assert [(r["output_h"], r["output_w"], r["rf_h"], r["rf_w"], r["jump"]) for r in rows] == [(12, 12, 3, 3, 1),
+                                                                                            (None,) * 5]
+    assert all(type(rows[0][k]) is int for k in ("output_h", "output_w", "rf_h", "rf_w", "jump"))
+    assert rows[1]["op"] == "not a spatial map (1x4)" and rows[1]["centre_global"] is None
 
 
 def test_a_dense_zoo_entry_gets_one_rf_row_per_output():
@@ -97,7 +123,7 @@ def test_a_dense_zoo_entry_gets_one_rf_row_per_output():
     result = model_receptive_field("ssdlite_emo_1m@128")
     assert len(result.table) == len(outputs) > 1
     assert set(result.table["method"]) == {EMPIRICAL_METHOD}
-    assert list(result.table["output"]) == [f"{o.shape[-2]}x{o.shape[-1]}" for o in outputs]
+    assert list(zip(result.table["output H"], result.table["output W"])) == [tuple(o.shape[-2:]) for o in outputs]
     levels = len(outputs) // 2  # named as the model names them: every level's class scores, then its boxes
     assert list(result.table["layer"]) == [f"cls_{i}" for i in range(levels)] + [f"reg_{i}" for i in range(levels)]
 
@@ -111,7 +137,7 @@ def test_large_defaults_use_a_smaller_input_and_say_so():
     module.default_input_size = (3, 320, 320)
     result = model_receptive_field(module)
     assert result.input_size == (256, 256) and "instead of the default 320x320" in result.note
-    assert result.table.iloc[0]["rf"] == "9x9"
+    assert (result.table.iloc[0]["rf H"], result.table.iloc[0]["rf W"]) == (9, 9)
 
 
 def test_erf_per_output():

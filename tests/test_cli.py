@@ -51,7 +51,8 @@ def test_zoo_show(capsys, monkeypatch):
     data = json.loads(out)
     assert data["meta"]["input"] == [3, 192, 320]
     assert sum(r["params"] for r in data["rows"]) == 1361168  # rows cover the whole model
-    assert data["rows"][-2]["output"] == "6x10"
+    assert (data["rows"][-2]["output_h"], data["rows"][-2]["output_w"]) == (6, 10)  # 192 / 32 x 320 / 32
+    assert data["rows"][-1]["output_h"] is None  # the classifier's (1, 1000) logits are no map
 
 
 def test_zoo_load_checkpoint(capsys, monkeypatch, tmp_path):

@@ -150,14 +150,22 @@ def test_rf_runs_exactly_or_is_refused(name):
         with pytest.raises(EmobenchError, match=why):
             rf.entry_receptive_field(entry, shape[2:])
         return
-    result = rf.entry_receptive_field(entry, shape[2:])
-    units = rf.units_for(entry)
-    assert list(result.table["layer"]) == [u.name for u in units]
-    if entry.family != "m2":  # units are the model's own modules, so the table reads against the model
-        modules = dict(model.named_modules())
-        assert all(u.name in modules for u in units), [u.name for u in units if u.name not in modules]
-    side = shape[2] // _stride(entry)
-    assert result.table["output"].iloc[-1] == f"{side}x{side}"
+    table = rf.entry_receptive_field(entry, shape[2:]).table
+    rows = list(zip(table["layer"], table["output H"], table["output W"]))
+    # Read against the real model: each row is a module of that name (a block: the model itself), the rows
+    # come in the order a forward pass calls those modules, and each row's map is that module's output map.
+    modules = {entry.name: model} if entry.family == "m2" else dict(model.named_modules())
+    assert all(layer in modules for layer, _, _ in rows), [layer for layer, _, _ in rows if layer not in modules]
+    called: list[tuple[str, int, int]] = []
+    hooks = [modules[layer].register_forward_hook(
+        lambda m, i, o, layer=layer: called.append((layer, *o.shape[-2:]))) for layer, _, _ in rows]
+    with torch.no_grad():
+        model.eval()(torch.randn(shape))
+    for h in hooks:
+        h.remove()
+    assert rows == called
+    side = shape[2] // _stride(entry)  # the stride from the config, not the analysis
+    assert rows[-1][1:] == (side, side)
 
 
 #: one model per family, and every block, at a size where a float64 backward is cheap: the reach units' mask
@@ -179,8 +187,8 @@ def test_reach_units_equal_gradient_support(name, overrides):
     elif "img_size" in overrides:
         h = w = overrides["img_size"]
     units = rf.units_for(entry)
-    out = rf.entry_receptive_field(entry, (h, w)).table["output"].iloc[-1]
-    oh, ow = map(int, out.split("x"))
+    last = rf.entry_receptive_field(entry, (h, w)).table.iloc[-1]
+    oh, ow = int(last["output H"]), int(last["output W"])
     for pos in {(oh // 2, ow // 2), (0, ow - 1)}:  # the centre, and a corner where padding clips the reach
         exact = rf.reach_mask(units, (h, w), pos)
         assert np.array_equal(exact, rf.gradient_support(model, (1, c, h, w), pos)), pos
@@ -204,5 +212,6 @@ def test_mobilenetv2_receptive_field_by_hand():
             r += 2 * jump
             jump *= s if i == 0 else 1
     assert r == 491 and jump == 32
-    assert rows.loc["head_conv", "rf unclipped"] == r and rows.loc["head_conv", "jump"] == jump
-    assert rows.loc["head_conv", "output"] == "7x7"
+    assert rows.loc["head_conv", "rf unclipped H"] == rows.loc["head_conv", "rf unclipped W"] == r
+    assert rows.loc["head_conv", "jump"] == jump
+    assert (rows.loc["head_conv", "output H"], rows.loc["head_conv", "output W"]) == (7, 7)

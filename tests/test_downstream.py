@@ -256,8 +256,11 @@ def test_downstream_table_is_measured_and_each_emo_figure_reproduces_under_a_nam
         assert any(_truncate(r, digits) == pytest.approx(printed) or round(r, digits) == pytest.approx(printed)
                    for r in readings), row["zoo_name"]
         assert row["flops_g_without_attention_matmuls"] < row["flops_g_measured"]  # every EMO has attention
-    inputs = dict(zip(emo["zoo_name"], emo["measured_input"]))
-    assert inputs["retinanet_emo_1m"] == "3x800x1333" and inputs["ssdlite_emo_1m"] == "3x320x320"
+    inputs = dict(zip(emo["zoo_name"], zip(emo["input_c"], emo["input_h"], emo["input_w"])))
+    assert inputs["retinanet_emo_1m"] == (3, 800, 1333) and inputs["ssdlite_emo_1m"] == (3, 320, 320)
+    # numbers, not text, and null (not NaN) where nothing was measured (a peer without a zoo entry or timm)
+    assert all(type(v) is int for size in inputs.values() for v in size)
+    assert data.loc[data["measured_by"].isna(), "input_c"].map(lambda v: v is None).all()
     peers = data[(data["model"] == "MobileNetv2") & data["measured_by"].notna()].set_index("zoo_name")
     assert set(peers.index) == {"ssdlite_mobilenetv2_100", "deeplabv3_mobilenetv2_100", "pspnet_mobilenetv2_100"}
     # no attention in MobileNetV2: both readings are the same count
@@ -305,8 +308,9 @@ def test_inference_forms_of_a_downstream_model_equal_the_reference(name):
 
 def test_a_mobilenetv2_downstream_model_offers_the_reference_form_only_and_says_why():
     from emobench.nn.forms import candidates
+    from emobench.runtimes.backends import BACKENDS
 
     model = create_model("ssdlite_mobilenetv2_100").eval()
-    reasons = dict(candidates("auto", "executorch", model))
+    reasons = dict(candidates("auto", BACKENDS["executorch"].form_preference, model))
     assert reasons["reference"] is None
     assert "need an EMO backbone, not mobilenetv2" in reasons["mobile"]

@@ -12,10 +12,16 @@ from emobench.zoo.catalog import get_entry
 
 
 def test_estimate_is_hand_checkable():
-    """An irmb block at 1x64x14x14: the input is 64·14·14·4 bytes and no operation can need less."""
+    """An irmb block at 1x64x14x14: the input is 64·14·14·4 bytes and no operation can need less.
+
+    Its weights by hand (C = 64, λ = 4: 256 mid channels): LayerNorm 64 + 64; qk 1×1 64→128 with bias 8,320;
+    v 1×1 64→256 with bias 16,640; DW 3×3 on 256 without bias 2,304; BN 256 + 256; proj 1×1 256→64 without bias
+    16,384: 44,288 parameters. Buffers: the BN's running mean and variance (256 each) and its batch counter
+    (1): 513 elements. At 4 bytes an element: (44,288 + 513) · 4 = 179,204 bytes."""
     need = memory_need(get_entry("irmb"), (1, 64, 14, 14))
     assert need.input_bytes == 64 * 14 * 14 * 4
-    assert need.largest_op_bytes >= need.input_bytes and need.weight_bytes >= need.params * 4
+    assert need.largest_op_bytes >= need.input_bytes
+    assert need.params == 44_288 and need.weight_bytes == 179_204
     bigger = memory_need(get_entry("irmb"), (4, 64, 14, 14))
     assert bigger.largest_op_bytes == 4 * need.largest_op_bytes  # everything scales with the batch
 

@@ -107,7 +107,8 @@ def test_timm_peers_are_measured_when_timm_is_installed(monkeypatch):
         made.append(name)
         return torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)  # 216 params, 216 MACs per pixel
 
-    monkeypatch.setitem(sys.modules, "timm", types.SimpleNamespace(create_model=create_model))
+    stand_in = types.SimpleNamespace(create_model=create_model, is_model=lambda name: True, list_models=lambda *a: [])
+    monkeypatch.setitem(sys.modules, "timm", stand_in)
     df = reported_vs_measured(get_table("speed"), use_timm=True).set_index("model")
     assert "edgenext_xx_small" in made
     assert df.loc["EdgeNeXt-XXS", "measured by"] == "timm:edgenext_xx_small"

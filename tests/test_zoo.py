@@ -158,12 +158,38 @@ def test_user_zoo_folder_adds_models_without_code(tmp_path, monkeypatch):
     assert model(torch.randn(1, 8, 7, 7)).shape == (1, 16, 7, 7)
 
 
+#: The layout's catch-all row (parameters no called module holds), by hand; every other model has none.
+#: ViT: the position map 192 × 14 × 14. PVT: one per stage, 64·56² + 128·28² + 320·14² + 512·7². Segmenters:
+#: the FCN auxiliary head (run in training only) on stage 3, 3×3 conv in→256 without bias (in·2,304), BN 512,
+#: 1×1 conv 256→150 with bias 38,550; in = 80 / 120 / 160 for EMO-1M / 2M / 5M, 96 for MobileNetV2.
+_FCN = lambda channels: channels * 2_304 + 512 + 38_550  # noqa: E731
+CATCH_ALL = {
+    "deit_tiny": ("pos_embed", 37_632), "deit_tiny_irmb": ("pos_embed", 37_632),
+    "pvt_tiny": ("pos_embeds", 388_864), "pvt_tiny_irmb": ("pos_embeds", 388_864),
+    **{f"{head}_emo_{size}m": ("auxiliary_head", _FCN(c)) for head in ("deeplabv3", "pspnet")
+       for size, c in ((1, 80), (2, 120), (5, 160))},
+    "deeplabv3_mobilenetv2_100": ("auxiliary_head", 260_246), "pspnet_mobilenetv2_100": ("auxiliary_head", 260_246),
+}
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_layout_rows_cover_every_parameter(name):
+    """The rows are disjoint modules (none inside another) and the catch-all row holds exactly the hand-counted
+    parameters above: a parameter the layout missed would have to land in the catch-all and break its count."""
     from emobench.models.architecture import block_table
 
     entry = emobench.get_entry(name)
-    assert block_table(entry)["params"].sum() == sum(p.numel() for p in emobench.create_model(name).parameters())
+    table = block_table(entry)
+    rest = table[table["attention"] == "parameters"]
+    modules = [b for b in table.loc[table["attention"] != "parameters", "block"] if b != "(block)"]
+    assert not [(a, b) for a in modules for b in modules if b.startswith(a + ".")], "a row inside another row"
+    if name in CATCH_ALL:
+        prefix, count = CATCH_ALL[name]
+        assert len(rest) == 1 and rest.iloc[0]["params"] == count
+        assert all(n.strip().startswith(prefix) for n in rest.iloc[0]["block"].split(","))
+    else:
+        assert rest.empty, rest
+    assert table["params"].sum() == sum(p.numel() for p in emobench.create_model(name).parameters())
 
 
 @pytest.mark.parametrize(

@@ -111,7 +111,9 @@ def effective_receptive_fields(
     Images are processed ``batch_size`` at a time; in eval mode they do not interact, so each image's gradient
     is the one a batch of one would give (RepLKNet's setting)."""
     from emobench.analysis.rf import output_maps, output_names
+    from emobench.models.forward import forward, model_failures
 
+    label = name or getattr(model, "model_reference", None) or type(model).__name__
     model = model.eval()
     totals: dict[str, np.ndarray] = {}
     used: dict[str, int] = {}
@@ -120,15 +122,17 @@ def effective_receptive_fields(
         x = x.clone().requires_grad_(True)
         with torch.enable_grad():
             names = None if hasattr(model, "forward_features") else output_names(model)
-            maps = [(k, v) for k, v in output_maps(feature_map(model, x), names=names) if v.dim() == 4]
+            found = forward(lambda t: feature_map(model, t), x, label)
+            maps = [(k, v) for k, v in output_maps(found, names=names) if v.dim() == 4]
             if not maps:
                 raise EmobenchError(f"{name or type(model).__name__} returns no (B, C, H, W) feature map: the ERF "
                                     f"needs a spatial output")
             for i, (key, out) in enumerate(maps):
                 h, w = out.shape[-2:]
                 # autograd.grad: only the input's gradient, nothing accumulated on the caller's parameters
-                (grad,) = torch.autograd.grad(torch.relu(out[:, :, h // 2, w // 2]).sum(), x,
-                                              retain_graph=i < len(maps) - 1)
+                with model_failures(label, x, "backward pass"):
+                    (grad,) = torch.autograd.grad(torch.relu(out[:, :, h // 2, w // 2]).sum(), x,
+                                                  retain_graph=i < len(maps) - 1)
                 grads = torch.relu(grad).sum(dim=1).detach().numpy().astype(np.float64)  # per image, over RGB
                 for g in grads:
                     if np.isnan(g).any():

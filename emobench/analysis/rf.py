@@ -20,7 +20,7 @@ from torch import nn
 
 from emobench.errors import EmobenchError
 from emobench.nn.layers import same_padding
-from emobench.nn.emo import EMOConfig
+from emobench.nn.registry import FAMILIES, BlockOp, ConvOp
 from emobench.zoo.catalog import ZooEntry
 from emobench.analysis import reach
 from emobench.analysis.reach import BlockOps, Relation
@@ -81,72 +81,25 @@ def block_unit(name: str, stage: str, cfg, se_as_global: bool) -> Unit:
     return Unit(name, stage, op, ops.relation, k if equivariant else None, cfg.stride, pad)
 
 
-UnitBuilder = Callable[[ZooEntry, bool], list[Unit]]
+def op_unit(op: ConvOp | BlockOp, entry: ZooEntry, se_as_global: bool) -> Unit:
+    """The reach unit of one operation of a family's layout (:attr:`emobench.nn.registry.Family.layout`)."""
+    if isinstance(op, ConvOp):
+        return conv_unit(op.name, op.kernel, op.stride, op.padding, op.dilation, stage=op.stage)
+    return block_unit(op.name or entry.name, op.stage, op.config, se_as_global)
 
-#: family name → the reach units of one of its zoo entries (exact per-axis relations, module by module)
-REACH_UNITS: dict[str, UnitBuilder] = {}
 
-
-def reach_units(family: str) -> Callable[[UnitBuilder], UnitBuilder]:
-    def wrap(build: UnitBuilder) -> UnitBuilder:
-        REACH_UNITS[family] = build
-        return build
-
-    return wrap
+def has_exact_reach(family: str) -> bool:
+    """Whether the family describes its layout, so its receptive field is exact (else empirical)."""
+    return family in FAMILIES and FAMILIES[family].layout is not None
 
 
 def units_for(entry: ZooEntry, se_as_global: bool = False) -> list[Unit]:
-    """The entry's network as reach units; a family without them is refused, never approximated."""
-    build = REACH_UNITS.get(entry.family)
-    if build is None:
+    """The entry's network as reach units; a family without a layout is refused, never approximated."""
+    if not has_exact_reach(entry.family):
+        exact = sorted(name for name in FAMILIES if has_exact_reach(name))
         raise EmobenchError(f"reach analysis has no units for the '{entry.family}' family ({entry.name}); "
-                            f"it covers {', '.join(sorted(REACH_UNITS))}")
-    return build(entry, se_as_global)
-
-
-@reach_units("m2")
-def _m2_units(entry: ZooEntry, se_as_global: bool) -> list[Unit]:
-    return [block_unit(entry.name, "block", entry.config, se_as_global)]
-
-
-@reach_units("emo")
-def _emo_units(entry: ZooEntry, se_as_global: bool) -> list[Unit]:
-    cfg: EMOConfig = entry.config
-    configs = cfg.block_configs()
-    units = [conv_unit("stage0.0", cfg.dw_kss[0], 2, stage="stage0")]
-    units.append(block_unit("stage0.1", "stage0", configs[0][0], se_as_global))
-    for i, stage in enumerate(configs[1:], start=1):
-        units += [block_unit(f"stage{i}.{j}", f"stage{i}", c, se_as_global) for j, c in enumerate(stage)]
-    return units
-
-
-@reach_units("mobilenetv2")
-def _mobilenetv2_units(entry: ZooEntry, se_as_global: bool) -> list[Unit]:
-    # Unit names are the model's module names; the 1×1 head conv is pointwise (the identity here).
-    blocks = entry.config.block_configs()
-    return ([conv_unit("stem", 3, 2, stage="stem")]
-            + [block_unit(f"blocks.{i}", "blocks", c, se_as_global) for i, c in enumerate(blocks)]
-            + [conv_unit("head_conv", 1, stage="head")])
-
-
-@reach_units("vit")
-def _vit_units(entry: ZooEntry, se_as_global: bool) -> list[Unit]:
-    cfg = entry.config
-    p = cfg.patch_size
-    # Patch embedding: a p×p stride-p conv without padding; adding the position map is pointwise.
-    return ([conv_unit("patch_embed", p, p, padding=0, stage="embed")]
-            + [block_unit(f"blocks.{i}", "blocks", c, se_as_global) for i, c in enumerate(cfg.block_configs())])
-
-
-@reach_units("pvt")
-def _pvt_units(entry: ZooEntry, se_as_global: bool) -> list[Unit]:
-    cfg = entry.config
-    units = []
-    for i, stage in enumerate(cfg.stage_configs()):
-        p = cfg.patch_sizes[i]
-        units.append(conv_unit(f"embeds.{i}", p, p, padding=0, stage=f"stage{i + 1}"))
-        units += [block_unit(f"stages.{i}.{j}", f"stage{i + 1}", c, se_as_global) for j, c in enumerate(stage)]
-    return units
+                            f"it covers {', '.join(exact)}")
+    return [op_unit(op, entry, se_as_global) for op in FAMILIES[entry.family].layout(entry.config)]
 
 
 #: how each path computes the receptive field (the ``method`` column)
@@ -286,9 +239,11 @@ def _randomise(model: nn.Module, seed: int) -> nn.Module:
 def gradient_support(model: nn.Module, input_shape: tuple[int, ...], position: tuple[int, int], seed: int = 0) -> np.ndarray:
     """Input pixels with a non-zero gradient of one output position, in a float64 copy of ``model`` with random
     non-zero weights: the empirical counterpart of :func:`reach_mask`."""
+    from emobench.models.forward import model_failures, model_label
+
     m = _randomise(copy.deepcopy(model).double().eval(), seed)
     x = torch.randn(input_shape, dtype=torch.float64, generator=torch.Generator().manual_seed(seed + 1), requires_grad=True)
-    with torch.enable_grad():
+    with torch.enable_grad(), model_failures(model_label(model), x, "forward or backward pass"):
         out = m.forward_features(x) if hasattr(m, "forward_features") else m(x)
         out[0, :, position[0], position[1]].sum().backward()
     return (x.grad[0].abs().sum(0) > 0).numpy()
@@ -349,6 +304,9 @@ def empirical_receptive_field(model: nn.Module, input_shape: tuple[int, ...], se
     (clipped to the image) and coverage, and whether the centre and the four corners each see the whole
     image (``all global``: every output, judged by those five). Outputs that are not (B, C, H, W) maps get a
     row saying so."""
+    from emobench.models.forward import forward, model_failures, model_label
+
+    label = model_label(model)
     m = _jitter(copy.deepcopy(model).double().eval(), seed)
     c, h, w = input_shape[-3:]
     supports: dict[str, dict[str, np.ndarray]] = {}
@@ -358,7 +316,7 @@ def empirical_receptive_field(model: nn.Module, input_shape: tuple[int, ...], se
                         requires_grad=True)
         with torch.enable_grad():
             # the feature map where the model has one (timm's and the zoo's classifiers), not the logits
-            maps = output_maps(m.forward_features(x) if hasattr(m, "forward_features") else m(x),
+            maps = output_maps(forward(m.forward_features if hasattr(m, "forward_features") else m, x, label),
                                "forward_features" if hasattr(m, "forward_features") else "",
                                None if hasattr(m, "forward_features") else output_names(m))
             for name, out in maps:
@@ -369,7 +327,8 @@ def empirical_receptive_field(model: nn.Module, input_shape: tuple[int, ...], se
                 positions = {"centre": (oh // 2, ow // 2), "top-left": (0, 0), "top-right": (0, ow - 1),
                              "bottom-left": (oh - 1, 0), "bottom-right": (oh - 1, ow - 1)}
                 for where, (i, j) in positions.items():
-                    (grad,) = torch.autograd.grad(out[0, :, i, j].sum(), x, retain_graph=True, allow_unused=True)
+                    with model_failures(label, x, "backward pass"):
+                        (grad,) = torch.autograd.grad(out[0, :, i, j].sum(), x, retain_graph=True, allow_unused=True)
                     seen = np.zeros((h, w), dtype=bool) if grad is None else (grad[0].abs().sum(0) > 0).numpy()
                     supports.setdefault(name, {})
                     supports[name][where] = supports[name].get(where, False) | seen
@@ -410,7 +369,7 @@ def empirical_size(default: tuple[int, int], limit: int = EMPIRICAL_MAX_SIDE) ->
 
 def model_receptive_field(model, resolution: tuple[int, int] | None = None, se_as_global: bool = False) -> RFResult:
     """The receptive field of any model: the exact per-layer analysis for zoo entries of a family with reach
-    units (:data:`REACH_UNITS`), the empirical per-output analysis for everything else (other zoo families such
+    units (its family's ``layout``), the empirical per-output analysis for everything else (other zoo families such
     as the detectors and segmenters, timm, torchvision, factories, in-memory modules). ``model`` is a
     reference (:mod:`emobench.models.references`) or an ``nn.Module``."""
     from emobench.models.references import module_input_size, resolve
@@ -424,7 +383,7 @@ def model_receptive_field(model, resolution: tuple[int, int] | None = None, se_a
 
     ref = resolve(model)
     entry = ref.entry
-    if entry is not None and entry.family in REACH_UNITS:
+    if entry is not None and has_exact_reach(entry.family):
         size = ref.size or resolution or entry.input_size[1:]
         check_reach_fits(list(size), f"{ref.text} at {'x'.join(map(str, size))}")
         return entry_receptive_field(entry, ref.size or resolution, se_as_global)

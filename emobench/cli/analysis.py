@@ -29,14 +29,14 @@ def rf(
     Residual branches are unions; window attention follows the model's partition (grid, contiguous, global).
     Models without exact reach units (other zoo families such as detectors and segmenters, timm, factories)
     get the empirical receptive field from gradient support, one row per output tensor (column method).
-    JSON schema: emobench.rf/1."""
+    JSON schema: emobench.rf/2."""
     from emobench.analysis.rf import model_receptive_field
     from emobench.report.render import emit
-    from emobench.report.views import COLUMNS, SCHEMAS
+    from emobench.report.views import COLUMNS, SCHEMAS, shown
 
     result = model_receptive_field(model, opt.resolution(resolution), se_as_global)
     h, w = result.input_size
-    emit(result.table, output_format(fmt), output,
+    emit(shown(result.table, "rf", output_format(fmt), output), output_format(fmt), output,
          title=f"{model}: receptive field at {h}x{w} ({result.method.split(' (')[0]})",
          meta={**result.meta, "se_as_global": se_as_global}, console=console, schema=SCHEMAS["rf"],
          columns=COLUMNS["rf"])
@@ -100,10 +100,10 @@ def mpl(
 ) -> None:
     """Maximum path length: exact (boolean reachability per axis; ∞ when a stack never connects), mean path
     length, and the paper's asymptotic forms (MHSA 1, W-MHSA ∞, DW-Conv 2W/(k−1), iRMB 2W/(k−1+2w)).
-    JSON schema: emobench.mpl/1 (emobench.mpl_stages/1 with --model)."""
+    JSON schema: emobench.mpl/1 (emobench.mpl_stages/2 with --model)."""
     from emobench.analysis.mpl import mpl_sweep, stage_table
     from emobench.report.render import emit
-    from emobench.report.views import COLUMNS, SCHEMAS
+    from emobench.report.views import COLUMNS, SCHEMAS, shown
     from emobench.zoo.catalog import get_entry
 
     units = {"mpl": count, "mean_path": count}
@@ -111,7 +111,8 @@ def mpl(
         if plot is not None:
             raise EmobenchError("--plot draws the block sweep; leave out --model")
         df, rf_result = stage_table(get_entry(model), opt.resolution(resolution), count)
-        emit(df, output_format(fmt), output, title=f"{model}: path lengths per stage ({count})",
+        emit(shown(df, "mpl_stages", output_format(fmt), output), output_format(fmt), output,
+             title=f"{model}: path lengths per stage ({count})",
              meta={"caption": rf_result.caption, "input": list(rf_result.input_size), "count": count, "units": units},
              console=console, schema=SCHEMAS["mpl_stages"], columns=COLUMNS["mpl_stages"])
         return

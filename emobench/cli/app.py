@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import typer
@@ -55,8 +56,18 @@ def main() -> None:
     except errors.ClickException as err:
         err_console.print(f"[red]error:[/] {escape(usage_line(err))}", highlight=False, soft_wrap=True)
         sys.exit(err.exit_code)
-    except typer.Abort:
-        sys.exit(130)
+    except (typer.Abort, KeyboardInterrupt) as err:
+        # click turns Ctrl-C into Abort (from the KeyboardInterrupt); a sweep's SIGTERM arrives the same way
+        cause = err if isinstance(err, KeyboardInterrupt) else err.__cause__
+        if not isinstance(cause, KeyboardInterrupt):
+            sys.exit(130)  # an Abort of its own (a declined prompt)
+        signum = getattr(cause, "signum", signal.SIGINT)
+        line = "terminated" if signum == signal.SIGTERM else "interrupted"
+        if hasattr(cause, "stored"):  # a sweep (emobench.runs.bench.run_stored): what it kept
+            store = getattr(cause, "store", None)
+            line += f": {cause.stored} record(s) stored in {store}" if store else ": nothing stored (--no-store)"
+        err_console.print(escape(line), highlight=False, soft_wrap=True)
+        sys.exit(128 + signum)
     except EmobenchError as err:
         err_console.print(f"[red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         sys.exit(2)

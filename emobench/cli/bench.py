@@ -90,6 +90,7 @@ def bench(
         min_agreement=min_agreement, min_cosine=min_cosine,
     )
     plan.validate()  # every model resolved and every option checked before anything is built
+    opt.check_outputs(output, store, no_store)
     fmt_ = output_format(fmt)
     outcome = _run(plan, store, no_store)
     df, meta, schema = records_output(outcome.records, outcome.history, format_for(fmt_, output), outcome.store)
@@ -151,6 +152,7 @@ def evaluate(
                      calibration=str(calibration) if calibration else None, calibration_size=calibration_size,
                      min_agreement=min_agreement, min_cosine=min_cosine, timeout=timeout)
     plan.validate()
+    opt.check_outputs(output, store, no_store)
     fmt_ = output_format(fmt)
     outcome = _run(plan, store, no_store)
     df, meta, schema = eval_output(outcome.records, format_for(fmt_, output), outcome.store)

@@ -13,8 +13,10 @@ from rich.console import Console
 from emobench.errors import EmobenchError
 
 # Piped output keeps whole rows instead of folding to 80 columns.
-console = Console(width=None if sys.stdout.isatty() else 200)
-err_console = Console(stderr=True)
+# User text (paths, references) is printed as written: no emoji codes (":cat:"), and markup only where a
+# message escapes what it embeds.
+console = Console(width=None if sys.stdout.isatty() else 200, emoji=False)
+err_console = Console(stderr=True, emoji=False)
 
 ZooDirs = Annotated[
     Optional[list[Path]],
@@ -55,26 +57,45 @@ def resolution(value: str | None) -> tuple[int, int] | None:
     return parse_resolution(value) if value else None
 
 
-def names(spec: str) -> list[str]:
-    """``a,b , c`` → ``["a", "b", "c"]``."""
-    return [s.strip() for s in spec.split(",") if s.strip()]
+def _items(spec: str, what: str | None) -> list[str]:
+    """The comma-separated items of ``spec`` (none for blank text); an empty item (``a,,b``, ``a,``) is refused."""
+    if not spec.strip():
+        return []
+    items = [s.strip() for s in spec.split(",")]
+    if not all(items):
+        raise EmobenchError(f"{what + ': ' if what else ''}empty item in '{spec}'")
+    return items
+
+
+def _once(values: list, spec: str, what: str | None) -> list:
+    """``values`` unless one is given twice (a typo, never a wish to measure twice): then that one is named."""
+    for i, value in enumerate(values):
+        if value in values[:i]:
+            raise EmobenchError(f"{what + ': ' if what else ''}'{value}' is listed twice in '{spec}'")
+    return values
+
+
+def names(spec: str, what: str | None = None) -> list[str]:
+    """``a,b , c`` → ``["a", "b", "c"]``; an empty or repeated item is refused (``what`` names the list)."""
+    return _once(_items(spec, what), spec, what)
 
 
 def ints(spec: str, what: str) -> list[int]:
+    items = _items(spec, what)
     try:
-        values = [int(s) for s in spec.split(",") if s.strip()]
+        values = [int(s) for s in items]
     except ValueError:
         raise EmobenchError(f"{what} must be comma-separated integers, got '{spec}'") from None
     if not values or min(values) < 1:
         raise EmobenchError(f"{what} must be >= 1, got '{spec}'")
-    return values
+    return _once(values, spec, what)
 
 
 def backends(spec: str) -> list[str]:
     """Backend names, ``all`` for every registered one."""
     from emobench.runtimes.backends import BACKENDS
 
-    chosen = names(spec)
+    chosen = names(spec, "backend")
     return list(BACKENDS) if chosen == ["all"] else chosen
 
 
@@ -116,3 +137,17 @@ def progress_bar(description: str = "working", total: int | None = None):
 
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     return Progress(*columns, console=err_console, transient=True, disable=not err_console.is_terminal)
+
+
+def check_outputs(output, store=None, no_store: bool = True) -> None:
+    """Refuse a bad ``--output`` before any work starts; with a store in use, never that store either."""
+    from emobench.paths import check_output
+
+    if output is None:
+        return
+    keep = ()
+    if not no_store:
+        from emobench.results.store import default_store_path
+
+        keep = (store or default_store_path(),)
+    check_output(output, keep)

@@ -31,7 +31,7 @@ def profile(
 
     MACs count one multiply-accumulate as 1 (FLOPs = 2 × MACs); emobench registers handles for what fvcore and
     ptflops skip (scaled_dot_product_attention, norms) and reports their own figures too. JSON schema:
-    emobench.profile/2 (every metric has value, unit, method, status). Inputs the machine cannot hold are
+    emobench.profile/3 (every metric has value, unit, method, status). Inputs the machine cannot hold are
     refused before anything is allocated."""
     from emobench.environment import environment
     from emobench.report.views import render_profiles

@@ -23,7 +23,7 @@ def table(
     difference; differences beyond 2 % are flagged and explained where they are the README's truncation.
     Peers with a timm name are measured where timm is installed. The speed table adds a measured section: EMO
     against its paired peers (zoo/papers/speed.toml [[pairs]]) per backend, from the stored records of one
-    machine (meta.measured_speed in JSON). JSON and CSV carry the typed columns (schema emobench.table/1)."""
+    machine (meta.measured_speed in JSON). JSON and CSV carry the typed columns (schema emobench.table/2)."""
     from emobench.paths import write_text
     from emobench.report.render import DOCUMENT_FORMATS, Format, emit, format_for
     from emobench.report.tables import comparison_table

@@ -23,16 +23,16 @@ def zoo_list(
     output: OutputOpt = None,
     zoo: ZooDirs = None,
 ) -> None:
-    """Every zoo model: name, family, parameter count, default input and summary. JSON schema: emobench.zoo_list/1."""
+    """Every zoo model: name, family, parameter count, default input and summary. JSON schema: emobench.zoo_list/2."""
     from emobench.report.render import emit
-    from emobench.report.views import COLUMNS, SCHEMAS
+    from emobench.report.views import COLUMNS, SCHEMAS, shown
     from emobench.zoo.catalog import get_zoo, list_models, zoo_listing
 
     found = list_models(pattern, family)
     if not found:
         raise EmobenchError(f"no zoo model matches '{pattern}'" + (f" in family '{family}'" if family else ""))
     df = zoo_listing(found)
-    emit(df, output_format(fmt), output, title=f"emobench zoo ({len(df)} models)",
+    emit(shown(df, "zoo_list", output_format(fmt), output), output_format(fmt), output, title=f"emobench zoo ({len(df)} models)",
          meta={"zoo": [str(d) for d in get_zoo().dirs]}, console=console, schema=SCHEMAS["zoo_list"],
          columns=COLUMNS["zoo_list"])
 
@@ -47,17 +47,17 @@ def zoo_show(
     zoo: ZooDirs = None,
 ) -> None:
     """A model's configuration and its block-by-block layout: widths, strides, kernels, attention, output maps.
-    JSON schema: emobench.zoo_show/1. (Built on torch's meta device: nothing is allocated at any size.)"""
+    JSON schema: emobench.zoo_show/2. (Built on torch's meta device: nothing is allocated at any size.)"""
     from emobench.models.architecture import describe
     from emobench.report.render import emit
-    from emobench.report.views import COLUMNS, SCHEMAS
+    from emobench.report.views import COLUMNS, SCHEMAS, shown
 
     layout = describe(name, resolution(resolution_))
     fmt_ = output_format(fmt)
     if on_screen(fmt_, output):
         console.print("\n".join(layout.header()), markup=False, highlight=False)
     c, h, w = layout.input
-    emit(layout.blocks, fmt_, output, title=f"{layout.entry.name} blocks at {c}x{h}x{w}", meta=layout.meta,
+    emit(shown(layout.blocks, "zoo_show", fmt_, output), fmt_, output, title=f"{layout.entry.name} blocks at {c}x{h}x{w}", meta=layout.meta,
          console=console, schema=SCHEMAS["zoo_show"], columns=COLUMNS["zoo_show"])
 
 

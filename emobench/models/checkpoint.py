@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -15,12 +17,34 @@ from emobench.errors import CheckpointError
 NESTED_KEYS = ("net_E", "net", "state_dict", "model")
 
 
+def is_safetensors(path: Path) -> bool:
+    """Whether the file is laid out as safetensors (whatever its suffix): an 8-byte little-endian header length,
+    then that many bytes of a JSON object."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                return False
+            length = int.from_bytes(head, "little")
+            if not 2 <= length <= min(path.stat().st_size - 8, 100_000_000):
+                return False
+            header = f.read(length)
+    except OSError:
+        return False
+    if not header.startswith(b"{"):
+        return False
+    try:
+        return isinstance(json.loads(header), dict)
+    except ValueError:
+        return False
+
+
 def read_state_dict(path: str | os.PathLike, prefer_ema: bool = True) -> tuple[dict[str, torch.Tensor], str]:
     """The tensors of a checkpoint file and where they were found (``"net_E"``, ``"(top level)"``, ...)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
+    if path.suffix == ".safetensors" or is_safetensors(path):  # by content: a .pth may hold safetensors
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -29,7 +53,9 @@ def read_state_dict(path: str | os.PathLike, prefer_ema: bool = True) -> tuple[d
         except (SafetensorError, OSError) as err:
             raise CheckpointError(f"{path}: not a readable safetensors file: {err}") from None
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's advice on pickle protocols: emobench says what matters below
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure is the same user error
         # torch's own message advises loading with weights_only=False: emobench never does, nor suggests it.
         if "weights only load failed" in str(err).lower():

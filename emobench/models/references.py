@@ -26,6 +26,7 @@ import difflib
 import hashlib
 import importlib
 import importlib.util
+import operator
 import os
 import sys
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from torch import nn
 
 from emobench.errors import EmobenchError, InputSizeError, first_line
 from emobench.models.build import build_entry, input_shape, parse_resolution
+from emobench.models.forward import exit_text
 from emobench.zoo.catalog import ZooEntry, extra_zoo_dirs, get_entry
 
 #: the input a factory's module gets when it declares none (ImageNet's, as timm and torchvision assume)
@@ -114,6 +116,10 @@ class ModelReference:
                 module = importlib.import_module(self.target)
             except ImportError as err:
                 raise ModelReferenceError(f"{self.text}: cannot import '{self.target}': {err}") from None
+            except SystemExit as err:  # KeyboardInterrupt propagates
+                raise ModelReferenceError(f"{self.text}: importing '{self.target}' exited ({exit_text(err)})") from None
+            except Exception as err:  # noqa: BLE001 - the user's module failing to import is the user's input
+                raise ModelReferenceError(f"{self.text}: importing '{self.target}' failed: {first_line(err)}") from None
         else:
             module = _import_file(Path(self.target), self.text)
         obj: Any = module
@@ -171,15 +177,22 @@ class ResolvedModel:
         """The module as the factory returns it (training mode, the factory's own initialisation)."""
         if self.entry is not None:
             return build_entry(self.entry)
-        try:
-            model = self._factory(**self.kwargs)
-        except EmobenchError:
-            raise
-        except Exception as err:  # noqa: BLE001 - a factory that refuses its arguments is the user's input
-            raise ModelReferenceError(f"{self.text}: the factory failed: {first_line(err)}") from None
+        model = self._call_factory()
         if not isinstance(model, nn.Module):
             raise ModelReferenceError(f"{self.text}: the factory returned {type(model).__name__}, not a torch.nn.Module")
         return model
+
+    def _call_factory(self) -> Any:
+        """The factory's return value; its failures (``sys.exit`` included) are one :class:`ModelReferenceError`,
+        ``KeyboardInterrupt`` propagates."""
+        try:
+            return self._factory(**self.kwargs)
+        except EmobenchError:
+            raise
+        except SystemExit as err:
+            raise ModelReferenceError(f"{self.text}: the factory exited ({exit_text(err)})") from None
+        except Exception as err:  # noqa: BLE001 - a factory that refuses its arguments is the user's input
+            raise ModelReferenceError(f"{self.text}: the factory failed: {first_line(err)}") from None
 
     def meta_module(self) -> nn.Module:
         """The module on torch's meta device (shapes only, nothing allocated); a factory that cannot build there
@@ -194,6 +207,8 @@ class ResolvedModel:
                 model = self._factory(**self.kwargs)
             if isinstance(model, nn.Module):
                 return model
+        except SystemExit as err:  # an exit is no device problem: said now, not run again
+            raise ModelReferenceError(f"{self.text}: the factory exited ({exit_text(err)})") from None
         except Exception:  # noqa: BLE001 - any failure on meta: the normal build below says what is wrong
             pass
         return self.construct().to("meta")
@@ -244,7 +259,7 @@ class ResolvedModel:
                 return tuple(cfg.input_size), "timm pretrained_cfg"
         if self.kind == "torchvision":
             return FALLBACK_INPUT, "torchvision's ImageNet crop"
-        return module_input_size(model if model is not None else self.meta_module())
+        return module_input_size(model if model is not None else self.meta_module(), self.text)
 
     def input_shape(self, resolution: tuple[int, int] | None = None, batch: int = 1) -> tuple[int, ...]:
         """The input shape: ``@HxW`` if the reference has one, else ``resolution``, else the default."""
@@ -282,14 +297,29 @@ def close_matches(name: str, names: list[str], n: int = 4) -> list[str]:
     return found
 
 
-def module_input_size(model: nn.Module) -> tuple[tuple[int, int, int], str]:
-    """(C, H, W) a module declares (``default_input_size``, timm's ``pretrained_cfg``) or the fallback."""
+def _declared_size(value: Any, label: str, where: str) -> tuple[int, int, int]:
+    """A declared (C, H, W): three positive integers, else one error naming the model and the value."""
+    try:
+        size = tuple(operator.index(v) for v in value) if not isinstance(value, (str, bytes)) else None
+    except TypeError:  # not iterable, or an element that is no integer (a str, a float)
+        size = None
+    if size is None or len(size) != 3 or min(size) < 1 or any(isinstance(v, bool) for v in value):
+        raise ModelReferenceError(f"{label}: its {where} is {value!r}; it must be (C, H, W), three positive "
+                                  f"integers (or give REF@HxW)")
+    return size
+
+
+def module_input_size(model: nn.Module, label: str | None = None) -> tuple[tuple[int, int, int], str]:
+    """(C, H, W) a module declares (``default_input_size``, timm's ``pretrained_cfg``) or the fallback; a
+    declaration that is not three positive integers is refused, naming ``label`` (default: the module's
+    reference or class)."""
+    label = label or getattr(model, "model_reference", None) or type(model).__name__
     size = getattr(model, "default_input_size", None)
-    if size is not None and len(size) == 3:
-        return tuple(int(v) for v in size), "module.default_input_size"
+    if size is not None:
+        return _declared_size(size, label, "default_input_size"), "module.default_input_size"
     cfg = getattr(model, "pretrained_cfg", None)
     if isinstance(cfg, dict) and cfg.get("input_size"):
-        return tuple(int(v) for v in cfg["input_size"]), "module.pretrained_cfg"
+        return _declared_size(cfg["input_size"], label, 'pretrained_cfg["input_size"]'), "module.pretrained_cfg"
     return FALLBACK_INPUT, f"assumed {'x'.join(map(str, FALLBACK_INPUT))} (the module declares none; give REF@HxW)"
 
 
@@ -320,6 +350,9 @@ def _import_file(path: Path, text: str):
     sys.modules[name] = module  # dataclasses and pickling look the module up by name
     try:
         spec.loader.exec_module(module)
+    except SystemExit as err:  # KeyboardInterrupt propagates
+        del sys.modules[name]
+        raise ModelReferenceError(f"{text}: importing {path} exited ({exit_text(err)})") from None
     except Exception as err:  # noqa: BLE001 - the user's file failing to import is the user's input
         del sys.modules[name]
         raise ModelReferenceError(f"{text}: importing {path} failed: {first_line(err)}") from None
@@ -341,6 +374,8 @@ def parse_reference(text: str) -> ModelReference:
         key, sep, value = option.partition("=")
         if not sep or not key.strip().isidentifier():
             raise ModelReferenceError(f"{text}: keyword arguments look like ',key=value', got '{option}'")
+        if key.strip() in kwargs:
+            raise ModelReferenceError(f"{text}: '{key.strip()}' is given twice; give each keyword once")
         kwargs[key.strip()] = _literal(value.strip())
     head = head.strip()
     if ":" not in head:

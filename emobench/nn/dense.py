@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from torch import nn
 
-from emobench.nn.registry import FAMILIES, register_family
+from emobench.nn.registry import ALL_FORMS, FAMILIES, register_family
 
 Act = Literal["relu", "relu6"] | None
 _ACTS = {"relu": nn.ReLU, "relu6": nn.ReLU6}
@@ -382,10 +382,10 @@ class Backbone(nn.Module):
     def __init__(self, bound: BoundBackbone, out_indices: list[int]) -> None:
         super().__init__()
         entry = bound
-        net = FAMILIES[entry.family].build(entry.config)
-        if not hasattr(net, "backbone_stages"):
+        family = FAMILIES[entry.family]
+        if family.stages is None:
             raise ValueError(f"backbone '{entry.name}' ({entry.family}) has no stages to take maps from")
-        stages = net.backbone_stages()
+        stages = family.stages(family.build(entry.config))
         bad = [i for i in out_indices if not 0 <= i < len(stages)]
         if bad:
             raise ValueError(f"out_indices {bad} outside the backbone's {len(stages)} stages")
@@ -518,12 +518,14 @@ def _check(cfg: _DenseConfig, shape: tuple[int, ...]) -> None:
 
 
 @register_family("detector", DetectorConfig, "Down-stream detector: zoo backbone → neck → detection head (mmdet)",
-                 check_input=_check, bind=bind_backbone)
+                 check_input=_check, bind=bind_backbone, parts=Detector.parts, forms=ALL_FORMS,
+                 forms_through_backbone=True)
 def build_detector(cfg: DetectorConfig) -> Detector:
     return Detector(cfg)
 
 
 @register_family("segmenter", SegmenterConfig, "Down-stream segmenter: zoo backbone → decode head (mmseg)",
-                 check_input=_check, bind=bind_backbone)
+                 check_input=_check, bind=bind_backbone, parts=Segmenter.parts, forms=ALL_FORMS,
+                 forms_through_backbone=True)
 def build_segmenter(cfg: SegmenterConfig) -> Segmenter:
     return Segmenter(cfg)

@@ -14,7 +14,7 @@ from torch import nn
 
 from emobench.errors import InputSizeError
 from emobench.nn.layers import ActName, LayerNorm2d, same_padding
-from emobench.nn.registry import register_family
+from emobench.nn.registry import ALL_FORMS, BlockOp, ConvOp, register_family
 from emobench.nn.m2 import AttentionConfig, M2Block, M2BlockConfig, WindowMode
 
 StageNorm = Literal["bn", "ln"]
@@ -245,7 +245,17 @@ def check_image_input(x, channels: int, min_side: int) -> None:
         raise InputSizeError(f"input {shape[-2]}x{shape[-1]} is smaller than the network's stride {min_side}")
 
 
+def emo_layout(cfg: EMOConfig) -> list[ConvOp | BlockOp]:
+    """The stem conv, the stem's block, then every stage's blocks, under the model's module names."""
+    configs = cfg.block_configs()
+    ops: list[ConvOp | BlockOp] = [ConvOp("stage0.0", "stage0", cfg.dw_kss[0], 2), BlockOp("stage0.1", "stage0", configs[0][0])]
+    for i, stage in enumerate(configs[1:], start=1):
+        ops += [BlockOp(f"stage{i}.{j}", f"stage{i}", c) for j, c in enumerate(stage)]
+    return ops
+
+
 @register_family("emo", EMOConfig, "EMO classifier: a stem and four stages of iRMBs",
-                 check_input=lambda cfg, shape: check_image_input(shape, cfg.in_chans, 32))
+                 check_input=lambda cfg, shape: check_image_input(shape, cfg.in_chans, 32), layout=emo_layout,
+                 stages=lambda net: net.backbone_stages(), forms=ALL_FORMS)
 def build_emo(cfg: EMOConfig) -> EMO:
     return EMO(cfg)

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from torch import nn
 
 from emobench.nn.layers import ActName, ConvNormAct, DropPath, NormName, SqueezeExcite, make_norm
-from emobench.nn.registry import register_family
+from emobench.nn.registry import BlockOp, register_family
 
 WindowMode = Literal["grid", "contiguous", "shifted", "global"]
 
@@ -363,7 +363,8 @@ def _check_block_input(cfg: M2BlockConfig, shape: tuple[int, ...]) -> None:
         raise InputSizeError(f"input {shape[-2]}x{shape[-1]} is too small for this block")
 
 
-@register_family("m2", M2BlockConfig, "one Meta Mobile block (IRB, MHSA, FFN, iRMB, ...)", check_input=_check_block_input)
+@register_family("m2", M2BlockConfig, "one Meta Mobile block (IRB, MHSA, FFN, iRMB, ...)", check_input=_check_block_input,
+                 layout=lambda cfg: [BlockOp(None, "block", cfg)], forms=("reference", "fused"))
 def build_m2(cfg: M2BlockConfig) -> M2Block:
     return M2Block(cfg)
 

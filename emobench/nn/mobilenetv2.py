@@ -17,7 +17,7 @@ from emobench.nn.forms.folding import conv_of, frozen, linear_of
 from emobench.nn.forms.fused import FusedM2Block, token_linear
 from emobench.nn.layers import ClassifierHead, ConvNormAct
 from emobench.nn.m2 import M2Block, M2BlockConfig
-from emobench.nn.registry import register_family
+from emobench.nn.registry import BlockOp, ConvOp, register_family
 
 #: t (expansion), c (channels), n (blocks), s (stride of the first block), from the paper's Table 2.
 DEFAULT_STAGES = [[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1], [6, 160, 3, 2], [6, 320, 1, 1]]
@@ -142,7 +142,14 @@ class FusedMobileNetV2(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
+def mobilenetv2_layout(cfg: MobileNetV2Config) -> list[ConvOp | BlockOp]:
+    # the 1×1 head conv is pointwise (the identity for reach)
+    return ([ConvOp("stem", "stem", 3, 2)] + [BlockOp(f"blocks.{i}", "blocks", c) for i, c in enumerate(cfg.block_configs())]
+            + [ConvOp("head_conv", "head", 1)])
+
+
 @register_family("mobilenetv2", MobileNetV2Config, "MobileNetV2: a stem and stages of IRB (inverted residual) M² blocks",
-                 check_input=lambda cfg, shape: check_image_input(shape, cfg.in_chans, 32))
+                 check_input=lambda cfg, shape: check_image_input(shape, cfg.in_chans, 32), layout=mobilenetv2_layout,
+                 stages=lambda net: net.backbone_stages(), forms=("reference", "fused"))
 def build_mobilenetv2(cfg: MobileNetV2Config) -> MobileNetV2:
     return MobileNetV2(cfg)

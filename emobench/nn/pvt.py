@@ -20,7 +20,7 @@ from emobench.nn.forms.folding import frozen
 from emobench.nn.forms.fused import FusedM2Block, FusedPooledNormHead
 from emobench.nn.layers import LayerNorm2d
 from emobench.nn.m2 import M2Block, M2BlockConfig
-from emobench.nn.registry import register_family
+from emobench.nn.registry import BlockOp, ConvOp, register_family
 from emobench.nn.vit import PooledNormHead, irmb_layer, transformer_layer
 
 
@@ -146,6 +146,16 @@ def _check_pvt_input(cfg: PVTConfig, shape: tuple[int, ...]) -> None:
         raise InputSizeError(f"this PVT's position maps are fixed at {cfg.img_size}x{cfg.img_size}, got {shape[-2]}x{shape[-1]}")
 
 
-@register_family("pvt", PVTConfig, "Pyramid Vision Transformer from M² blocks (SRA attention), or with iRMBs", check_input=_check_pvt_input)
+def pvt_layout(cfg: PVTConfig) -> list[ConvOp | BlockOp]:
+    ops: list[ConvOp | BlockOp] = []
+    for i, stage in enumerate(cfg.stage_configs()):
+        p = cfg.patch_sizes[i]
+        ops.append(ConvOp(f"embeds.{i}", f"stage{i + 1}", p, p, padding=0))
+        ops += [BlockOp(f"stages.{i}.{j}", f"stage{i + 1}", c) for j, c in enumerate(stage)]
+    return ops
+
+
+@register_family("pvt", PVTConfig, "Pyramid Vision Transformer from M² blocks (SRA attention), or with iRMBs",
+                 check_input=_check_pvt_input, layout=pvt_layout, forms=("reference", "fused"))
 def build_pvt(cfg: PVTConfig) -> PVT:
     return PVT(cfg)

@@ -20,7 +20,7 @@ from emobench.nn.forms.folding import frozen
 from emobench.nn.forms.fused import FusedM2Block, FusedPooledNormHead
 from emobench.nn.layers import ClassifierHead, LayerNorm2d
 from emobench.nn.m2 import AttentionConfig, M2Block, M2BlockConfig, WindowMode
-from emobench.nn.registry import register_family
+from emobench.nn.registry import BlockOp, ConvOp, register_family
 
 
 class ViTConfig(BaseModel):
@@ -154,6 +154,13 @@ def _check_vit_input(cfg: ViTConfig, shape: tuple[int, ...]) -> None:
         raise InputSizeError(f"this ViT's position embedding is fixed at {cfg.img_size}x{cfg.img_size}, got {shape[-2]}x{shape[-1]}")
 
 
-@register_family("vit", ViTConfig, "plain ViT/DeiT from MHSA + FFN M² blocks, or with iRMBs", check_input=_check_vit_input)
+def vit_layout(cfg: ViTConfig) -> list[ConvOp | BlockOp]:
+    # patch embedding: a p×p stride-p conv without padding; adding the position map is pointwise
+    return ([ConvOp("patch_embed", "embed", cfg.patch_size, cfg.patch_size, padding=0)]
+            + [BlockOp(f"blocks.{i}", "blocks", c) for i, c in enumerate(cfg.block_configs())])
+
+
+@register_family("vit", ViTConfig, "plain ViT/DeiT from MHSA + FFN M² blocks, or with iRMBs", check_input=_check_vit_input,
+                 layout=vit_layout, forms=("reference", "fused"))
 def build_vit(cfg: ViTConfig) -> ViT:
     return ViT(cfg)

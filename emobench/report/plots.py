@@ -12,6 +12,7 @@ from plotly.subplots import make_subplots
 
 from emobench.analysis.erf import THRESHOLDS
 from emobench.errors import EmobenchError
+from emobench.paths import check_output, write_text
 
 
 def erf_figure(results, thresholds=THRESHOLDS) -> go.Figure:
@@ -82,16 +83,25 @@ def write_figure(
     html = Path(html)
     try:
         html.parent.mkdir(parents=True, exist_ok=True)
-        fig.write_html(str(html), include_plotlyjs="directory" if shared_js else True, full_html=True, div_id=div_id)
     except OSError as err:
         raise EmobenchError(f"cannot write {html}: {err.strerror or err}") from None
+    png_path = html.with_suffix(".png")
+    if png:
+        check_output(png_path)  # refused before the HTML is written, like every output
+    # through the one safe writer: a read-only or database file is refused, a regular file replaced atomically
+    write_text(fig.to_html(include_plotlyjs="directory" if shared_js else True, full_html=True, div_id=div_id), html)
+    script = html.parent / "plotly.min.js"
+    if shared_js and not script.exists():
+        from plotly.offline import get_plotlyjs
+
+        write_text(get_plotlyjs(), script)
     out: dict[str, str | None] = {"html": str(html), "png": None, "png_note": None}
     if png:
         problem = png_exporter_problem()
         if problem is None:
             try:
-                fig.write_image(str(html.with_suffix(".png")))
-                out["png"] = str(html.with_suffix(".png"))
+                fig.write_image(str(png_path))
+                out["png"] = str(png_path)
             except Exception as err:  # noqa: BLE001 - the exporter's own failure (no browser, ...)
                 problem = f"PNG export failed: {str(err).splitlines()[0]}"
         out["png_note"] = problem

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from emobench.errors import EmobenchError
 from emobench.columns import Column, column_for, machine_frame, snake  # noqa: F401 - re-exported for views
@@ -70,14 +71,16 @@ def cell(value: Any) -> str:
 
 
 def rich_table(df: pd.DataFrame, title: str | None = None, caption: str | None = None) -> Table:
-    table = Table(title=title, caption=caption, header_style="bold", title_justify="left")
+    """Cells, titles and captions are literal text (a path holding ``[b]`` or ``:cat:`` is shown as written)."""
+    table = Table(title=Text(title) if title else None, caption=Text(caption) if caption else None,
+                  header_style="bold", title_justify="left")
     for col in df.columns:
         numeric = pd.api.types.is_numeric_dtype(df[col]) and not pd.api.types.is_bool_dtype(df[col])
         # Short columns never wrap; only long free text (summaries, sources) folds on narrow terminals.
         short = df[col].map(lambda v: len(cell(v))).max() <= 24 if len(df) else True
-        table.add_column(str(col), justify="right" if numeric else "left", overflow="fold", no_wrap=bool(short))
+        table.add_column(Text(str(col)), justify="right" if numeric else "left", overflow="fold", no_wrap=bool(short))
     for row in df.itertuples(index=False):
-        table.add_row(*(cell(v) for v in row))
+        table.add_row(*(Text(cell(v)) for v in row))
     return table
 
 
@@ -124,7 +127,7 @@ def emit(
     if fmt is Format.table:
         table = rich_table(df, title=title, caption=meta.get("caption"))
         if output is None:
-            (console or Console()).print(table)
+            (console or Console(emoji=False)).print(table)
             return
         buf = Console(file=io.StringIO(), width=200, record=True)
         buf.print(table)

@@ -39,17 +39,18 @@ def _count(model, shape: tuple[int, ...]) -> dict[str, float]:
 _MEASURED: dict[tuple, dict[str, float]] = {}
 
 
-def _measure(zoo_name: str, resolution: int | None) -> dict[str, float]:
-    """Parameters and MACs (emobench's count, reference form; = fvcore's on EMO) of a zoo model at its own input
-    (or ``resolution``); kept for the process, keyed by the entry's content, since every format of a table
-    counts the same models."""
-    from emobench.models.build import create_model, input_shape
-    from emobench.zoo.catalog import _describe, _params_key
+def _measure(reference: str, resolution: int | None) -> dict[str, float]:
+    """Parameters and MACs (emobench's count, reference form; = fvcore's on EMO) of a model reference (a zoo
+    name, or ``timm:NAME`` for a peer: ``pretrained=False``, no download) at its own input (timm's default for
+    EdgeNeXt and MobileViT: 256) or at ``resolution``; kept for the process, keyed by a zoo entry's content,
+    since every format of a table counts the same models."""
+    from emobench.models.references import resolve
+    from emobench.zoo.catalog import content_key
 
-    key = (zoo_name, resolution, _params_key(_describe(get_zoo(), zoo_name)))
+    ref = resolve(reference)
+    key = (reference, resolution, content_key(ref.entry.name) if ref.entry is not None else None)
     if key not in _MEASURED:
-        model = create_model(zoo_name)
-        _MEASURED[key] = _count(model, input_shape(model.zoo_entry, (resolution, resolution) if resolution else None))
+        _MEASURED[key] = _count(ref.build(seed=0), ref.input_shape((resolution, resolution) if resolution else None))
     return _MEASURED[key]
 
 
@@ -57,20 +58,6 @@ def timm_available() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("timm") is not None
-
-
-def _measure_timm(name: str, resolution: int | None) -> dict[str, float]:
-    """A peer built by timm (``pretrained=False``: no download), counted the same way, at the row's resolution
-    or else timm's own default input (EdgeNeXt and MobileViT: 256)."""
-    import timm
-
-    from emobench.models.references import module_input_size
-
-    model = timm.create_model(name, pretrained=False)
-    c, h, w = module_input_size(model)[0]
-    if resolution:
-        h = w = resolution
-    return _count(model, (1, c, h, w))
 
 
 def _truncation_note(measured: float, reported: float, unit: str) -> str:
@@ -127,7 +114,7 @@ def comparison_frame(table: ReportedTable, flag: float = FLAG, use_timm: bool | 
         if row.zoo and row.zoo in zoo.files:
             measured, via = _measure(row.zoo, resolution), "zoo"
         elif row.timm and use_timm:
-            measured, via = _measure_timm(row.timm, resolution), "timm"
+            measured, via = _measure(f"timm:{row.timm}", resolution), "timm"
         notes = [row.note] if row.note else []  # the data's own explanation of a known gap comes first
         for key, label in table.columns.items():
             value = values.get(key)

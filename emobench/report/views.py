@@ -125,6 +125,12 @@ def display_view(df: pd.DataFrame, name: str) -> pd.DataFrame:
     return out
 
 
+def shown(df: pd.DataFrame, name: str, fmt: Format | None, output: Path | None) -> pd.DataFrame:
+    """``df`` as ``fmt`` shows it: joined sizes (:func:`display_view`) on screen and in Markdown, the numbers
+    as they are in JSON and CSV."""
+    return df if format_for(fmt, output) in (Format.json, Format.csv) else display_view(df, name)
+
+
 def human(value, unit: str) -> str:
     if value is None:
         return "–"

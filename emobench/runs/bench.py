@@ -11,17 +11,22 @@ backend's preference list that exports and passes parity.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import ctypes
 import dataclasses
 import hashlib
 import json
+import math
 import os
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,9 +91,26 @@ class BenchPlan:
 
     @property
     def dtypes(self) -> list[str]:
+        """The dtypes of ``dtype`` in order (an empty or repeated item is refused by :meth:`validate`)."""
         return list(dict.fromkeys(parse_names(self.dtype)))
 
     def validate(self) -> None:
+        def once(items: list, what: str, spec: str | None = None) -> None:
+            """Refuse an empty item and an item given twice (a typo, never a wish to measure twice)."""
+            if spec is not None and spec.strip() and any(not s.strip() for s in spec.split(",")):
+                raise EmobenchError(f"{what}: empty item in '{spec}'")
+            for i, item in enumerate(items):
+                if item in items[:i]:
+                    raise EmobenchError(f"{what}: '{item}' is listed twice in '{spec if spec is not None else ','.join(map(str, items))}'")
+
+        once([s.strip() for s in self.dtype.split(",")], "dtype", self.dtype)
+        once(self.backends, "backend")
+        once(self.batches, "batch")
+        once(self.threads, "threads")
+        once(self.forms, "form")
+        for what, value in (("--min-time", self.min_time), ("--timeout", self.timeout), ("--tolerance", self.tolerance)):
+            if value is not None and not math.isfinite(value):
+                raise EmobenchError(f"{what} must be a finite number, got {value}")
         unknown = [b for b in self.backends if b not in BACKENDS]
         if unknown:
             raise EmobenchError(f"unknown backend {', '.join(unknown)} (known: {', '.join(BACKENDS)}, or all)")
@@ -163,13 +185,115 @@ def _artifact_key(identity: dict, form: str, shape, backend: Backend, fingerprin
 # --- worker processes -------------------------------------------------------------------------------------
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM during a sweep, raised where the signal lands (see :func:`_interruptible`): on the way
+    out the current worker is killed and the temporary folder removed. :func:`run_stored` adds what was kept
+    (``stored`` records in ``store``; ``store`` None: nothing stored) for the command line to say."""
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)
+
+
+class _Signals:
+    """The sweep's SIGINT/SIGTERM state: whether a worker is being spawned (a signal then waits until its
+    process is known, so that it can be killed) and whether the one exception has been raised."""
+
+    spawning = False
+    pending: int | None = None
+    raised = False
+
+    @classmethod
+    def handle(cls, signum, frame) -> None:
+        if cls.raised:  # already unwinding: a second Ctrl-C must not interrupt the clean-up
+            return
+        if cls.spawning:
+            cls.pending = signum
+            return
+        cls.raised = True
+        raise Interrupted(signum)
+
+    @classmethod
+    def raise_pending(cls) -> None:
+        if cls.pending is not None and not cls.raised:
+            signum, cls.pending, cls.raised = cls.pending, None, True
+            raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def _interruptible():
+    """SIGINT and SIGTERM raise :class:`Interrupted` while a sweep runs, so that ``with`` and ``finally`` blocks
+    unwind (worker killed, temporary folder removed, store closed) instead of the process vanishing (SIGTERM's
+    default) with its worker still measuring. Installed in the main thread only, and only over the default
+    handlers (an application's own handlers are left alone); nested uses are no-ops."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    installed = {}
+    for signum, default in defaults.items():
+        if signal.getsignal(signum) is default:
+            installed[signum] = signal.signal(signum, _Signals.handle)
+    if installed:
+        _Signals.spawning, _Signals.pending, _Signals.raised = False, None, False
+    try:
+        yield
+    finally:
+        for signum, previous in installed.items():
+            signal.signal(signum, previous)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """Linux: a ``preexec_fn`` that has the kernel SIGKILL the worker the moment this process dies, however it
+    dies (SIGKILL included; nothing of the worker's own state matters, a runtime stuck in native code dies
+    too). Checks after arming that this process is still the parent (it may have died between fork and
+    prctl). None where ``prctl`` is not available: then the worker watches its parent itself
+    (``EMOBENCH_PARENT_PID``, :func:`emobench.runtimes.worker.watch_parent`)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # pragma: no cover - a libc without prctl
+        return None
+    # everything made here, before fork: the child only calls
+    option, sig, zero, parent = ctypes.c_int(_PR_SET_PDEATHSIG), ctypes.c_ulong(signal.SIGKILL), ctypes.c_ulong(0), os.getpid()
+
+    def arm() -> None:
+        prctl(option, sig, zero, zero, zero)  # cannot fail for a valid signal
+        if os.getppid() != parent:  # this process died before the signal was armed: nobody would send it
+            os._exit(125)
+
+    return arm
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    """Kill a worker that has not been waited for (so its pid, and process group, cannot have been reused) with
+    everything it started, and reap it."""
+    try:
+        if hasattr(os, "killpg"):
+            os.killpg(proc.pid, signal.SIGKILL)  # its own process group: its children too
+        else:  # pragma: no cover - not POSIX
+            proc.kill()
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
 def worker_command(spec_path: Path, result_path: Path) -> list[str]:
     """The command that runs one measurement (tests replace it to simulate crashing or hanging workers)."""
     return [sys.executable, "-m", "emobench.runtimes.worker", str(spec_path), str(result_path)]
 
 
 def run_worker(spec: WorkerSpec, workdir: Path, timeout: float) -> dict:
-    """Run one measurement in a fresh process; a crash or a timeout becomes an ``error`` result."""
+    """Run one measurement in a fresh process; a crash or a timeout becomes an ``error`` result.
+
+    The worker runs in a process group of its own (a terminal's Ctrl-C reaches this process only, which then
+    kills the group) and never outlives this process: Linux's parent-death signal (:func:`_die_with_parent`)
+    kills it even when this process is SIGKILLed; elsewhere the worker's watchdog exits it once its parent is
+    gone. A timeout, SIGINT or SIGTERM (:class:`Interrupted`) kills it here before anything else happens."""
     fd, name = tempfile.mkstemp(prefix="spec-", suffix=".json", dir=workdir)
     os.close(fd)
     spec_path = Path(name)
@@ -177,16 +301,60 @@ def run_worker(spec: WorkerSpec, workdir: Path, timeout: float) -> dict:
     spec_path.write_text(spec.to_json())
     # The worker sees what this process sees (backends defined outside emobench included).
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    arm = _die_with_parent()
+    if arm is None:
+        env["EMOBENCH_PARENT_PID"] = str(os.getpid())
+    extra = {"process_group": 0} if os.name == "posix" else {}
+    _Signals.spawning = True  # a signal now waits until the worker's pid is known
     try:
-        proc = subprocess.run(worker_command(spec_path, result_path), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, timeout=timeout, env=env)
+        proc = subprocess.Popen(worker_command(spec_path, result_path), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, env=env, preexec_fn=arm, **extra)
+    finally:
+        _Signals.spawning = False
+    try:
+        _Signals.raise_pending()
+        _, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        _kill(proc)
         return {"status": "error", "error": f"worker timed out after {timeout:g} s and was killed"}
+    except BaseException:  # SIGINT, SIGTERM, anything: the worker goes first
+        _kill(proc)
+        raise
     if result_path.exists():
         return json.loads(result_path.read_text())
-    lines = [line for line in proc.stderr.decode(errors="replace").splitlines() if line.strip()]
+    lines = [line for line in stderr.decode(errors="replace").splitlines() if line.strip()]
     how = f"signal {signal.Signals(-proc.returncode).name}" if proc.returncode < 0 else f"exit code {proc.returncode}"
     return {"status": "error", "error": f"worker died ({how}){': ' + lines[-1].strip()[:200] if lines else ''}"}
+
+
+TEMP_PREFIX = "emobench-"
+
+
+def remove_stale_workdirs(root: str | os.PathLike | None = None) -> list[Path]:
+    """Remove the temporary folders (``emobench-<pid>-…`` in ``root``, default the system's temporary folder)
+    that sweeps whose process no longer exists left behind: a SIGKILLed sweep cannot clean up after itself.
+    Folders of live processes, of other users, and not named by a pid are left alone. Returns those removed."""
+    import psutil
+
+    removed = []
+    base = Path(root if root is not None else tempfile.gettempdir())
+    try:
+        entries = list(base.glob(TEMP_PREFIX + "*"))
+    except OSError:
+        return removed
+    for path in entries:
+        owner = path.name[len(TEMP_PREFIX):].partition("-")[0]
+        if not owner.isdigit() or int(owner) == os.getpid() or psutil.pid_exists(int(owner)):
+            continue
+        try:
+            if not path.is_dir() or path.is_symlink() or (hasattr(os, "getuid") and path.stat().st_uid != os.getuid()):
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            removed.append(path)
+    return removed
 
 
 # --- the sweep ----------------------------------------------------------------------------------------------
@@ -293,7 +461,13 @@ def run_bench(plan: BenchPlan, store: ResultStore | None = None, progress: Progr
 
     With ``plan.images`` every backend also classifies those images (top-1/top-5, agreement with eager fp32
     torch); with ``dtype="int8"`` the exports are calibrated (``plan.calibration`` or random inputs) and their
-    parity is top-1 agreement and logit cosine on the images, or on the calibration inputs."""
+    parity is top-1 agreement and logit cosine on the images, or on the calibration inputs.
+
+    Intermediate files live in a temporary folder ``emobench-<pid>-…``, removed on return, on any error and on
+    SIGINT or SIGTERM (:class:`Interrupted`; the running worker is killed first). A SIGKILLed sweep cannot
+    clean up: its workers die with it (see :func:`run_worker`), its folder stays until the next sweep starts,
+    which removes the folders of processes that no longer exist (:func:`remove_stale_workdirs`)."""
+    from emobench.models.forward import forward, output_tensors
     from emobench.runs.inputs import prepare_image_inputs
 
     plan.validate()
@@ -301,7 +475,9 @@ def run_bench(plan: BenchPlan, store: ResultStore | None = None, progress: Progr
     report = progress or (lambda label, done, total: None)
     slots: list[_Slot] = []
     skipped: list[tuple] = []
-    with tempfile.TemporaryDirectory(prefix="emobench-") as tmp:
+    remove_stale_workdirs()
+    # named by this process's pid, so that the next sweep knows whose it is once this process is gone
+    with _interruptible(), tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-") as tmp:
         workdir = Path(tmp)
         for index, item in enumerate(plan.models):
             in_memory = isinstance(item, torch.nn.Module)
@@ -317,13 +493,13 @@ def run_bench(plan: BenchPlan, store: ResultStore | None = None, progress: Progr
                 shape = _input_shape(item, reference, plan.resolution, batch)
                 x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
                 with torch.inference_mode():
-                    expected = reference(x)
+                    expected = forward(reference, x, name)  # the model failing is the user's input: one line
+                outs = output_tensors(expected, name)  # a dict or a nested output: refused, saying what is measured
                 stem = workdir / f"model{index}-b{batch}"  # references may hold '/' and ':'
                 common = {"input": f"{stem}-x.npy", "expected": f"{stem}-y.npz"}
                 if in_memory and any(BACKENDS[b].suffix is None for b in plan.backends):
                     common.update(_program_for_worker(reference, x, f"{stem}.pt2"))
                 np.save(common["input"], x.numpy(), allow_pickle=False)
-                outs = expected if isinstance(expected, (tuple, list)) else (expected,)
                 np.savez(common["expected"], **{f"out_{i}": o.float().numpy() for i, o in enumerate(outs)})
                 for dtype in plan.dtypes:  # several dtypes: one more dimension of the interleaved sweep
                     at_dtype = dataclasses.replace(plan, dtype=dtype)
@@ -338,7 +514,7 @@ def run_bench(plan: BenchPlan, store: ResultStore | None = None, progress: Progr
                             if reason:
                                 skipped.append((seq, name, backend, batch, form, shape, at_dtype, reason))
                                 continue
-                            options = candidates(form, backend.name, reference)
+                            options = candidates(form, backend.form_preference, reference)
                             if in_memory and backend.suffix is None:  # the worker runs the module's exported graph
                                 options = [(n, None if n == "reference" else "an in-memory module runs as given on "
                                             "eager backends (form reference)") for n, _ in options if n == "reference" or form != AUTO]
@@ -468,12 +644,19 @@ def run_stored(plan: BenchPlan, store: str | os.PathLike | None = None, no_store
                progress: Progress | None = None) -> BenchOutcome:
     """:func:`run_bench` with the results store open (``store``, else the default; none with ``no_store``): the
     one runner of ``emobench bench`` and ``emobench eval``. Opening the store proves it writable before any
-    work; every record is stored as it completes."""
-    db = None if no_store else ResultStore(store)
-    try:
-        records = run_bench(plan, db, progress)
-        history = db.records() if db is not None and plan.dtypes != ["fp32"] else None
-        return BenchOutcome(records, history, None if db is None else str(db.path))
-    finally:
-        if db is not None:
-            db.close()
+    work; every record is stored as it completes. Interrupted (SIGINT, SIGTERM: :class:`Interrupted`), it
+    re-raises with ``stored`` (records this run stored) and ``store`` (its path; None without a store)."""
+    with _interruptible():
+        db = None if no_store else ResultStore(store)
+        before = db.count() if db is not None else 0
+        try:
+            records = run_bench(plan, db, progress)
+            history = db.records() if db is not None and plan.dtypes != ["fp32"] else None
+            return BenchOutcome(records, history, None if db is None else str(db.path))
+        except KeyboardInterrupt as err:  # Interrupted (SIGINT, SIGTERM) or a plain Ctrl-C: say what was kept
+            err.stored = db.count() - before if db is not None else 0
+            err.store = None if db is None else str(db.path)
+            raise
+        finally:
+            if db is not None:
+                db.close()

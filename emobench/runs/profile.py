@@ -17,6 +17,7 @@ import torch
 from emobench.columns import Column, machine_frame
 from emobench.environment import check_thread_counts
 from emobench.errors import EmobenchError
+from emobench.nn.registry import family_of
 from emobench.measure.counters import CountResult, ModuleRecord, count_all
 
 #: /2: layer keys snake_case (macs, fvcore_macs); schema in "meta". /3: the layers' ``output`` text ("1x24x112x112")
@@ -113,9 +114,9 @@ class ModelProfile:
 
 
 def _part_of(model: torch.nn.Module, name: str) -> str | None:
-    """The part (backbone / neck / head …) a module belongs to, for models that declare ``parts``."""
-    parts = getattr(model, "parts", None)
-    return parts.get(name.split(".")[0]) if parts and name else None
+    """The part (backbone / neck / head …) a module belongs to, for down-stream models (their family's record)."""
+    family = family_of(model)
+    return family.parts.get(name.split(".")[0]) if family is not None and family.parts and name else None
 
 
 def _layers(model: torch.nn.Module, records: dict[str, ModuleRecord], counters: list[CountResult], depth: int) -> pd.DataFrame:
@@ -270,7 +271,14 @@ def profile_model(
         model = fuse(model)
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
 
-    counters, records = count_all(model, x)
+    try:
+        counters, records = count_all(model, x)
+    except (Exception, SystemExit):  # KeyboardInterrupt propagates
+        from emobench.models.forward import forward
+
+        with torch.no_grad():
+            forward(model, x, label)  # the model failing on its own is the user's input: one line
+        raise  # the model runs, the counter failed: emobench's bug, with its traceback
     n_params = sum(p.numel() for p in model.parameters())
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     form = "fused" if fused else "reference"

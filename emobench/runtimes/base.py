@@ -96,6 +96,9 @@ class Backend:
     device: str = "cpu"
     exports: bool = True  # False: nothing is converted, so there is no export time
     companions: tuple[str, ...] = ()  # suffixes of files written beside the artifact
+    #: ``--form auto``: the formulations to try in order (the first the model has and that passes parity is
+    #: measured; reference is always last). Backed by ``benchmarks/forms.py``, figures in docs/benchmarking.md.
+    form_preference: tuple[str, ...] = ("reference",)
 
     def unavailable(self) -> str | None:
         """None when usable, else one line saying why and how to install."""

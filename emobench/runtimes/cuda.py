@@ -18,6 +18,8 @@ class CudaEager(Backend):
     exports = False
     summary = "eager ATen CUDA kernels"
 
+    form_preference = ("fused", "reference")
+
     def unavailable(self):
         return None if torch.cuda.is_available() else "no CUDA device"
 

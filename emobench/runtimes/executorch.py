@@ -40,6 +40,8 @@ class ExecuTorch(FileBackend):
     suffix = ".pte"
     dtypes = ("fp32", "int8")
 
+    form_preference = ("mobile", "official", "fused", "reference")
+
     def import_runtime(self) -> None:
         importlib.import_module("executorch.runtime")
         importlib.import_module("executorch.extension.pybindings.portable_lib")

@@ -63,6 +63,8 @@ class LiteRT(FileBackend):
     suffix = ".tflite"
     dtypes = ("fp32", "int8")
 
+    form_preference = ("mobile-tokens", "mobile", "reference")
+
     def import_runtime(self) -> None:
         importlib.import_module("ai_edge_litert.interpreter")  # the converter is the parent's business
 

@@ -30,6 +30,8 @@ class OnnxRuntime(FileBackend):
     suffix = ".onnx"
     dtypes = ("fp32", "int8")
 
+    form_preference = ("cpu-ort", "reference", "mobile-tokens", "fused")
+
     def import_runtime(self) -> None:
         importlib.import_module("onnxruntime")  # the exporter (onnx, onnxscript) is the parent's business
 

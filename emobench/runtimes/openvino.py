@@ -38,6 +38,8 @@ class OpenVINO(FileBackend):
     companions = (".bin",)  # the weights
     dtypes = ("fp32", "bf16", "int8")
 
+    form_preference = ("cpu-ov", "reference", "mobile-tokens", "mobile")
+
     def write(self, model, example, path):
         import openvino as ov
 

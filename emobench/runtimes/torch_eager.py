@@ -43,6 +43,8 @@ class TorchEager(Backend):
     dtypes = ("fp32", "bf16")
     summary = "eager ATen CPU kernels, operator by operator"
 
+    form_preference = ("fused", "reference")
+
     def open(self, artifact, threads, dtype):
         torch.set_num_threads(threads)  # the worker's own setting: nothing to restore
         return _eager_session(artifact.obj, "cpu", dtype, self.summary)

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -186,8 +188,29 @@ def measure(spec: WorkerSpec) -> dict:
     return result
 
 
+def watch_parent(parent: int, interval: float = 1.0) -> None:
+    """Exit this process as soon as ``parent`` is no longer its parent (it died: the worker was re-parented).
+
+    The fallback where the parent cannot arm Linux's parent-death signal (it passes its pid in
+    ``EMOBENCH_PARENT_PID`` then): a daemon thread polling ``os.getppid()``, so a worker whose parent was
+    SIGKILLed exits within ``interval`` instead of measuring on for nobody. It needs the GIL, which a runtime
+    stuck in native code may hold: hence the kernel's signal first, where there is one."""
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="emobench-parent-watchdog", daemon=True).start()
+
+
 def main(argv: list[str]) -> int:
     spec_path, result_path = argv
+    parent = os.environ.get("EMOBENCH_PARENT_PID", "")
+    if parent.isdigit():
+        watch_parent(int(parent))
     result = measure(WorkerSpec.from_json(Path(spec_path).read_text()))
     tmp = Path(result_path).with_suffix(".tmp")
     tmp.write_text(json.dumps(result))

@@ -146,6 +146,8 @@ class Zoo:
             if not d.is_dir():
                 raise ZooError(f"zoo folder not found: {d}")
             for path in sorted(d.glob("*.toml")):
+                if not path.is_file():  # a FIFO or a device named *.toml would block the reader
+                    continue
                 name = path.stem
                 if not _NAME.match(name):
                     raise ZooError(f"{path}: a zoo file name must be lower-case letters, digits, '_', '-' or '.'")
@@ -294,6 +296,12 @@ def _params_key(desc: dict[str, Any]) -> str:
     return hashlib.sha256((blob + source_fingerprint("nn")).encode()).hexdigest()
 
 
+def content_key(name: str) -> str:
+    """A hash of what an entry builds: its resolved family, config and input (its file and every file it extends)
+    and the model code; what is computed from an entry can be cached under it."""
+    return _params_key(_describe(get_zoo(), name))
+
+
 def _read_params_cache(path: Path) -> dict[str, int]:
     import json
 
@@ -327,7 +335,7 @@ def parameter_count(name: str, fresh: bool = False) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def zoo_listing(names: list[str] | None = None, use_cache: bool = True) -> "pandas.DataFrame":
+def zoo_listing(names: list[str] | None = None, use_cache: bool = True) -> "pandas.DataFrame":  # noqa: F821 - imported inside
     """name, family, params, input (``input_c``, ``input_h``, ``input_w``), tags and summary of each zoo entry
     (all by default).
 

@@ -17,6 +17,7 @@ from typing import Callable
 from torch import nn
 
 from emobench.errors import EmobenchError
+from emobench.nn.registry import family_of
 
 
 @dataclass(frozen=True)
@@ -30,14 +31,21 @@ class Formulation:
     unsupported: Callable[[nn.Module], str | None]
 
     def unavailable(self, model: nn.Module) -> str | None:
-        """Why ``model`` has no such form, or None. A down-stream model (``formulated``) takes the form in its
-        EMO backbone, neck and heads unchanged."""
-        if self.name == "reference" or not callable(getattr(model, "formulated", None)):
-            return self.unsupported(model)
-        return model.form_unsupported() or self.unsupported(model.backbone_network())
+        """Why ``model`` has no such form, or None: the family's record says which forms it offers (a zoo
+        model), then the form checks this configuration. A down-stream model takes the form in its EMO
+        backbone, neck and heads unchanged."""
+        family = family_of(model)
+        if self.name == "reference":
+            return None
+        if family is not None and self.name not in family.forms:
+            return f"the {family.name} family offers no {self.name} form (it has {', '.join(family.forms)})"
+        if family is not None and family.forms_through_backbone:
+            return model.form_unsupported() or self.unsupported(model.backbone_network())
+        return self.unsupported(model)
 
     def apply(self, model: nn.Module) -> nn.Module:
-        if self.name != "reference" and callable(getattr(model, "formulated", None)):
+        family = family_of(model)
+        if self.name != "reference" and family is not None and family.forms_through_backbone:
             return model.formulated(self.build)
         return self.build(model)
 
@@ -75,20 +83,6 @@ FORMULATIONS: dict[str, Formulation] = {
     )
 }
 
-#: ``--form auto``: per backend, the formulations to try in order (the first the model has and that passes
-#: parity is measured). Backed by ``benchmarks/forms.py``; the figures are in docs/benchmarking.md.
-PREFERENCE: dict[str, tuple[str, ...]] = {
-    "torch": ("fused", "reference"),
-    "torch-cl": ("fused", "reference"),
-    "torch-compile": ("fused", "reference"),
-    "onnxruntime": ("cpu-ort", "reference", "mobile-tokens", "fused"),
-    "openvino": ("cpu-ov", "reference", "mobile-tokens", "mobile"),
-    "executorch": ("mobile", "official", "fused", "reference"),
-    "litert": ("mobile-tokens", "mobile", "reference"),
-    "cuda": ("fused", "reference"),
-    "cuda-compile": ("fused", "reference"),
-}
-
 AUTO = "auto"
 
 
@@ -96,14 +90,14 @@ def form_names() -> list[str]:
     return [AUTO, *FORMULATIONS]
 
 
-def candidates(form: str, backend: str, model: nn.Module) -> list[tuple[str, str | None]]:
-    """The formulations to try for ``backend``, as (name, reason it is unavailable or None).
+def candidates(form: str, preference: tuple[str, ...], model: nn.Module) -> list[tuple[str, str | None]]:
+    """The formulations to try, as (name, reason it is unavailable or None).
 
-    ``form`` = a formulation name gives just that one; ``auto`` gives the backend's preference order (reference
-    last, always available)."""
+    ``form`` = a formulation name gives just that one; ``auto`` gives ``preference`` (the runtime's order,
+    :attr:`emobench.runtimes.base.Backend.form_preference`), reference last, always available."""
     if form != AUTO and form not in FORMULATIONS:
         raise EmobenchError(f"unknown form '{form}' (choose {', '.join(form_names())})")
-    names = PREFERENCE.get(backend, ("reference",)) if form == AUTO else (form,)
+    names = tuple(preference) if form == AUTO else (form,)
     if form == AUTO and "reference" not in names:
         names = (*names, "reference")
     return [(n, FORMULATIONS[n].unavailable(model)) for n in names]

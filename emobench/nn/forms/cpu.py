@@ -34,19 +34,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from emobench.nn.emo import EMO
-from emobench.nn.forms.folding import (
-    bn_affine,
-    classify,
-    conv_of,
-    dense_weight,
-    fold_local,
-    fold_stem_and_head,
-    frozen,
-    proj_of,
-    qk_of,
-)
+from emobench.nn.forms.folding import bn_affine, classify, conv_of, dense_weight, fold_local, fold_stem_and_head, frozen, proj_of, qk_of
 from emobench.nn.forms.fused import stage_outputs, staged_blocks
-from emobench.nn.forms.mobile import local_nchw
+from emobench.nn.forms.mobile import local_and_proj_nchw
 from emobench.nn.layers import LayerNorm2d, act_fn
 from emobench.nn.m2 import M2Block
 
@@ -101,7 +91,7 @@ class CpuM2Block(nn.Module):
             self.v_w_dense = frozen(dense_weight(w, self.v_groups))
         fold_local(self, block, act_fn(cfg.act))
         w, b = proj_of(block)
-        self.proj_w, self.proj_b = frozen(w), frozen(b)
+        self.proj_weight, self.proj_bias = frozen(w), frozen(b)
 
     # -- norms ---------------------------------------------------------------------------------------------
     def _ln_channels(self, x: torch.Tensor) -> torch.Tensor:
@@ -193,9 +183,6 @@ class CpuM2Block(nn.Module):
             out = out[:, :, :h, :w]
         return self._expand(out) if self.v_w is not None else out
 
-    def _local(self, x: torch.Tensor) -> torch.Tensor:
-        return local_nchw(self, x)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
         shortcut = x
@@ -208,10 +195,7 @@ class CpuM2Block(nn.Module):
                 x = x * self.pre_scale + self.pre_shift
             if self.v_w is not None:
                 x = self._expand(x)  # a BatchNorm pre-norm is folded into it
-        local_skip = cfg.has_skip and cfg.local_skip and cfg.dw_kernel is not None
-        x = x + self._local(x) if local_skip else self._local(x)
-        x = F.conv2d(x, self.proj_w, self.proj_b)
-        return shortcut + x if cfg.has_skip else x
+        return local_and_proj_nchw(self, x, shortcut)
 
 
 class CpuEMO(nn.Module):

@@ -21,16 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from emobench.nn.emo import EMO
-from emobench.nn.forms.folding import (
-    classify,
-    fold_local,
-    fold_norm_head,
-    fold_stem_and_head,
-    frozen,
-    linear_of,
-    pre_norm_affine,
-    proj_of,
-)
+from emobench.nn.forms.folding import classify, fold_local, fold_norm_head, fold_stem_and_head, frozen, linear_of, pre_norm_affine, proj_of
 from emobench.nn.layers import LayerNorm2d, in_place_act_fn
 from emobench.nn.m2 import M2Block, window_attention
 

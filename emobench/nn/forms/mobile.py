@@ -16,17 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from emobench.nn.emo import EMO
-from emobench.nn.forms.folding import (
-    classify,
-    conv_of,
-    dense_weight,
-    fold_local,
-    fold_stem_and_head,
-    frozen,
-    pre_norm_affine,
-    proj_of,
-    qk_of,
-)
+from emobench.nn.forms.folding import classify, conv_of, dense_weight, fold_local, fold_stem_and_head, frozen, pre_norm_affine, proj_of, qk_of
 from emobench.nn.forms.fused import stage_outputs, staged_blocks, token_linear
 from emobench.nn.layers import LayerNorm2d, act_fn
 from emobench.nn.m2 import M2Block, partition, unpartition
@@ -62,6 +52,16 @@ def local_nchw(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
         s = block.se_act(s) if block.se_act is not None else s
         x = x * torch.sigmoid(F.conv2d(s, block.se_w2, block.se_b2))
     return x
+
+
+def local_and_proj_nchw(block: nn.Module, x: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
+    """The rest of a cascaded block on NCHW maps, after its attention or MLP_e: the local operator (with its
+    skip), MLP_s (``proj_weight``, ``proj_bias``) and the block's residual."""
+    cfg = block.cfg
+    local_skip = cfg.has_skip and cfg.local_skip and cfg.dw_kernel is not None
+    x = x + local_nchw(block, x) if local_skip else local_nchw(block, x)
+    x = F.conv2d(x, block.proj_weight, block.proj_bias)
+    return shortcut + x if cfg.has_skip else x
 
 
 class MobileM2Block(nn.Module):
@@ -223,9 +223,6 @@ class MobileM2Block(nn.Module):
         t = token_linear(t, dense_weight(w, self.v_groups), b)
         return self.act(t) if self.act is not None else t
 
-    def _local(self, x: torch.Tensor) -> torch.Tensor:
-        return local_nchw(self, x)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
         shortcut = x
@@ -238,10 +235,7 @@ class MobileM2Block(nn.Module):
                 x = self._expand(x)  # the pre-affine is folded into MLP_e
             elif self.pre_scale is not None:
                 x = x * self.pre_scale + self.pre_shift
-        local_skip = cfg.has_skip and cfg.local_skip and cfg.dw_kernel is not None
-        x = x + self._local(x) if local_skip else self._local(x)
-        x = F.conv2d(x, self.proj_weight, self.proj_bias)
-        return shortcut + x if cfg.has_skip else x
+        return local_and_proj_nchw(self, x, shortcut)
 
 
 class MobileEMO(nn.Module):
