@@ -379,3 +379,37 @@ def test_worker_memory_is_the_workers_own():
     (rec,) = run_bench(BenchPlan(["irmb"], ["torch"], forms=["fused"], **FAST))
     assert rec.status == "ok" and ballast.sum() > 0
     assert 0 < rec.rss_base_mb <= rec.peak_rss_mb < parent_rss - 512
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--min-time", "inf"], "--min-time must be a finite number, got inf"),
+        (["--min-time", "nan"], "--min-time"),  # refused by click's range check or by the plan
+        (["--timeout", "inf"], "--timeout must be a finite number"),
+        (["--tolerance", "inf"], "--tolerance must be a finite number"),
+        (["--dtype", "fp32,,int8"], "dtype: empty item in 'fp32,,int8'"),
+        (["--dtype", "int8,int8"], "dtype: 'int8' is listed twice in 'int8,int8'"),
+        (["-B", "torch,torch"], "backend: 'torch' is listed twice in 'torch,torch'"),
+        (["-B", "torch,"], "backend: empty item in 'torch,'"),
+        (["--form", "fused,,reference"], "empty item in 'fused,,reference'"),
+        (["--form", "fused,fused"], "'fused' is listed twice in 'fused,fused'"),
+        (["-b", "1,2,1"], "batch: '1' is listed twice in '1,2,1'"),
+        (["-t", "1,,2"], "threads: empty item in '1,,2'"),
+        (["-t", "2, 2"], "threads: '2' is listed twice in '2, 2'"),
+    ],
+)
+def test_cli_bench_refuses_non_finite_numbers_and_empty_or_repeated_items(capsys, monkeypatch, args, needle):
+    code, _, err = run(capsys, monkeypatch, "bench", "irmb", *args, "--no-store")
+    assert_user_error(code, err, needle)
+
+
+def test_a_plan_refuses_repeated_items_and_non_finite_numbers():
+    from emobench.errors import EmobenchError
+
+    for plan, needle in [(BenchPlan(["irmb"], ["torch", "torch"]), "backend: 'torch' is listed twice"),
+                         (BenchPlan(["irmb"], batches=[2, 2]), "batch: '2' is listed twice"),
+                         (BenchPlan(["irmb"], dtype="fp32,"), "dtype: empty item"),
+                         (BenchPlan(["irmb"], timeout=float("inf")), "--timeout must be a finite number")]:
+        with pytest.raises(EmobenchError, match=needle):
+            plan.validate()

@@ -93,3 +93,37 @@ def test_missing_and_non_state_dict_files(tmp_path):
     torch.save([1, 2, 3], path)
     with pytest.raises(CheckpointError, match="no state dict"):
         emobench.load_checkpoint(emobench.create_model("irmb"), path)
+
+
+def test_no_torch_warning_comes_before_the_refusal(tmp_path):
+    """torch warns about the pickle protocol of a raw pickle before refusing it: emobench's line stands alone."""
+    import warnings
+
+    path = tmp_path / "objects.pth"
+    with open(path, "wb") as f:
+        pickle.dump({"net": {"w": torch.zeros(1)}, "epoch": 3, "args": _Payload()}, f)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(CheckpointError, match="never runs code from a file"):
+            emobench.load_checkpoint(emobench.create_model("irmb"), path)
+    assert [str(w.message) for w in caught if "pickle" in str(w.message).lower()] == []
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".bin", ""])
+def test_safetensors_is_recognised_by_content_whatever_the_suffix(tmp_path, weights, suffix):
+    path = tmp_path / f"weights{suffix}"
+    save_file({k: v.contiguous() for k, v in weights.items()}, str(path))
+    model = emobench.create_model("irmb")
+    assert emobench.load_checkpoint(model, path) == "(safetensors)"
+    assert _same(model, weights)
+
+
+def test_a_broken_safetensors_file_is_named_as_such(tmp_path):
+    path = tmp_path / "w.safetensors"
+    path.write_bytes((40).to_bytes(8, "little") + b'{"w": ')  # header cut short
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        emobench.load_checkpoint(emobench.create_model("irmb"), path)
+    pth = tmp_path / "w.pth"
+    pth.write_bytes(path.read_bytes())  # safetensors by its layout, whatever the suffix: said as such
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        emobench.load_checkpoint(emobench.create_model("irmb"), pth)

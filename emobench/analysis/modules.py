@@ -27,13 +27,37 @@ def irmb_heads(channels: int) -> tuple[int, int]:
     return channels // dim_head, dim_head
 
 
+#: the table's ranges: every module is built and run for real (the Conv row holds C²k² weights, MHSA a W²×W²
+#: attention map), so these keep one table within a few hundred MB and seconds
+MAX_TABLE_CHANNELS = 512
+MAX_TABLE_WIDTH = 64
+MAX_TABLE_KERNEL = 15
+MAX_TABLE_MID = 4096
+
+
+def check_module_sizes(channels: int, width: int, window: int, kernel: int, expansion: float) -> None:
+    """One :class:`EmobenchError`, with the allowed range, for a number :func:`module_table` cannot take."""
+    if not 1 <= channels <= MAX_TABLE_CHANNELS:
+        raise EmobenchError(f"channels must be from 1 to {MAX_TABLE_CHANNELS}, got {channels}")
+    if not 1 <= width <= MAX_TABLE_WIDTH:
+        raise EmobenchError(f"width must be from 1 to {MAX_TABLE_WIDTH}, got {width}")
+    if window < 1:
+        raise EmobenchError(f"window must be from 1 to the width {width}, got {window}")
+    if window > width:
+        raise EmobenchError(f"the window w={window} is larger than the map W={width}: the closed forms assume w <= W")
+    if not (1 <= kernel <= MAX_TABLE_KERNEL and kernel % 2):
+        raise EmobenchError(f"kernel must be an odd number from 1 to {MAX_TABLE_KERNEL} (the iRMB's depth-wise conv "
+                            f"pads 'same'), got {kernel}")
+    mid = int(channels * expansion) if math.isfinite(expansion) and 0 < expansion <= MAX_TABLE_MID else 0
+    if not 1 <= mid <= MAX_TABLE_MID:
+        raise EmobenchError(f"expansion must be a finite ratio > 0 giving the iRMB from 1 to {MAX_TABLE_MID} expanded "
+                            f"channels (int(C x expansion), C = {channels}), got {expansion}")
+
+
 def module_table(channels: int = 64, width: int = 14, window: int = 7, kernel: int = 3, expansion: float = 4.0) -> pd.DataFrame:
     """Rows MHSA, W-MHSA, Conv, DW-Conv, iRMB. FLOPs = 2 × MACs (the paper's table counts multiply and add);
     the closed forms also count softmax and scaling (3L² and 3Ll), which no counter does."""
-    if min(channels, width, window, kernel) < 1 or expansion <= 0:
-        raise EmobenchError("channels, width, window and kernel must be >= 1 and the expansion > 0")
-    if window > width:
-        raise EmobenchError(f"the window w={window} is larger than the map W={width}: the closed forms assume w <= W")
+    check_module_sizes(channels, width, window, kernel, expansion)
     c, w_, k = channels, width, kernel
     L, l = w_ * w_, window * window
 

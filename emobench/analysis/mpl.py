@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from emobench.errors import EmobenchError
+from emobench.nn.layers import MAX_KERNEL, MAX_WINDOW, keeps_size
 from emobench.nn.m2 import M2BlockConfig
 from emobench.zoo.catalog import ZooEntry, get_entry
 from emobench.analysis import reach
@@ -162,6 +163,13 @@ def mpl_sweep(blocks: list[str], widths: list[int], count: str = "blocks", kerne
     blocks = [b.strip() for b in blocks if b.strip()]
     if not blocks:
         raise EmobenchError("--blocks names no block (e.g. --blocks irmb,mhsa)")
+    if kernel is not None and not (1 <= kernel <= MAX_KERNEL and keeps_size(kernel)):
+        raise EmobenchError(f"kernel must be an odd number from 1 to {MAX_KERNEL} (the depth-wise conv pads 'same', "
+                            f"which keeps the map size only for an odd kernel), got {kernel}")
+    if window is not None and not 1 <= window <= MAX_WINDOW:
+        raise EmobenchError(f"window must be from 1 to {MAX_WINDOW}, got {window}")
+    if widths and min(widths) < 1:
+        raise EmobenchError(f"widths must be >= 1, got {min(widths)}")
     if widths:
         check_reach_fits([max(widths)] * 2, f"--width {max(widths)}")  # one width at a time, both axes
     overrides: dict = {}
@@ -173,7 +181,11 @@ def mpl_sweep(blocks: list[str], widths: list[int], count: str = "blocks", kerne
         return mpl_table(blocks, widths, count)
     frames = []
     for name in blocks:
-        cfgs = [get_entry(part).config for part in name.split("+")]
+        entries = [get_entry(part) for part in name.split("+")]
+        for entry in entries:
+            if entry.family != "m2":
+                raise EmobenchError(f"'{entry.name}' is a network; `emobench mpl --model {entry.name}` gives its per-stage MPL")
+        cfgs = [entry.config for entry in entries]
         own = {k: v for k, v in overrides.items()
                if (k != "dw_kernel" or all(c.dw_kernel for c in cfgs)) and (k != "attention" or all(c.attention for c in cfgs))}
         frames.append(mpl_table([name], widths, count, own or None))

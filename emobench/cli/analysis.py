@@ -8,12 +8,13 @@ from typing import Annotated, Optional
 import typer
 
 from emobench.cli import options as opt
-from emobench.cli.options import (MODEL_REFS_HELP, FormatOpt, OutputOpt, ResolutionOpt, ZooDirs, console, err_console,
+from emobench.cli.options import (checks_output, MODEL_REFS_HELP, FormatOpt, OutputOpt, ResolutionOpt, ZooDirs, console, err_console,
                                   output_format, zoo_scoped)
 from emobench.errors import EmobenchError
 
 
 @zoo_scoped
+@checks_output
 def rf(
     model: Annotated[str, typer.Argument(help="A zoo model (network or block), or any model reference (timm:NAME, package.module:factory, file.py:factory; empirical path).")],
     resolution: Annotated[Optional[str], typer.Option("--resolution", "-r", help="Input H or HxW (default: the model's; the empirical path caps large defaults at 256).")] = None,
@@ -43,6 +44,7 @@ def rf(
 
 
 @zoo_scoped
+@checks_output
 def erf(
     models: Annotated[list[str], typer.Argument(help=MODEL_REFS_HELP)],
     resolution: Annotated[str, typer.Option("--resolution", "-r", help="Input H or HxW (RepLKNet used 1024; REF@HxW wins for that model).")] = "224",
@@ -85,6 +87,7 @@ def erf(
 
 
 @zoo_scoped
+@checks_output
 def mpl(
     blocks: Annotated[str, typer.Option("--blocks", help="Zoo blocks, comma-separated.")] = "irmb,irmb_contiguous,dwconv,wmhsa,mhsa",
     width: Annotated[str, typer.Option("--width", "-W", help="Map widths W, comma-separated.")] = "7,14,28,56",
@@ -130,6 +133,7 @@ def mpl(
          console=console, schema=SCHEMAS["mpl"], columns=COLUMNS["mpl"])
 
 
+@checks_output
 def modules(
     channels: Annotated[int, typer.Option("--channels", "-C", min=1, help="Channels C.")] = 64,
     width: Annotated[int, typer.Option("--width", "-W", min=1, help="Map width W (L = W² tokens).")] = 14,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 
 import typer
@@ -57,18 +56,27 @@ def main() -> None:
         err_console.print(f"[red]error:[/] {escape(usage_line(err))}", highlight=False, soft_wrap=True)
         sys.exit(err.exit_code)
     except (typer.Abort, KeyboardInterrupt) as err:
-        # click turns Ctrl-C into Abort (from the KeyboardInterrupt); a sweep's SIGTERM arrives the same way
+        # Ctrl-C or a sweep's SIGTERM (this typer turns them into exit code 130 itself, click into an Abort
+        # from the KeyboardInterrupt): one line saying what was kept, exit code 128 + the signal
         cause = err if isinstance(err, KeyboardInterrupt) else err.__cause__
-        if not isinstance(cause, KeyboardInterrupt):
-            sys.exit(130)  # an Abort of its own (a declined prompt)
-        signum = getattr(cause, "signum", signal.SIGINT)
-        line = "terminated" if signum == signal.SIGTERM else "interrupted"
-        if hasattr(cause, "stored"):  # a sweep (emobench.runs.bench.run_stored): what it kept
-            store = getattr(cause, "store", None)
-            line += f": {cause.stored} record(s) stored in {store}" if store else ": nothing stored (--no-store)"
-        err_console.print(escape(line), highlight=False, soft_wrap=True)
-        sys.exit(128 + signum)
+        sys.exit(bench.interrupted(cause) if isinstance(cause, KeyboardInterrupt) else 130)
     except EmobenchError as err:
-        err_console.print(f"[red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
+        # one line whatever the message embeds (a reference or path with a line break is the user's text)
+        err_console.print(f"[red]error:[/] {escape(' '.join(str(err).split()))}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except (MemoryError, RuntimeError) as err:  # an allocation the machine refused, whatever the estimates said
+        line = out_of_memory_line(err)
+        if line is None:
+            raise  # any other RuntimeError is a bug: its traceback
+        err_console.print(f"[red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
         sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def out_of_memory_line(err: BaseException) -> str | None:
+    """One line for a failed allocation (a MemoryError; torch's CPU allocator raises a RuntimeError), else None."""
+    text = " ".join(str(err).split())
+    if not (isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError" or "can't allocate memory" in text):
+        return None
+    detail = text.split("DefaultCPUAllocator: ")[-1] or "an allocation failed"
+    return f"out of memory: {detail} (use a smaller input, batch or model)"

@@ -21,14 +21,31 @@ BACKENDS_HELP = ("Comma-separated backends, or 'all': torch, torch-cl, torch-com
                  "litert, cuda, cuda-compile.")
 
 
+def interrupted(err: KeyboardInterrupt) -> int:
+    """Say on stderr, in one line, what an interrupted run kept (Ctrl-C: ``interrupted: 3 record(s) stored in
+    PATH``; SIGTERM: ``terminated: …``); returns the exit code, 128 + the signal (130, 143)."""
+    import signal
+
+    signum = getattr(err, "signum", signal.SIGINT)
+    line = "terminated" if signum == signal.SIGTERM else "interrupted"
+    if hasattr(err, "stored"):  # from run_stored: the records stored before the interruption, and where
+        store = getattr(err, "store", None)
+        line += f": {err.stored} record(s) stored in {store}" if store else ": nothing stored (--no-store)"
+    err_console.print(escape(line), highlight=False, soft_wrap=True)
+    return 128 + signum
+
+
 def _run(plan, store, no_store):
-    """The stored run under a progress bar."""
+    """The stored run under a progress bar; interrupted (Ctrl-C, SIGTERM), it says what was kept and exits."""
     from emobench.runs.bench import run_stored
 
-    with opt.progress_bar("preparing") as bar:
-        task = bar.add_task("preparing", total=None)
-        return run_stored(plan, store, no_store,
-                          lambda label, done, total: bar.update(task, description=label, completed=done, total=total))
+    try:
+        with opt.progress_bar("preparing") as bar:
+            task = bar.add_task("preparing", total=None)
+            return run_stored(plan, store, no_store,
+                              lambda label, done, total: bar.update(task, description=label, completed=done, total=total))
+    except KeyboardInterrupt as err:  # left to typer, it would be a silent exit code 130
+        raise typer.Exit(interrupted(err)) from None
 
 
 def _exit_on_failures(records) -> None:

@@ -124,6 +124,17 @@ def zoo_scoped(command):
     return run
 
 
+def checks_output(command):
+    """Refuse the command's ``--output`` before it does any work (and never the ``--store`` it reads)."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        check_outputs(kwargs.get("output"), kwargs.get("store"), no_store="store" not in kwargs)
+        return command(*args, **kwargs)
+
+    return run
+
+
 def on_screen(fmt, output) -> bool:
     """Whether the result goes to the screen as a table (where notes and hints are printed too)."""
     from emobench.report.render import Format

@@ -7,11 +7,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from emobench.cli.options import (MODEL_REFS_HELP, FormatOpt, OutputOpt, ResolutionOpt, ZooDirs, console, output_format,
+from emobench.cli.options import (checks_output, MODEL_REFS_HELP, FormatOpt, OutputOpt, ResolutionOpt, ZooDirs, console, output_format,
                                   progress_bar, resolution, zoo_scoped)
 
 
 @zoo_scoped
+@checks_output
 def profile(
     models: Annotated[list[str], typer.Argument(help=MODEL_REFS_HELP)],
     resolution_: ResolutionOpt = None,

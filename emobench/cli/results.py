@@ -8,13 +8,14 @@ from typing import Annotated, Optional
 import typer
 
 from emobench.cli import options as opt
-from emobench.cli.options import FormatOpt, OutputOpt, StoreOpt, console, err_console, output_format
+from emobench.cli.options import checks_output, FormatOpt, OutputOpt, StoreOpt, console, err_console, output_format
 from emobench.errors import EmobenchError
 
 app = typer.Typer(help="List, compare, export and merge stored benchmark records.", no_args_is_help=True)
 
 
 @app.command("list")
+@checks_output
 def results_list(
     filters: Annotated[Optional[list[str]], typer.Argument(help="field=value filters, e.g. model=emo_1m backend=torch cpu_flags=avx512f torch_version=2.13.0.")] = None,
     limit: Annotated[int, typer.Option(help="Show the newest N records (0: all).")] = 50,
@@ -43,6 +44,7 @@ def results_list(
 
 
 @app.command("compare")
+@checks_output
 def results_compare(
     a: Annotated[str, typer.Argument(help="Baseline filter, e.g. backend=torch (comma-separated field=value).")],
     b: Annotated[str, typer.Argument(help="Candidate filter, e.g. backend=onnxruntime or torch_version=2.13.0.")],

@@ -7,10 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from emobench.cli.options import FormatOpt, OutputOpt, StoreOpt, console, err_console, output_format, progress_bar
+from emobench.cli.options import checks_output, FormatOpt, OutputOpt, StoreOpt, console, err_console, output_format, progress_bar
 from emobench.errors import EmobenchError
 
 
+@checks_output
 def table(
     name: Annotated[str, typer.Argument(help="imagenet, boost, modules, downstream or speed.")],
     fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="table, md, csv, json, latex (booktabs) or html.")] = None,

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from emobench.cli.options import (FormatOpt, OutputOpt, ResolutionOpt, ZooDirs, console, on_screen, output_format,
+from emobench.cli.options import (checks_output, FormatOpt, OutputOpt, ResolutionOpt, ZooDirs, console, on_screen, output_format,
                                   resolution, zoo_scoped)
 from emobench.errors import EmobenchError
 
@@ -16,6 +16,7 @@ app = typer.Typer(help="List and inspect the model zoo (zoo/*.toml and EMOBENCH_
 
 @app.command("list")
 @zoo_scoped
+@checks_output
 def zoo_list(
     pattern: Annotated[str, typer.Argument(help="Shell-style filter, e.g. 'emo_*'.")] = "*",
     family: Annotated[Optional[str], typer.Option(help="Only this family (emo, m2, mobilenetv2, vit, pvt, detector, segmenter).")] = None,
@@ -39,6 +40,7 @@ def zoo_list(
 
 @app.command("show")
 @zoo_scoped
+@checks_output
 def zoo_show(
     name: Annotated[str, typer.Argument(help="A zoo model, e.g. emo_5m (also emo_5m@256, emo_5m,window=contiguous).")],
     resolution_: ResolutionOpt = None,
@@ -63,6 +65,7 @@ def zoo_show(
 
 @app.command("load")
 @zoo_scoped
+@checks_output
 def zoo_load(
     name: Annotated[str, typer.Argument(help="A zoo model, e.g. emo_1m.")],
     checkpoint: Annotated[Path, typer.Argument(help="A checkpoint: net.pth (raw, 'net' or 'net_E'), or .safetensors.")],

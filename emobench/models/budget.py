@@ -46,12 +46,74 @@ def _label(target) -> str:
     return target.name if isinstance(target, ZooEntry) else target.text
 
 
+def block_params(cfg) -> int:
+    """Parameters of one M² block (an :class:`~emobench.nn.m2.M2BlockConfig`) in closed form, as
+    :class:`~emobench.nn.m2.M2Block` builds it."""
+    din, mid, dout = cfg.dim_in, cfg.dim_mid, cfg.dim_out
+    n = 2 * din if cfg.norm != "none" else 0
+    if cfg.attention is not None:
+        n += 2 * din * din + (2 * din if cfg.attention.qk_bias else 0)
+        sr = cfg.attention.sr_ratio
+        n += (din * din * sr * sr + 3 * din) if sr > 1 else 0  # the reduction conv (bias) and its LayerNorm
+    if cfg.expand:
+        n += din * mid // (cfg.num_heads if cfg.v_group else 1) + (mid if cfg.expand_bias else 0)
+        n += 2 * mid if cfg.expand_norm else 0
+    if cfg.dw_kernel is not None:
+        n += mid * cfg.dw_kernel**2 + 2 * mid
+    if cfg.se_ratio > 0:
+        rd = round(mid * cfg.se_ratio)
+        n += 2 * mid * rd + rd + mid
+    return n + mid * dout + (dout if cfg.proj_bias else 0) + (2 * dout if cfg.proj_norm else 0)
+
+
+def config_estimate(entry: ZooEntry) -> tuple[int, int]:
+    """(M² blocks, parameters) of a zoo entry from its configuration alone, nothing built: the blocks of its
+    family's layout in closed form (:func:`block_params`) and the classifier on the last block's width; a
+    down-stream model counts its backbone. The parameters are a lower bound (stems, necks and heads not counted)."""
+    from emobench.nn import FAMILIES
+    from emobench.nn.registry import BlockOp
+
+    cfg = entry.config
+    bound = getattr(cfg, "_bound", None)  # a down-stream model's resolved backbone
+    if bound is not None:
+        cfg, family = bound.config, bound.family
+    else:
+        family = entry.family
+    layout = FAMILIES[family].layout
+    blocks = [op.config for op in layout(cfg) if isinstance(op, BlockOp)] if layout is not None else []
+    params = sum(block_params(b) for b in blocks)
+    if blocks and bound is None:
+        params += getattr(cfg, "num_classes", 0) * blocks[-1].dim_out
+    return len(blocks), params
+
+
+def check_config_fits(target, shape: tuple[int, ...], bytes_per_element: int = 4) -> None:
+    """Refuse, before any module is built (even on the meta device, whose building is not free either), a zoo
+    model whose configuration alone says it cannot be held: more blocks than a network may have, or weights
+    (:func:`config_estimate`) beyond the memory available now."""
+    from emobench.nn.layers import MAX_BLOCKS
+
+    entry = target if isinstance(target, ZooEntry) else getattr(target, "entry", None)
+    if entry is None:  # a factory or timm model: nothing to estimate before building it
+        return
+    blocks, params = config_estimate(entry)
+    if blocks > MAX_BLOCKS:
+        raise InputSizeError(f"{_label(target)} has {blocks:,} blocks; emobench builds at most {MAX_BLOCKS:,}")
+    weights, have = params * bytes_per_element, available_memory()
+    if weights > have:
+        raise InputSizeError(
+            f"{_label(target)} at {'x'.join(map(str, shape))} needs at least {_gib(weights)} (weights alone, "
+            f"{params:,} parameters from its configuration, before building) but {_gib(have)} of memory is "
+            f"available: use a smaller model")
+
+
 def memory_need(entry, shape: tuple[int, ...], bytes_per_element: int = 4) -> MemoryNeed:
     """A lower bound of the memory one ``model(x)`` takes for an input of ``shape``: the model built on torch's
     ``meta`` device (shapes only) gives the parameter and buffer bytes, and a meta forward pass the largest
     single operation (its inputs and outputs must be live together). Nothing is allocated, whatever the sizes.
     ``entry`` is a zoo entry or a model reference (:mod:`emobench.models.references`)."""
     input_bytes = math.prod(shape) * bytes_per_element
+    check_config_fits(entry, shape, bytes_per_element)
     model = _meta_model(entry)
     tensors = [*model.parameters(), *model.buffers()]
     params = sum(p.numel() for p in model.parameters())

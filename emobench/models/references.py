@@ -304,8 +304,7 @@ def _declared_size(value: Any, label: str, where: str) -> tuple[int, int, int]:
     except TypeError:  # not iterable, or an element that is no integer (a str, a float)
         size = None
     if size is None or len(size) != 3 or min(size) < 1 or any(isinstance(v, bool) for v in value):
-        raise ModelReferenceError(f"{label}: its {where} is {value!r}; it must be (C, H, W), three positive "
-                                  f"integers (or give REF@HxW)")
+        raise ModelReferenceError(f"{label}: its {where} is {value!r}; it must be (C, H, W), three positive integers")
     return size
 
 

@@ -24,9 +24,13 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from torch import nn
 
+from emobench.errors import ZooError
+from emobench.nn.layers import MAX_BLOCKS, MAX_CHANNELS, MAX_CLASSES, MAX_DILATION, MAX_KERNEL, Channels, Eps, Kernel
 from emobench.nn.registry import ALL_FORMS, FAMILIES, register_family
 
 Act = Literal["relu", "relu6"] | None
+_MAX_LEVELS = 16  #: feature levels of a neck or head, dilations and pool scales
+_MAX_ANCHORS = 1024  #: anchors per location
 _ACTS = {"relu": nn.ReLU, "relu6": nn.ReLU6}
 
 
@@ -67,7 +71,7 @@ class _SSDLitePart(_Part):
     """What SSDLite's neck and head share: depth-wise separable convs, BatchNorm ε and activation."""
 
     use_depthwise: bool = True
-    norm_eps: float = 1e-3
+    norm_eps: Eps = 1e-3
     act: Act = "relu6"
 
 
@@ -77,10 +81,10 @@ class SSDNeckConfig(_SSDLitePart):
     """mmdet ``SSDNeck`` (SSDLite with ``use_depthwise``): extra levels of 1×1 reduce + depth-wise separable conv."""
 
     type: Literal["ssd"]
-    out_channels: list[int] = Field(min_length=1)
-    level_strides: list[int]
-    level_paddings: list[int]
-    last_kernel_size: int = 3
+    out_channels: list[Annotated[int, Field(ge=2, le=MAX_CHANNELS)]] = Field(min_length=1, max_length=_MAX_LEVELS)
+    level_strides: list[Annotated[int, Field(ge=1, le=MAX_KERNEL)]]
+    level_paddings: list[Annotated[int, Field(ge=0, le=MAX_KERNEL)]]
+    last_kernel_size: Kernel = 3
 
 
 class SSDNeck(nn.Module):
@@ -111,9 +115,9 @@ class FPNConfig(_Part):
     """mmdet ``FPN``: 1×1 laterals, top-down nearest upsampling, 3×3 outputs, extra stride-2 levels."""
 
     type: Literal["fpn"]
-    out_channels: int = 256
+    out_channels: Channels = 256
     start_level: int = Field(0, ge=0)
-    num_outs: int = Field(5, ge=1)
+    num_outs: int = Field(5, ge=1, le=_MAX_LEVELS)
     add_extra_convs: Literal["on_input", "on_lateral", "on_output"] | None = None
 
 
@@ -160,8 +164,8 @@ class SSDHeadConfig(_SSDLitePart):
     Class scores include the background class (softmax): ``num_classes + 1`` per anchor."""
 
     type: Literal["ssd"]
-    num_classes: int = Field(80, ge=1)
-    num_anchors: list[int] = Field(description="anchors per location, per level")
+    num_classes: int = Field(80, ge=1, le=MAX_CLASSES)
+    num_anchors: list[Annotated[int, Field(ge=1, le=_MAX_ANCHORS)]] = Field(description="anchors per location, per level")
 
 
 class SSDHead(nn.Module):
@@ -191,10 +195,10 @@ class RetinaHeadConfig(_Part):
     levels; sigmoid classification (``num_classes`` per anchor)."""
 
     type: Literal["retina"]
-    num_classes: int = Field(80, ge=1)
-    stacked_convs: int = Field(4, ge=0)
-    feat_channels: int = 256
-    num_anchors: int = 9
+    num_classes: int = Field(80, ge=1, le=MAX_CLASSES)
+    stacked_convs: int = Field(4, ge=0, le=MAX_BLOCKS)
+    feat_channels: Channels = 256
+    num_anchors: int = Field(9, ge=1, le=_MAX_ANCHORS)
 
 
 class RetinaHead(nn.Module):
@@ -230,9 +234,9 @@ class RetinaHead(nn.Module):
 
 class _SegHeadConfig(_Part):
     in_index: int = Field(-1, description="which backbone output the head reads")
-    channels: int = 256
-    num_classes: int = Field(150, ge=1)
-    norm_eps: float = 1e-5
+    channels: Channels = 256
+    num_classes: int = Field(150, ge=1, le=MAX_CLASSES)
+    norm_eps: Eps = 1e-5
     dropout: float = Field(0.1, ge=0, lt=1)
 
 
@@ -240,22 +244,22 @@ class ASPPHeadConfig(_SegHeadConfig):
     """mmseg ``ASPPHead`` (DeepLabv3): image pooling + 1×1 and dilated 3×3 branches, concatenated, 3×3 bottleneck."""
 
     type: Literal["aspp"]
-    dilations: list[int] = [1, 6, 12, 18]
+    dilations: list[Annotated[int, Field(ge=1, le=MAX_DILATION)]] = Field([1, 6, 12, 18], max_length=_MAX_LEVELS)
 
 
 class PSPHeadConfig(_SegHeadConfig):
     """mmseg ``PSPHead`` (PSPNet): pyramid pooling at ``pool_scales``, concatenated with the input, 3×3 bottleneck."""
 
     type: Literal["psp"]
-    pool_scales: list[int] = [1, 2, 3, 6]
+    pool_scales: list[Annotated[int, Field(ge=1, le=MAX_KERNEL)]] = Field([1, 2, 3, 6], max_length=_MAX_LEVELS)
 
 
 class FCNHeadConfig(_SegHeadConfig):
     """mmseg ``FCNHead`` (the auxiliary head): ``num_convs`` 3×3 ConvModules then the classifier."""
 
     type: Literal["fcn"]
-    num_convs: int = Field(1, ge=0)
-    kernel_size: int = 3
+    num_convs: int = Field(1, ge=0, le=MAX_BLOCKS)
+    kernel_size: Kernel = 3
 
 
 class _SegHead(nn.Module):
@@ -347,7 +351,8 @@ class BoundBackbone:
 class _DenseConfig(_Part):
     backbone: str = Field(description="a zoo entry whose network has stages (EMO, MobileNetV2)")
     backbone_args: dict[str, Any] = Field(default_factory=dict, description="overrides of the backbone's config")
-    out_indices: list[int] = Field(min_length=1, description="stage maps passed on (0 = stem … 4 = stride 32)")
+    out_indices: list[Annotated[int, Field(ge=0)]] = Field(min_length=1, max_length=_MAX_LEVELS,
+                                                            description="stage maps passed on (0 = stem … 4 = stride 32)")
     # set by the zoo when it validates the entry (bind_backbone), so building never looks a name up
     _bound: BoundBackbone | None = PrivateAttr(None)
 
@@ -360,9 +365,47 @@ class _DenseConfig(_Part):
 
 
 def bind_backbone(cfg: _DenseConfig, lookup) -> None:
-    """Resolve ``cfg``'s backbone with the zoo's ``lookup(name, overrides) -> (family, config)``."""
+    """Resolve ``cfg``'s backbone with the zoo's ``lookup(name, overrides) -> (family, config)``, and check the
+    levels the neck and heads take against the backbone's stages (built on the meta device: no memory)."""
     family, config = lookup(cfg.backbone, cfg.backbone_args)
+    record = FAMILIES[family]
+    if record.stages is None:
+        raise ZooError(f"backbone: '{cfg.backbone}' ({family}) has no stages to take maps from")
+    with torch.device("meta"):
+        channels = [c for _, c in record.stages(record.build(config))]
+    bad = [i for i in cfg.out_indices if i >= len(channels)]
+    if bad:
+        raise ZooError(f"out_indices: {bad} outside the backbone's {len(channels)} stages (0 to {len(channels) - 1})")
+    _check_levels(cfg, [channels[i] for i in cfg.out_indices])
     cfg._bound = BoundBackbone(cfg.backbone, family, config)
+
+
+def _check_levels(cfg: _DenseConfig, chans: list[int]) -> None:
+    """What the neck and heads need of the backbone maps they take (``chans``: the channels of each)."""
+    levels = len(chans)
+    for name in ("decode_head", "auxiliary_head"):
+        head = getattr(cfg, name, None)
+        if head is not None and not -levels <= head.in_index < levels:
+            raise ZooError(f"{name}.in_index: {head.in_index} outside the {levels} backbone maps of out_indices")
+    neck = getattr(cfg, "neck", None)
+    if isinstance(neck, SSDNeckConfig):
+        extra = len(neck.out_channels) - levels
+        if neck.out_channels[:levels] != chans or extra < 0:
+            raise ZooError(f"neck.out_channels must start with the backbone maps' channels {chans}, got {neck.out_channels}")
+        if len(neck.level_strides) != extra or len(neck.level_paddings) != extra:
+            raise ZooError(f"neck: {extra} extra levels need {extra} level_strides and level_paddings, got "
+                           f"{len(neck.level_strides)} and {len(neck.level_paddings)}")
+    if isinstance(neck, FPNConfig):
+        if neck.start_level >= levels:
+            raise ZooError(f"neck.start_level={neck.start_level} leaves none of the {levels} backbone maps")
+        if neck.num_outs < levels - neck.start_level:
+            raise ZooError(f"neck.num_outs={neck.num_outs} is fewer than the {levels - neck.start_level} maps it takes")
+    head = getattr(cfg, "bbox_head", None)
+    outs = _neck_channels(chans, neck)
+    if isinstance(head, SSDHeadConfig) and len(head.num_anchors) != len(outs):
+        raise ZooError(f"bbox_head.num_anchors: one count per level ({len(outs)}), got {head.num_anchors}")
+    if isinstance(head, RetinaHeadConfig) and len(set(outs)) != 1:
+        raise ZooError(f"bbox_head: the RetinaNet head needs levels of one width (an FPN neck), got {outs}")
 
 
 class DetectorConfig(_DenseConfig):

@@ -6,14 +6,16 @@ state-dict keys, so official checkpoints load as they are; the variants themselv
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Annotated, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from torch import nn
 
 from emobench.errors import InputSizeError
-from emobench.nn.layers import ActName, LayerNorm2d, same_padding
+from emobench.nn.layers import (MAX_BLOCKS, MAX_CHANNELS, MAX_CLASSES, MAX_INPUT_SIDE, MAX_MAP_ELEMENTS, MAX_WINDOW, ActName,
+                                Channels, Eps, Kernel, LayerNorm2d, Ratio, even_kernel_message, keeps_size, same_padding)
 from emobench.nn.registry import ALL_FORMS, BlockOp, ConvOp, register_family
 from emobench.nn.m2 import AttentionConfig, M2Block, M2BlockConfig, WindowMode
 
@@ -34,18 +36,20 @@ class EMOConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    in_chans: int = Field(3, ge=1)
-    num_classes: int = Field(1000, ge=0, description="0 drops the classifier (forward returns pooled features)")
-    depths: list[int] = Field(min_length=4, max_length=4)
-    stem_dim: int = Field(24, ge=1)
-    embed_dims: list[int] = Field(min_length=4, max_length=4)
-    exp_ratios: list[float] = Field(min_length=4, max_length=4)
+    in_chans: int = Field(3, ge=1, le=MAX_CHANNELS)
+    num_classes: int = Field(1000, ge=0, le=MAX_CLASSES, description="0 drops the classifier (forward returns pooled features)")
+    depths: list[Annotated[int, Field(ge=1, le=MAX_BLOCKS)]] = Field(min_length=4, max_length=4)
+    stem_dim: int = Field(24, ge=1, le=MAX_CHANNELS)
+    embed_dims: list[Channels] = Field(min_length=4, max_length=4)
+    exp_ratios: list[Ratio] = Field(min_length=4, max_length=4)
     norm_layers: list[StageNorm] = Field(["bn", "bn", "ln", "ln"], min_length=4, max_length=4)
     act_layers: list[ActName] = Field(["silu", "silu", "gelu", "gelu"], min_length=4, max_length=4)
-    dw_kss: list[int] = Field([3, 3, 5, 5], min_length=4, max_length=4)
-    se_ratios: list[float] = Field([0.0, 0.0, 0.0, 0.0], min_length=4, max_length=4)
-    dim_heads: list[int] = Field(min_length=4, max_length=4)
-    window_sizes: list[int] = Field([7, 7, 7, 7], min_length=4, max_length=4)
+    dw_kss: list[Kernel] = Field([3, 3, 5, 5], min_length=4, max_length=4)
+    se_ratios: list[Annotated[float, Field(ge=0, le=MAX_CHANNELS, allow_inf_nan=False)]] = Field(
+        [0.0, 0.0, 0.0, 0.0], min_length=4, max_length=4)
+    dim_heads: list[Channels] = Field(min_length=4, max_length=4)
+    window_sizes: list[Annotated[int, Field(le=MAX_WINDOW)]] = Field(
+        [7, 7, 7, 7], min_length=4, max_length=4, description="a value <= 0: global attention in that stage")
     attn_ss: list[bool] = Field([False, False, True, True], min_length=4, max_length=4)
     qkv_bias: bool = True
     attn_pre: bool = True
@@ -53,21 +57,29 @@ class EMOConfig(BaseModel):
     v_group: bool = False
     dw_conv: bool = Field(True, description="ablation: the depth-wise conv of the non-downsampling blocks")
     cascade: Literal["cascaded", "parallel"] = "cascaded"
-    norm_eps: float = 1e-6
-    attn_drop: float = 0.0
-    drop: float = 0.0
+    norm_eps: Eps = 1e-6
+    attn_drop: float = Field(0.0, ge=0.0, lt=1.0)
+    drop: float = Field(0.0, ge=0.0, lt=1.0)
     drop_path: float = Field(0.0, ge=0.0, lt=1.0)
 
     @model_validator(mode="after")
     def _check(self) -> "EMOConfig":
-        for name in ("depths", "embed_dims", "dim_heads", "dw_kss"):
-            if any(v < 1 for v in getattr(self, name)):
-                raise ValueError(f"{name}: every value must be >= 1")
-        if any(r <= 0 for r in self.exp_ratios):
-            raise ValueError("exp_ratios: every value must be > 0")
+        # bounded before any block config is made (a depth of 10^8 would otherwise exhaust memory right here)
+        if sum(self.depths) > MAX_BLOCKS:
+            raise ValueError(f"depths: {sum(self.depths):,} blocks in all; at most {MAX_BLOCKS:,}")
+        dims = [self.stem_dim, *self.embed_dims]
         for i in range(4):
             if self.attn_ss[i] and self.embed_dims[i] % self.dim_heads[i]:
                 raise ValueError(f"dim_heads[{i}]={self.dim_heads[i]} must divide embed_dims[{i}]={self.embed_dims[i]}")
+            for first, dim_in in ((True, dims[i]), (False, self.embed_dims[i])):  # the first block doubles λ
+                mid = int(dim_in * self.exp_ratios[i] * (2 if first else 1))
+                if not 1 <= mid <= MAX_CHANNELS:
+                    raise ValueError(f"exp_ratios[{i}]={self.exp_ratios[i]} gives a stage-{i + 1} block "
+                                     f"{mid:,} expanded channels ({dim_in} in); it must be from 1 to {MAX_CHANNELS:,}")
+        # the stem's block and every non-first block of a stage run their depth-wise conv at stride 1
+        for i, k in enumerate(self.dw_kss):
+            if (i == 0 or (self.depths[i] > 1 and self.dw_conv)) and not keeps_size(k):
+                raise ValueError(even_kernel_message(f"dw_kss[{i}]", k))
         validate_blocks(self.block_configs)
         return self
 
@@ -243,6 +255,9 @@ def check_image_input(x, channels: int, min_side: int) -> None:
         raise InputSizeError(f"expected an input of shape (B, {channels}, H, W), got {shape}")
     if min(shape[-2:]) < min_side:
         raise InputSizeError(f"input {shape[-2]}x{shape[-1]} is smaller than the network's stride {min_side}")
+    if max(shape[-2:]) > MAX_INPUT_SIDE or math.prod(shape) > MAX_MAP_ELEMENTS:
+        raise InputSizeError(f"input {'x'.join(map(str, shape))} is too large: sides up to {MAX_INPUT_SIDE:,} and "
+                             f"at most 2^56 elements (the layers' maps would overflow their element counts)")
 
 
 def emo_layout(cfg: EMOConfig) -> list[ConvOp | BlockOp]:

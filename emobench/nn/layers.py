@@ -2,14 +2,48 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 ActName = Literal["none", "relu", "relu6", "silu", "gelu", "hardswish", "sigmoid"]
 NormName = Literal["none", "bn", "ln"]
+
+# Sanity bounds of every configuration schema: far beyond any real network, and low enough that a model within
+# them can be built on the meta device (no tensor's element count overflows, building takes seconds), so that
+# what is beyond them is one clear validation error instead of an overflow, an exhausted memory or an endless
+# build. Whether a model within them fits the machine is the memory budget's question (emobench.models.budget).
+MAX_CHANNELS = 2**16  #: channels of any layer (in, mid, out, head features)
+MAX_KERNEL = 255  #: a convolution's kernel side (and the spatial reduction's)
+MAX_DILATION = 64
+MAX_WINDOW = 1024  #: an attention window's side
+MAX_BLOCKS = 512  #: M² blocks in one network (ViT-22B has 96)
+MAX_CLASSES = 2**40  #: classifier outputs
+MAX_IMAGE = 2**14  #: a fixed input side (ViT's and PVT's position maps)
+MAX_SCORES = 2**48  #: attention scores (heads × queries × keys) over a fixed input
+MAX_INPUT_SIDE = 2**17  #: an input map's side (a larger map overflows the layers' element counts)
+MAX_MAP_ELEMENTS = 2**56  #: elements of one map or attention score tensor for an input
+
+Channels = Annotated[int, Field(ge=1, le=MAX_CHANNELS)]
+#: a width multiplier or expansion ratio: finite and positive (the channels it gives are checked where it is used)
+Ratio = Annotated[float, Field(gt=0, le=MAX_CHANNELS, allow_inf_nan=False)]
+Kernel = Annotated[int, Field(ge=1, le=MAX_KERNEL)]
+Eps = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+def keeps_size(kernel: int, dilation: int = 1) -> bool:
+    """Whether a stride-1 conv padded by :func:`same_padding` keeps the map size: only an odd effective kernel
+    ((k − 1)·d + 1) does; an even one pads one row/column too many (the map grows by one)."""
+    return (kernel - 1) * dilation % 2 == 0
+
+
+def even_kernel_message(field: str, kernel: int, dilation: int = 1) -> str:
+    dil = f" at dilation {dilation}" if dilation != 1 else ""
+    return (f"{field}={kernel}{dil} is an even kernel: the depth-wise conv pads 'same' (ceil((k - 1) / 2) per "
+            f"side), which keeps the map size only for an odd kernel, so a stride-1 block would grow its map")
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "none": nn.Identity,

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
 
-from emobench.nn.layers import ActName, ConvNormAct, DropPath, NormName, SqueezeExcite, make_norm
+from emobench.nn.layers import (MAX_CHANNELS, MAX_DILATION, MAX_KERNEL, MAX_MAP_ELEMENTS, MAX_WINDOW, ActName, ConvNormAct,
+                                DropPath, NormName, SqueezeExcite, even_kernel_message, keeps_size, make_norm)
 from emobench.nn.registry import BlockOp, register_family
 
 WindowMode = Literal["grid", "contiguous", "shifted", "global"]
@@ -34,13 +35,13 @@ class AttentionConfig(BaseModel):
         description="grid: the official dilated partition; contiguous: local windows; shifted: local windows after "
         "a cyclic shift by half a window (Swin's SW-MSA, no mask); global",
     )
-    window_size: int = Field(7, ge=1, description="window side in tokens (ignored for global)")
-    dim_head: int = Field(64, ge=1, description="channels per head of Q/K; heads = dim_in // dim_head")
+    window_size: int = Field(7, ge=1, le=MAX_WINDOW, description="window side in tokens (ignored for global)")
+    dim_head: int = Field(64, ge=1, le=MAX_CHANNELS, description="channels per head of Q/K; heads = dim_in // dim_head")
     attn_pre: bool = Field(True, description="attend over the un-expanded input, then expand (official default)")
     qk_bias: bool = True
     attn_drop: float = Field(0.0, ge=0.0, lt=1.0)
     sr_ratio: int = Field(
-        1, ge=1, description="spatial reduction (PVT's SRA): K/V from a stride-r conv + LayerNorm of the input; global windows only"
+        1, ge=1, le=MAX_KERNEL, description="spatial reduction (PVT's SRA): K/V from a stride-r conv + LayerNorm of the input; global windows only"
     )
 
     @model_validator(mode="after")
@@ -55,23 +56,23 @@ class M2BlockConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dim_in: int = Field(ge=1)
-    dim_out: int = Field(ge=1)
-    exp_ratio: float = Field(1.0, gt=0.0, description="λ: dim_mid = int(dim_in * exp_ratio)")
+    dim_in: int = Field(ge=1, le=MAX_CHANNELS)
+    dim_out: int = Field(ge=1, le=MAX_CHANNELS)
+    exp_ratio: float = Field(1.0, gt=0.0, le=MAX_CHANNELS, allow_inf_nan=False, description="λ: dim_mid = int(dim_in * exp_ratio)")
     stride: int = Field(1, ge=1, le=2)
     norm: NormName = Field("bn", description="pre-norm on the block input")
-    norm_eps: float = Field(1e-6, gt=0.0)
+    norm_eps: float = Field(1e-6, gt=0.0, allow_inf_nan=False)
     act: ActName = Field("relu", description="activation after MLP_e (and inside SE)")
     expand: bool = Field(True, description="MLP_e present (the official v_proj)")
     expand_bias: bool = Field(True, description="bias of MLP_e (the official qkv_bias; Q/K take attention.qk_bias)")
     expand_norm: bool = Field(False, description="BatchNorm after MLP_e (MobileNetV2 style)")
     v_group: bool = Field(False, description="MLP_e grouped per attention head")
     attention: AttentionConfig | None = Field(None, description="window attention; false switches it off")
-    dw_kernel: int | None = Field(3, ge=1, description="depth-wise conv kernel; 0 switches the conv off")
-    dw_dilation: int = Field(1, ge=1)
+    dw_kernel: int | None = Field(3, ge=1, le=MAX_KERNEL, description="depth-wise conv kernel; 0 switches the conv off")
+    dw_dilation: int = Field(1, ge=1, le=MAX_DILATION)
     dw_act: ActName = Field("silu", description="activation after the depth-wise conv's BatchNorm")
     local_skip: bool = Field(True, description="x + DW(x) inside F when the block has a residual")
-    se_ratio: float = Field(0.0, ge=0.0)
+    se_ratio: float = Field(0.0, ge=0.0, le=MAX_CHANNELS, allow_inf_nan=False)
     proj_bias: bool = False
     proj_norm: bool = Field(False, description="BatchNorm after MLP_s (MobileNetV2 style)")
     skip: bool = Field(True, description="block residual, used when stride 1 and dim_in == dim_out")
@@ -106,6 +107,14 @@ class M2BlockConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> "M2BlockConfig":
+        if self.expand and not 1 <= self.dim_mid <= MAX_CHANNELS:
+            raise ValueError(f"exp_ratio={self.exp_ratio}: dim_mid = int(dim_in * exp_ratio) = {self.dim_mid} channels; "
+                             f"it must be from 1 to {MAX_CHANNELS:,}")
+        if self.se_ratio > 0 and not 1 <= round(self.dim_mid * self.se_ratio) <= MAX_CHANNELS:
+            raise ValueError(f"se_ratio={self.se_ratio}: the squeeze has round(dim_mid * se_ratio) = "
+                             f"{round(self.dim_mid * self.se_ratio)} channels; it must be from 1 to {MAX_CHANNELS:,}")
+        if self.dw_kernel is not None and self.stride == 1 and not keeps_size(self.dw_kernel, self.dw_dilation):
+            raise ValueError(even_kernel_message("dw_kernel", self.dw_kernel, self.dw_dilation))
         if self.attention is not None:
             if self.dim_in % self.attention.dim_head:
                 raise ValueError(
@@ -361,6 +370,26 @@ def _check_block_input(cfg: M2BlockConfig, shape: tuple[int, ...]) -> None:
         raise InputSizeError(f"expected an input of shape (B, {cfg.dim_in}, H, W), got {tuple(shape)}")
     if min(shape[-2:]) < max(cfg.stride, cfg.attention.sr_ratio if cfg.attention else 1):
         raise InputSizeError(f"input {shape[-2]}x{shape[-1]} is too small for this block")
+    largest = block_elements(cfg, shape)
+    if largest > MAX_MAP_ELEMENTS:
+        raise InputSizeError(f"input {'x'.join(map(str, shape))} is too large for this block: its largest map or "
+                             f"attention score tensor would hold {largest:.3g} elements (at most 2^56)")
+
+
+def block_elements(cfg: M2BlockConfig, shape: tuple[int, ...]) -> int:
+    """Elements of the widest map and of the attention scores of the block on an input of ``shape`` (B, C, H, W)
+    (exact integers: an estimate that cannot overflow, whatever the size)."""
+    b, _, h, w = (int(v) for v in shape)
+    maps = b * max(2 * cfg.dim_in if cfg.attention else cfg.dim_in, cfg.dim_mid, cfg.dim_out) * h * w
+    att = cfg.attention
+    if att is None:
+        return maps
+    if att.window == "global":
+        scores = b * cfg.num_heads * h * w * (h // att.sr_ratio) * (w // att.sr_ratio)
+    else:
+        ws = att.window_size
+        scores = b * cfg.num_heads * -(-h // ws) * -(-w // ws) * ws**4
+    return max(maps, scores)
 
 
 @register_family("m2", M2BlockConfig, "one Meta Mobile block (IRB, MHSA, FFN, iRMB, ...)", check_input=_check_block_input,

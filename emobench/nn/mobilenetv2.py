@@ -12,10 +12,10 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from emobench.nn.emo import check_image_input
+from emobench.nn.emo import check_image_input, validate_blocks
 from emobench.nn.forms.folding import conv_of, frozen, linear_of
 from emobench.nn.forms.fused import FusedM2Block, token_linear
-from emobench.nn.layers import ClassifierHead, ConvNormAct
+from emobench.nn.layers import MAX_BLOCKS, MAX_CHANNELS, MAX_CLASSES, MAX_DILATION, ClassifierHead, ConvNormAct, Eps
 from emobench.nn.m2 import M2Block, M2BlockConfig
 from emobench.nn.registry import BlockOp, ConvOp, register_family
 
@@ -32,12 +32,13 @@ def make_divisible(value: float, divisor: int = 8) -> int:
 class MobileNetV2Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    width: float = Field(1.0, gt=0)
-    stages: list[list[int]] = Field(default_factory=lambda: [list(s) for s in DEFAULT_STAGES])
-    in_chans: int = 3
-    num_classes: int = Field(1000, ge=0)
+    width: float = Field(1.0, gt=0, le=MAX_CHANNELS, allow_inf_nan=False)
+    stages: list[list[int]] = Field(default_factory=lambda: [list(s) for s in DEFAULT_STAGES], min_length=1,
+                                    max_length=MAX_BLOCKS)
+    in_chans: int = Field(3, ge=1, le=MAX_CHANNELS)
+    num_classes: int = Field(1000, ge=0, le=MAX_CLASSES)
     drop: float = Field(0.2, ge=0, lt=1)
-    norm_eps: float = 1e-5
+    norm_eps: Eps = 1e-5
     dilations: list[int] | None = Field(None, description="depth-wise dilation per stage row (mmseg's dilated "
                                         "backbones, e.g. d8: strides 1,2,2,1,1,1,1 and dilations 1,1,1,2,2,4,4)")
 
@@ -46,8 +47,20 @@ class MobileNetV2Config(BaseModel):
         for row in self.stages:
             if len(row) != 4 or min(row) < 1 or row[3] > 2:
                 raise ValueError(f"stages: each row is [t, c, n, s] with positive values and s <= 2, got {row}")
-        if self.dilations is not None and (len(self.dilations) != len(self.stages) or min(self.dilations) < 1):
-            raise ValueError(f"dilations: one positive value per stage row ({len(self.stages)}), got {self.dilations}")
+            if row[0] > MAX_CHANNELS or row[1] > MAX_CHANNELS or row[2] > MAX_BLOCKS:
+                raise ValueError(f"stages: a row [t, c, n, s] takes t and c up to {MAX_CHANNELS:,} and n up to "
+                                 f"{MAX_BLOCKS:,}, got {row}")
+        if sum(row[2] for row in self.stages) > MAX_BLOCKS:
+            raise ValueError(f"stages: {sum(row[2] for row in self.stages):,} blocks in all; at most {MAX_BLOCKS:,}")
+        if self.dilations is not None and (len(self.dilations) != len(self.stages) or min(self.dilations) < 1
+                                           or max(self.dilations) > MAX_DILATION):
+            raise ValueError(f"dilations: one value from 1 to {MAX_DILATION} per stage row ({len(self.stages)}), "
+                             f"got {self.dilations}")
+        widest = max(make_divisible(32 * self.width), make_divisible(1280 * max(1.0, self.width)),
+                     *(make_divisible(row[1] * self.width) for row in self.stages))
+        if widest > MAX_CHANNELS:
+            raise ValueError(f"width={self.width} makes a layer {widest:,} channels wide; at most {MAX_CHANNELS:,}")
+        validate_blocks(self.block_configs)
         return self
 
     @property

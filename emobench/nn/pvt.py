@@ -8,17 +8,18 @@ pair by one iRMB (λ = 4) keeping the stage's spatial reduction. The last map is
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from emobench.nn.emo import check_image_input
+from emobench.nn.emo import check_image_input, validate_blocks
 from emobench.nn.forms.folding import frozen
 from emobench.nn.forms.fused import FusedM2Block, FusedPooledNormHead
-from emobench.nn.layers import LayerNorm2d
+from emobench.nn.layers import (MAX_BLOCKS, MAX_CLASSES, MAX_IMAGE, MAX_KERNEL, MAX_SCORES, Channels, Eps, Kernel, LayerNorm2d,
+                                Ratio, even_kernel_message, keeps_size)
 from emobench.nn.m2 import M2Block, M2BlockConfig
 from emobench.nn.registry import BlockOp, ConvOp, register_family
 from emobench.nn.vit import PooledNormHead, irmb_layer, transformer_layer
@@ -27,20 +28,20 @@ from emobench.nn.vit import PooledNormHead, irmb_layer, transformer_layer
 class PVTConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    img_size: int = Field(224, ge=1)
-    in_chans: int = 3
-    num_classes: int = Field(1000, ge=0)
-    patch_sizes: list[int] = Field([4, 2, 2, 2], min_length=4, max_length=4)
-    embed_dims: list[int] = Field([64, 128, 320, 512], min_length=4, max_length=4)
-    depths: list[int] = Field([2, 2, 2, 2], min_length=4, max_length=4)
-    dim_head: int = Field(64, ge=1)
-    mlp_ratios: list[float] = Field([8.0, 8.0, 4.0, 4.0], min_length=4, max_length=4)
-    sr_ratios: list[int] = Field([8, 4, 2, 1], min_length=4, max_length=4)
+    img_size: int = Field(224, ge=1, le=MAX_IMAGE)
+    in_chans: Channels = 3
+    num_classes: int = Field(1000, ge=0, le=MAX_CLASSES)
+    patch_sizes: list[Annotated[int, Field(ge=1, le=MAX_IMAGE)]] = Field([4, 2, 2, 2], min_length=4, max_length=4)
+    embed_dims: list[Channels] = Field([64, 128, 320, 512], min_length=4, max_length=4)
+    depths: list[Annotated[int, Field(ge=0, le=MAX_BLOCKS)]] = Field([2, 2, 2, 2], min_length=4, max_length=4)
+    dim_head: Channels = 64
+    mlp_ratios: list[Ratio] = Field([8.0, 8.0, 4.0, 4.0], min_length=4, max_length=4)
+    sr_ratios: list[Annotated[int, Field(ge=1, le=MAX_KERNEL)]] = Field([8, 4, 2, 1], min_length=4, max_length=4)
     block: Literal["transformer", "irmb"] = "transformer"
-    irmb_ratio: float = Field(4.0, gt=0)
-    irmb_kernel: int = Field(3, ge=1)
+    irmb_ratio: Ratio = 4.0
+    irmb_kernel: Kernel = 3
     attn_pre: bool = True
-    norm_eps: float = 1e-6
+    norm_eps: Eps = 1e-6
     drop_path: float = Field(0.0, ge=0, lt=1)
 
     @model_validator(mode="after")
@@ -48,6 +49,24 @@ class PVTConfig(BaseModel):
         for d in self.embed_dims:
             if d % self.dim_head:
                 raise ValueError(f"dim_head={self.dim_head} must divide every embed dim, not {d}")
+        blocks = sum(self.depths) * (2 if self.block == "transformer" else 1)
+        if blocks > MAX_BLOCKS:
+            raise ValueError(f"depths: {blocks:,} blocks in all; at most {MAX_BLOCKS:,}")
+        if not keeps_size(self.irmb_kernel):
+            raise ValueError(even_kernel_message("irmb_kernel", self.irmb_kernel))
+        size = self.img_size
+        for i in range(4):
+            size //= self.patch_sizes[i]  # each patch embedding: a stride-p conv without padding
+            if size < 1 or (self.depths[i] and size < self.sr_ratios[i]):
+                raise ValueError(f"patch_sizes={self.patch_sizes} leave stage {i + 1} a {size}x{size} map of "
+                                 f"img_size={self.img_size}: it must be at least 1 and at least sr_ratios[{i}]="
+                                 f"{self.sr_ratios[i]}")
+            tokens = size * size
+            scores = self.embed_dims[i] // self.dim_head * tokens * (size // self.sr_ratios[i]) ** 2
+            if self.depths[i] and scores > MAX_SCORES:
+                raise ValueError(f"stage {i + 1}: global attention over {tokens:,} tokens holds {scores:.3g} scores "
+                                 f"(heads x queries x keys), more than 2^48: use larger patch_sizes or sr_ratios")
+        validate_blocks(self.stage_configs)
         return self
 
     def stage_configs(self) -> list[list[M2BlockConfig]]:

@@ -18,7 +18,8 @@ from torch import nn
 from emobench.nn.emo import check_image_input, validate_blocks
 from emobench.nn.forms.folding import frozen
 from emobench.nn.forms.fused import FusedM2Block, FusedPooledNormHead
-from emobench.nn.layers import ClassifierHead, LayerNorm2d
+from emobench.nn.layers import (MAX_BLOCKS, MAX_CHANNELS, MAX_CLASSES, MAX_IMAGE, MAX_SCORES, MAX_WINDOW, Channels, ClassifierHead,
+                                Eps, Kernel, LayerNorm2d, Ratio, even_kernel_message, keeps_size)
 from emobench.nn.m2 import AttentionConfig, M2Block, M2BlockConfig, WindowMode
 from emobench.nn.registry import BlockOp, ConvOp, register_family
 
@@ -26,21 +27,22 @@ from emobench.nn.registry import BlockOp, ConvOp, register_family
 class ViTConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    img_size: int = Field(224, ge=1)
-    patch_size: int = Field(16, ge=1)
-    in_chans: int = 3
-    num_classes: int = Field(1000, ge=0)
-    embed_dim: int = Field(192, ge=1)
-    depth: int = Field(12, ge=1)
-    dim_head: int = Field(64, ge=1)
-    mlp_ratio: float = Field(4.0, gt=0)
+    img_size: int = Field(224, ge=1, le=MAX_IMAGE)
+    patch_size: int = Field(16, ge=1, le=MAX_IMAGE)
+    in_chans: Channels = 3
+    num_classes: int = Field(1000, ge=0, le=MAX_CLASSES)
+    embed_dim: Channels = 192
+    depth: int = Field(12, ge=1, le=MAX_BLOCKS)
+    dim_head: Channels = 64
+    mlp_ratio: Ratio = 4.0
     block: Literal["transformer", "irmb"] = "transformer"
-    irmb_ratio: float = Field(4.0, gt=0, description="λ of the iRMB that replaces a Transformer layer")
-    irmb_kernel: int = Field(3, ge=1)
+    irmb_ratio: float = Field(4.0, gt=0, le=MAX_CHANNELS, allow_inf_nan=False,
+                              description="λ of the iRMB that replaces a Transformer layer")
+    irmb_kernel: Kernel = 3
     irmb_window: WindowMode = "global"
-    irmb_window_size: int = Field(7, ge=1)
+    irmb_window_size: int = Field(7, ge=1, le=MAX_WINDOW)
     attn_pre: bool = True
-    norm_eps: float = 1e-6
+    norm_eps: Eps = 1e-6
     drop_path: float = Field(0.0, ge=0, lt=1)
 
     @model_validator(mode="after")
@@ -49,6 +51,16 @@ class ViTConfig(BaseModel):
             raise ValueError(f"dim_head={self.dim_head} must divide embed_dim={self.embed_dim}")
         if self.img_size % self.patch_size:
             raise ValueError(f"patch_size={self.patch_size} must divide img_size={self.img_size}")
+        blocks = self.depth * (2 if self.block == "transformer" else 1)
+        if blocks > MAX_BLOCKS:
+            raise ValueError(f"depth={self.depth} makes {blocks:,} blocks; at most {MAX_BLOCKS:,}")
+        if not keeps_size(self.irmb_kernel):
+            raise ValueError(even_kernel_message("irmb_kernel", self.irmb_kernel))
+        tokens = self.grid**2
+        scores = self.embed_dim // self.dim_head * tokens * tokens
+        if scores > MAX_SCORES:
+            raise ValueError(f"img_size / patch_size = {self.grid}: global attention over {tokens:,} tokens holds "
+                             f"{scores:.3g} scores (heads x tokens²), more than 2^48: use a larger patch_size")
         validate_blocks(lambda: transformer_layer(self.embed_dim, self.dim_head, self.mlp_ratio, self.norm_eps, 0.0)
                         + [irmb_layer(self.embed_dim, self.dim_head, self.irmb_ratio, self.irmb_kernel, self.irmb_window,
                                       self.irmb_window_size, self.attn_pre, self.norm_eps, 0.0)])

@@ -280,6 +280,8 @@ def _kill(proc: subprocess.Popen) -> None:
     except (ProcessLookupError, PermissionError):
         pass
     proc.wait()
+    if proc.stderr is not None:
+        proc.stderr.close()
 
 
 def worker_command(spec_path: Path, result_path: Path) -> list[str]:
@@ -355,6 +357,33 @@ def remove_stale_workdirs(root: str | os.PathLike | None = None) -> list[Path]:
         if not path.exists():
             removed.append(path)
     return removed
+
+
+#: the reaper: waits for end-of-file on its stdin (the sweep holds the only write end, so the end comes when the
+#: sweep exits, however it exits, SIGKILL included), then removes the sweep's folder; it imports nothing else
+_REAPER = "import shutil, sys; sys.stdin.buffer.read(); shutil.rmtree(sys.argv[1], ignore_errors=True)"
+
+
+@contextlib.contextmanager
+def _workdir():
+    """The sweep's private temporary folder, removed when the sweep ends in any way: normally and on SIGTERM by
+    this process, and after a SIGKILL by a reaper process (:data:`_REAPER`) within moments. Named by this
+    process's pid, so :func:`remove_stale_workdirs` also knows whose it is if even the reaper was killed."""
+    remove_stale_workdirs()
+    tmp = tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-")
+    try:  # its own session: a terminal's Ctrl-C to our process group does not reach it
+        reaper = subprocess.Popen([sys.executable, "-S", "-c", _REAPER, tmp], stdin=subprocess.PIPE,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    except OSError:
+        reaper = None  # no reaper: the next sweep removes a folder a SIGKILL leaves
+    try:
+        yield Path(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if reaper is not None:
+            reaper.stdin.close()  # end of file: the reaper finds the folder gone and exits
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                reaper.wait(timeout=10)
 
 
 # --- the sweep ----------------------------------------------------------------------------------------------
@@ -465,8 +494,8 @@ def run_bench(plan: BenchPlan, store: ResultStore | None = None, progress: Progr
 
     Intermediate files live in a temporary folder ``emobench-<pid>-…``, removed on return, on any error and on
     SIGINT or SIGTERM (:class:`Interrupted`; the running worker is killed first). A SIGKILLed sweep cannot
-    clean up: its workers die with it (see :func:`run_worker`), its folder stays until the next sweep starts,
-    which removes the folders of processes that no longer exist (:func:`remove_stale_workdirs`)."""
+    clean up: its workers die with it (see :func:`run_worker`) and a reaper process removes its folder
+    (:func:`_workdir`); should the reaper be gone too, the next sweep removes it (:func:`remove_stale_workdirs`)."""
     from emobench.models.forward import forward, output_tensors
     from emobench.runs.inputs import prepare_image_inputs
 
@@ -475,10 +504,7 @@ def run_bench(plan: BenchPlan, store: ResultStore | None = None, progress: Progr
     report = progress or (lambda label, done, total: None)
     slots: list[_Slot] = []
     skipped: list[tuple] = []
-    remove_stale_workdirs()
-    # named by this process's pid, so that the next sweep knows whose it is once this process is gone
-    with _interruptible(), tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-") as tmp:
-        workdir = Path(tmp)
+    with _interruptible(), _workdir() as workdir:
         for index, item in enumerate(plan.models):
             in_memory = isinstance(item, torch.nn.Module)
             if in_memory:  # measured as given (its own weights); the caller's module is not touched
