@@ -87,3 +87,27 @@ def test_user_text_is_printed_as_written(capsys, monkeypatch, tmp_path):
 def test_an_output_device_is_written_as_a_stream(capsys, monkeypatch):
     code, _, err = run(capsys, monkeypatch, "table", "boost", "-o", "/dev/null")
     assert code == 0, err
+
+
+def test_the_speed_table_reads_the_store_once(capsys, monkeypatch, tmp_path):
+    """A corrupt row is reported once, not once per section of the table."""
+    import sqlite3
+
+    store = tmp_path / "c.sqlite"
+    _store(store)
+    with sqlite3.connect(store) as conn:
+        conn.execute("UPDATE records SET env = '{not json'")
+    code, _, err = run(capsys, monkeypatch, "table", "speed", "--store", str(store))
+    assert code == 0 and len([line for line in err.splitlines() if "corrupt" in line]) == 1, err
+
+
+def test_non_finite_preprocessing_and_empty_class_folders_are_refused(capsys, monkeypatch, tmp_path):
+    (tmp_path / "cats").mkdir()
+    (tmp_path / "dogs").mkdir()
+    code, _, err = run(capsys, monkeypatch, "eval", "irmb", "--images", str(tmp_path), "--std", "nan,nan,nan")
+    assert_user_error(code, err, "--std", "finite")
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "cats" / "a.png")
+    code, _, err = run(capsys, monkeypatch, "eval", "irmb", "--images", str(tmp_path), "--no-store")
+    assert_user_error(code, err, "dogs", "hold no image files")

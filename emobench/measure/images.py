@@ -195,6 +195,10 @@ def scan_image_folder(root: str | Path, class_index: str | Path | None = None) -
     samples = [(p, class_to_idx[f]) for f in folders for p in _images_under(root / f)]
     if not samples:
         raise EmobenchError(f"{root}: its {len(folders)} class folder(s) hold no image files ({', '.join(IMG_EXTENSIONS)})")
+    empty = [f for f in folders if not _images_under(root / f)]
+    if empty:  # as torchvision's ImageFolder: a class without images is a layout mistake, not a class of 0
+        raise EmobenchError(f"{root}: class folder(s) {', '.join(empty[:4])} hold no image files "
+                            f"({', '.join(IMG_EXTENSIONS)}): remove them or add images")
     return ImageFolder(root, folders, class_to_idx, samples)
 
 

@@ -191,15 +191,21 @@ def reported_vs_measured(table: ReportedTable, flag: float = FLAG, use_timm: boo
     return display_frame(comparison_frame(table, flag, use_timm), table)
 
 
-def speed_frame(table: ReportedTable, store_path=None) -> pd.DataFrame:
-    """The typed speed table: :func:`comparison_frame` and beside it ``latency_ms_BACKEND``, the newest stored
-    ``emobench bench`` latency of each zoo model per backend (batch 1, fp32, the formulation ``--form auto``
-    picked: :func:`emobench.results.store.headline`), and ``measured_on``, the machines those records name."""
+def stored_headline(store_path=None) -> pd.DataFrame:
+    """The headline records of the store (:func:`emobench.results.query.headline`), read once per table."""
     from emobench.results.store import ResultStore, headline
 
-    base = comparison_frame(table)
     with ResultStore(store_path, readonly=True) as store:
-        latest = headline(store.records())
+        return headline(store.records())
+
+
+def speed_frame(table: ReportedTable, store_path=None, latest: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The typed speed table: :func:`comparison_frame` and beside it ``latency_ms_BACKEND``, the newest stored
+    ``emobench bench`` latency of each zoo model per backend (batch 1, fp32, the formulation ``--form auto``
+    picked: :func:`emobench.results.store.headline`), and ``measured_on``, the machines those records name.
+    ``latest``: those records, when the caller has read them already."""
+    base = comparison_frame(table)
+    latest = stored_headline(store_path) if latest is None else latest
     if latest.empty:
         base["measured_latency"] = "no stored measurement: run `emobench bench`"
         return base
@@ -236,17 +242,15 @@ def measure_command(table: ReportedTable) -> str:
     return f"emobench bench {' '.join(speed_models(table))} -B all"
 
 
-def measured_speed_frame(table: ReportedTable, store_path=None) -> pd.DataFrame:
+def measured_speed_frame(table: ReportedTable, store_path=None, latest: pd.DataFrame | None = None) -> pd.DataFrame:
     """EMO against its paired peers (``[[pairs]]`` of the speed file) on every backend the store has records
     for: each model's :func:`~emobench.results.store.headline` record (batch 1, fp32, ``--form auto``, the most threads,
     the newest), a pair only where both come from the same machine at the same thread count. ``emo_over_peer``
     = EMO ms / peer ms (< 1: EMO is faster); ``verdict`` says whether that leaves the band 1 ± noise (the
     larger relative IQR or round spread of the two records: :func:`emobench.results.query.verdict`)."""
     from emobench.results.query import _relative_noise, verdict
-    from emobench.results.store import ResultStore, headline
 
-    with ResultStore(store_path, readonly=True) as store:
-        latest = headline(store.records())
+    latest = stored_headline(store_path) if latest is None else latest
     rows = []
     if not latest.empty:
         by = {(r["model"], r["backend"]): r for _, r in latest.iterrows()}
@@ -306,11 +310,12 @@ def comparison_table(name: str, store_path=None, papers=None) -> ComparisonTable
     if name not in list_tables(papers):
         raise EmobenchError(f"unknown table '{name}' (choose {', '.join(sorted(set(TABLES) | set(list_tables(papers))))})")
     table = get_table(name, papers)
-    data = speed_frame(table, store_path) if name == "speed" else comparison_frame(table)
+    latest = stored_headline(store_path) if name == "speed" or table.pairs else None  # the store read once
+    data = speed_frame(table, store_path, latest) if name == "speed" else comparison_frame(table)
     meta = {"title": table.title, "file": str(table.path), "sources": sorted(set(table.sources))}
     sections = {}
     if table.pairs:
-        measured = measured_speed_frame(table, store_path)
+        measured = measured_speed_frame(table, store_path, latest)
         title = "Measured here: EMO vs its paired peers, one row per backend (EMO ms / peer ms < 1: EMO is faster)"
         sections[title] = measured
         meta["measured_speed"] = {
