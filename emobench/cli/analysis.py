@@ -8,8 +8,18 @@ from typing import Annotated, Optional
 import typer
 
 from emobench.cli import options as opt
-from emobench.cli.options import (checks_output, MODEL_REFS_HELP, FormatOpt, OutputOpt, ResolutionOpt, ZooDirs, console, err_console,
-                                  output_format, zoo_scoped)
+from emobench.cli.options import (
+    MODEL_REFS_HELP,
+    FormatOpt,
+    OutputOpt,
+    ResolutionOpt,
+    ZooDirs,
+    checks_output,
+    console,
+    err_console,
+    output_format,
+    zoo_scoped,
+)
 from emobench.errors import EmobenchError
 
 

@@ -9,8 +9,20 @@ import typer
 from rich.markup import escape
 
 from emobench.cli import options as opt
-from emobench.cli.options import (MODEL_REFS_HELP, FormatOpt, NoStoreOpt, OutputOpt, ResolutionOpt, StoreOpt, ZooDirs,
-                                  console, err_console, on_screen, output_format, zoo_scoped)
+from emobench.cli.options import (
+    MODEL_REFS_HELP,
+    FormatOpt,
+    NoStoreOpt,
+    OutputOpt,
+    ResolutionOpt,
+    StoreOpt,
+    ZooDirs,
+    console,
+    err_console,
+    on_screen,
+    output_format,
+    zoo_scoped,
+)
 from emobench.runtimes.parity import CALIBRATION_IMAGES, MIN_LOGIT_COSINE, MIN_TOP1_AGREEMENT
 
 CalibrationOpt = Annotated[Optional[Path], typer.Option("--calibration", help="int8: calibrate on images of this folder (ImageFolder or flat; a seeded sample of --calibration-size). Default: 32 seeded random inputs, flagged as such in the record.", show_default=False)]

@@ -7,8 +7,19 @@ from typing import Annotated, Optional
 
 import typer
 
-from emobench.cli.options import (checks_output, MODEL_REFS_HELP, FormatOpt, OutputOpt, ResolutionOpt, ZooDirs, console, output_format,
-                                  progress_bar, resolution, zoo_scoped)
+from emobench.cli.options import (
+    MODEL_REFS_HELP,
+    FormatOpt,
+    OutputOpt,
+    ResolutionOpt,
+    ZooDirs,
+    checks_output,
+    console,
+    output_format,
+    progress_bar,
+    resolution,
+    zoo_scoped,
+)
 
 
 @zoo_scoped

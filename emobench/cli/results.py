@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from emobench.cli import options as opt
-from emobench.cli.options import checks_output, FormatOpt, OutputOpt, StoreOpt, console, err_console, output_format
+from emobench.cli.options import FormatOpt, OutputOpt, StoreOpt, checks_output, console, err_console, output_format
 from emobench.errors import EmobenchError
 
 app = typer.Typer(help="List, compare, export and merge stored benchmark records.", no_args_is_help=True)

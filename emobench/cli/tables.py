@@ -7,7 +7,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from emobench.cli.options import checks_output, FormatOpt, OutputOpt, StoreOpt, console, err_console, output_format, progress_bar
+from emobench.cli.options import (
+    FormatOpt,
+    OutputOpt,
+    StoreOpt,
+    checks_output,
+    console,
+    err_console,
+    output_format,
+    progress_bar,
+)
 from emobench.errors import EmobenchError
 
 

@@ -7,8 +7,18 @@ from typing import Annotated, Optional
 
 import typer
 
-from emobench.cli.options import (checks_output, FormatOpt, OutputOpt, ResolutionOpt, ZooDirs, console, on_screen, output_format,
-                                  resolution, zoo_scoped)
+from emobench.cli.options import (
+    FormatOpt,
+    OutputOpt,
+    ResolutionOpt,
+    ZooDirs,
+    checks_output,
+    console,
+    on_screen,
+    output_format,
+    resolution,
+    zoo_scoped,
+)
 from emobench.errors import EmobenchError
 
 app = typer.Typer(help="List and inspect the model zoo (zoo/*.toml and EMOBENCH_ZOO_PATH).", no_args_is_help=True)
