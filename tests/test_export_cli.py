@@ -95,3 +95,40 @@ def test_export_bad_paths(capsys, monkeypatch, tmp_path):
     code, _, err = run(capsys, monkeypatch, "export", "irmb", "-B", "onnxruntime", "-o", str(tmp_path / "m.tflite"))
     assert_user_error(code, err, ".onnx")
     assert not list(tmp_path.glob("*.json"))
+
+
+#: loads an int8 ONNX export in a fresh process: its quantized nodes, and its logits against eager fp32 torch on
+#: the sidecar's seeded input (cosine, top-1)
+CHECK_INT8 = r"""
+import json, sys, numpy as np, onnx, onnxruntime as ort, torch
+from emobench.models.references import build_reference
+path = sys.argv[1]
+side = json.load(open(path + ".json"))
+x = torch.randn(side["input_shape"], generator=torch.Generator().manual_seed(1))
+with torch.inference_mode():
+    expected = build_reference(side["model"])(x).numpy()
+s = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+got = s.run(None, {s.get_inputs()[0].name: x.numpy()})[0]
+quantized = sum(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in onnx.load(path).graph.node)
+cos = float((got * expected).sum() / np.linalg.norm(got) / np.linalg.norm(expected))
+print(json.dumps({"quantized": quantized, "cosine": cos, "same_top1": bool(got.argmax() == expected.argmax())}))
+"""
+
+
+def test_int8_export_loads_and_keeps_its_parity(capsys, monkeypatch, tmp_path):
+    if BACKENDS["onnxruntime"].unavailable() is not None:
+        pytest.skip("onnxruntime not available")
+    code, out, err = run(capsys, monkeypatch, "export", "emo_tiny", "-B", "onnxruntime", "--dtype", "int8",
+                         "-o", str(tmp_path / "tiny"), "-f", "json")
+    assert code == 0, err
+    side = json.loads(out)
+    assert side["dtype"] == "int8" and side["parity"]["precision"] == "int8"
+    assert side["parity"]["top1_agreement"] >= side["parity"]["min_top1_agreement"]
+    assert side["parity"]["logit_cosine"] >= side["parity"]["min_logit_cosine"]
+    assert side["preprocessing"]["used_for"].startswith("int8 calibration")
+    path = tmp_path / "tiny.onnx"
+    proc = subprocess.run([sys.executable, "-c", CHECK_INT8, str(path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    fresh = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert fresh["quantized"] > 0  # the int8 artifact, not an fp32 one
+    assert fresh["cosine"] >= side["parity"]["min_logit_cosine"] and fresh["same_top1"]

@@ -13,9 +13,29 @@ from emobench.report.build import build_report
 REPO_REPORTS = Path(__file__).resolve().parents[1] / "reports"
 
 
+def breakdown_record():
+    """An OpenVINO record of irmb with a profiler breakdown (operators as emobench counts them, 0.01 ms each)."""
+    import torch
+
+    from emobench.analysis.breakdown import OpTime, counted_ops, summarise
+    from emobench.models.build import create_model
+    from emobench.results.record import BenchRecord
+
+    model, x = create_model("irmb").eval(), torch.randn(1, 64, 14, 14)
+    ops = [OpTime(o.name, o.op, o.scope, 0.01) for o in counted_ops(model, x)]
+    result = summarise(ops, model, x, source="synthetic profiler", headline_ms=0.01 * len(ops) * 1.05)
+    return BenchRecord(model="irmb", backend="openvino", form="reference", batch=1, threads=1, resolution="14x14",
+                       dtype="fp32", status="ok", median_ms=result["headline_ms"], machine="box", created=1.0,
+                       uuid="breakdown", breakdown={"profiler": result})
+
+
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
-    store = tmp_path_factory.mktemp("store") / "empty.sqlite"
+    from emobench.results.store import ResultStore
+
+    store = tmp_path_factory.mktemp("store") / "no-torch.sqlite"
+    with ResultStore(store) as db:  # no eager torch record (no latency chart), one breakdown (its chart)
+        db.add(breakdown_record())
     a = build_report(tmp_path_factory.mktemp("a"), erf_images=2, store=store)
     b = build_report(tmp_path_factory.mktemp("b"), erf_images=2, store=store)
     return a, b
@@ -37,6 +57,8 @@ def test_index_links_every_file_and_plots_open_offline(two_runs):
         rel = f.path.relative_to(report.folder).as_posix()
         assert f"]({rel})" in index and f.path.exists()
     assert "No latency Pareto chart" in index  # the empty store is said, not hidden
+    chart = (report.folder / "plots" / "breakdown_parts.html").read_text()
+    assert "plots/breakdown_parts.html" in index and "MLP_e" in chart and "local DW-conv" in chart
     for html in (report.folder / "plots").glob("*.html"):
         text = html.read_text()
         assert 'src="plotly.min.js"' in text and re.search(r"<script[^>]*\ssrc=[\"']https?://", text) is None

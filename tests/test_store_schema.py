@@ -305,18 +305,36 @@ def test_comparable_takes_whole_newest_rows_of_measured_records():
 
 #: the columns schema 2 added (accuracy on images, int8)
 SCHEMA_2_COLUMNS = ["images", "images_skipped", "image_source", "top1", "top5", "top1_agreement", "logit_cosine", "calibration"]
+#: the columns schema 3 added (where the time goes, the vendor tool's figures)
+SCHEMA_3_COLUMNS = ["breakdown", "crosscheck", "sentinel_ms", "sentinel_spread", "host_varied", "ci_pct", "stop"]
 
 
 def test_a_version_1_store_gains_the_accuracy_columns_and_keeps_its_rows(tmp_path):
     path = tmp_path / "v1.sqlite"
     from emobench.results.store import _TYPES
 
-    columns = ", ".join(f"{name} {kind}" for name, kind in _TYPES.items() if name not in SCHEMA_2_COLUMNS)
+    columns = ", ".join(f"{name} {kind}" for name, kind in _TYPES.items() if name not in SCHEMA_2_COLUMNS + SCHEMA_3_COLUMNS)
     make_store(path, columns, [row("a", 1.0)], version=1)
     with ResultStore(path) as db:
-        assert db.version == SCHEMA_VERSION == 2
+        assert db.version == SCHEMA_VERSION == 3
         assert db.add(record("new", dtype="int8", top1_agreement=0.97, logit_cosine=0.995, calibration="random (32 inputs)"))
         df = db.records().set_index("uuid")
     assert stored(path) == [("a", 10.0), ("new", 5.0)]
     assert all(df.loc["a", c] is None or df.loc["a", c] != df.loc["a", c] for c in SCHEMA_2_COLUMNS)  # NULL, not invented
     assert (df.loc["new", "top1_agreement"], df.loc["new", "calibration"]) == (0.97, "random (32 inputs)")
+
+
+def test_a_version_2_store_gains_the_breakdown_columns_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "v2.sqlite"
+    from emobench.results.store import _TYPES
+
+    columns = ", ".join(f"{name} {kind}" for name, kind in _TYPES.items() if name not in SCHEMA_3_COLUMNS)
+    make_store(path, columns, [row("a", 1.0)], version=2)
+    breakdown = {"profiler": {"schema": "breakdown/1", "closure": 0.97, "rows": [{"block": "stage1.0", "ms": 0.5}]}}
+    with ResultStore(path) as db:
+        assert db.version == 3
+        assert db.add(record("new", breakdown=breakdown))
+        df = db.records().set_index("uuid")
+    assert stored(path) == [("a", 10.0), ("new", 5.0)]
+    assert df.loc["a", "breakdown"] == {} and df.loc["a", "crosscheck"] == {}  # NULL read as empty, not invented
+    assert df.loc["new", "breakdown"] == breakdown

@@ -71,6 +71,23 @@ def _exit_on_failures(records) -> None:
         raise typer.Exit(1)
 
 
+def show_breakdowns(records, by: str | None = None, method: str | None = None) -> None:
+    """Each breakdown of ``records`` on screen: a line on its source and closure, then its roll-up."""
+    from emobench.report.render import emit
+    from emobench.report.views import COLUMNS, breakdown_caption, breakdown_output
+
+    for record in records:
+        for name in (record.breakdown if hasattr(record, "breakdown") else record.get("breakdown") or {}):
+            if method is not None and name != method:
+                continue
+            df, meta = breakdown_output([record], by, name)
+            summary = meta["breakdowns"][0]
+            console.print(escape(breakdown_caption(summary)), highlight=False)
+            if "error" not in summary:
+                shown = [c for c in COLUMNS["breakdown"] if c.key not in ("model", "backend", "form", "dtype", "batch", "threads", "method", "by")]
+                emit(df[[c.key for c in shown]], console=console, columns=shown)
+
+
 @zoo_scoped
 def bench(
     models: Annotated[list[str], typer.Argument(help=MODEL_REFS_HELP)],
@@ -85,6 +102,9 @@ def bench(
     min_cosine: MinCosineOpt = MIN_LOGIT_COSINE,
     form: Annotated[str, typer.Option("--form", help="Formulation(s), comma-separated: auto (per backend, the fastest that passes parity), reference, fused, official (the official code's operators), mobile.")] = "auto",
     rounds: Annotated[int, typer.Option(min=1, help="Rounds: each measurement runs this many times in fresh processes, backends alternating; timings are pooled.")] = 3,
+    until_stable: Annotated[Optional[float], typer.Option("--until-stable", help="Keep adding rounds (after --rounds) until the 95 % interval of each measurement's mean round median is within this many percent of it, or --max-rounds or --budget ends it (the record says which).", show_default=False)] = None,
+    max_rounds: Annotated[int, typer.Option("--max-rounds", min=2, help="With --until-stable: at most this many rounds.")] = 20,
+    budget: Annotated[float, typer.Option("--budget", min=0, help="With --until-stable: stop adding rounds after this many seconds (0: no limit).")] = 600.0,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed calls before timing, per round.")] = 10,
     min_time: Annotated[float, typer.Option(min=0, help="Time at least this many seconds per measurement and round …")] = 1.0,
     min_runs: Annotated[int, typer.Option(min=1, help="… and at least this many calls.")] = 20,
@@ -92,6 +112,9 @@ def bench(
     tolerance: Annotated[Optional[float], typer.Option(min=0, help="Parity tolerance, max |Δ| vs eager fp32 torch (default 1e-4 for fp32).")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(help="Weights to load first.")] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Also show what each runtime ran on screen: delegated vs fallback operators, subgraphs, precisions (JSON/CSV always carry it).")] = False,
+    breakdown: Annotated[bool, typer.Option("--breakdown", help="Also measure where the time goes, after each record's timed rounds (never feeding its latency): per operator, module, stage and block, and the M² parts of every block, with MACs and GMAC/s; stored with the record (see `emobench results breakdown`).")] = False,
+    crosscheck: Annotated[bool, typer.Option("--crosscheck", help="Also run the runtime's own benchmark tool (OpenVINO's benchmark_app, LiteRT's litert-benchmark) on the measured artifact with the same threads and precision, once per round after emobench's worker; its median, the ratio and, when they disagree beyond the noise, the settings that differ are stored and shown.")] = False,
+    breakdown_method: Annotated[str, typer.Option("--breakdown-method", help="auto: the runtime's own profiler (torch, onnxruntime, openvino), else prefix differencing (executorch, litert: the network cut after each block, timed interleaved); profiler; prefix; both (each cross-checks the other).")] = "auto",
     store: StoreOpt = None,
     no_store: NoStoreOpt = False,
     fmt: FormatOpt = None,
@@ -107,7 +130,7 @@ def bench(
     first call) and the worker's peak memory. Exit code 1 when a measurement errors or fails parity (reason in
     the note column); every measurement is stored with its environment (see `emobench results`)."""
     from emobench.report.render import emit, format_for
-    from emobench.report.views import explain_lines, records_output
+    from emobench.report.views import crosscheck_lines, explain_lines, host_line, records_output
     from emobench.runs.bench import BenchPlan
 
     plan = BenchPlan(
@@ -116,7 +139,8 @@ def bench(
         dtype=dtype, forms=opt.names(form), rounds=rounds, warmup=warmup, min_time=min_time, min_runs=min_runs,
         timeout=timeout, tolerance=tolerance, checkpoint=str(checkpoint) if checkpoint else None,
         calibration=str(calibration) if calibration else None, calibration_size=calibration_size,
-        min_agreement=min_agreement, min_cosine=min_cosine,
+        min_agreement=min_agreement, min_cosine=min_cosine, breakdown=breakdown_method if breakdown else None,
+        crosscheck=crosscheck, until_stable=until_stable, max_rounds=max_rounds, budget=budget or None,
     )
     plan.validate()  # every model resolved and every option checked before anything is built
     opt.check_outputs(output, store, no_store)
@@ -129,6 +153,13 @@ def bench(
             console.print(f"[bold]{escape(what)}[/]: {escape(summary)}", highlight=False)
             if fallback:
                 console.print(f"    fallback: {escape(', '.join(fallback))}", highlight=False)
+        if breakdown:
+            show_breakdowns(outcome.records)
+        for line in crosscheck_lines(outcome.records) if crosscheck else ():
+            console.print(escape(line), highlight=False)
+        host = host_line(outcome.records)
+        if host:
+            err_console.print(escape(host), highlight=False)
         if outcome.store is not None:
             stored = sum(r.status != "skipped" for r in outcome.records)
             err_console.print(f"[dim]{stored} record(s) stored in {escape(outcome.store)}[/]")

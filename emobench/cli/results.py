@@ -75,6 +75,59 @@ def results_compare(
         raise typer.Exit(1)
 
 
+@app.command("breakdown")
+@checks_output
+def results_breakdown(
+    filters: Annotated[Optional[list[str]], typer.Argument(help="field=value filters, e.g. model=emo_1m backend=openvino.")] = None,
+    by: Annotated[Optional[str], typer.Option("--by", help="Roll up by part (the M² parts of every block), block, stage or op (the runtime's operator types). Default: part where the method sees operators, else block.", show_default=False)] = None,
+    method: Annotated[Optional[str], typer.Option("--method", help="Only this method's breakdowns: profiler or prefix.", show_default=False)] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Also write a stacked-bar chart (time share vs MACs share by M² part, one pair of bars per runtime) to this .html file, and a .png beside it where an exporter exists.", show_default=False)] = None,
+    store: StoreOpt = None,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """Where the time goes, from stored `bench --breakdown` records (the newest of each model, backend, form,
+    dtype, batch and threads): time, share of the headline median, emobench's MACs and their share, and the
+    achieved GMAC/s per group, with the unattributed remainder as its own row; the closure against the same
+    run's headline median is said for each. JSON schema: emobench.breakdown/1 (meta.breakdowns: source,
+    headline, attributed, closure per breakdown)."""
+    from emobench.analysis.breakdown import ROLLUPS
+    from emobench.cli.bench import show_breakdowns
+    from emobench.report.render import Format, emit, format_for
+    from emobench.report.views import COLUMNS, SCHEMAS, breakdown_output
+    from emobench.results.store import ResultStore
+
+    if by is not None and by not in ROLLUPS:
+        raise EmobenchError(f"--by takes {', '.join(ROLLUPS)}, got '{by}'")
+    if method is not None and method not in ("profiler", "prefix"):
+        raise EmobenchError(f"--method takes profiler or prefix, got '{method}'")
+    if plot is not None and plot.suffix.lower() != ".html":
+        raise EmobenchError(f"--plot writes an .html file (a .png beside it), got '{plot.name}'")
+    opt.check_outputs(plot, store, no_store=False)
+    with ResultStore(store, readonly=True) as db:
+        df = db.records(**opt.filters(filters))
+    df = df[[bool(b) for b in df["breakdown"]]] if len(df) else df
+    newest = df.sort_values("created").drop_duplicates(["model", "backend", "form", "dtype", "batch", "threads"], keep="last")
+    if newest.empty:
+        raise EmobenchError("no stored record has a breakdown (measure one with `emobench bench MODEL -B … --breakdown`)")
+    fmt_ = output_format(fmt)
+    if format_for(fmt_, output) is Format.table and output is None:
+        show_breakdowns(newest.to_dict("records"), by, method)
+    else:
+        rows, meta = breakdown_output(newest, by, method)
+        emit(rows, fmt_, output, title="where the time goes", meta=meta, schema=SCHEMAS["breakdown"],
+             columns=COLUMNS["breakdown"], console=console)
+    if plot is not None:
+        from emobench.report.plots import breakdown_figure, write_figure
+
+        parts, _ = breakdown_output(newest, "part", method)
+        if parts.empty:
+            raise EmobenchError("no breakdown by M² part to plot (prefix differencing has none: measure with a profiler)")
+        files = write_figure(breakdown_figure(parts), plot, png=True)
+        err_console.print(f"chart written to {files['html']}" + (f" and {files['png']}" if files["png"] else f" ({files['png_note']})"),
+                          markup=False, highlight=False)
+
+
 @app.command("export")
 def results_export(
     output: Annotated[Path, typer.Argument(help="A .csv or .json file.")],

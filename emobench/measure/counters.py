@@ -130,11 +130,16 @@ class _OwnCounter(TorchDispatchMode):
         self.uncounted: set[str] = set()
         self.elementwise: set[str] = set()
         self.bias_adds = 0
+        #: (innermost module path, operator, MACs) of every operator in execution order, when asked for
+        self.sequence: list[tuple[str, str, int]] | None = None
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         fn = _OWN_PACKETS.get(func._overloadpacket)
         name = _opname(func)
+        if self.sequence is not None:
+            first = out[0] if isinstance(out, (tuple, list)) else out
+            self.sequence.append((self.stack[-1] if self.stack else "", name, int(fn(args, first)) if fn else 0))
         if fn is None:
             if _base_name(name) in ELEMENTWISE:
                 self.elementwise.add(name)
@@ -154,10 +159,20 @@ class _OwnCounter(TorchDispatchMode):
         return out
 
 
-def count_emobench(model: nn.Module, x: torch.Tensor) -> tuple[CountResult, dict[str, ModuleRecord]]:
-    """emobench's own exact count, per operator and per module (with output shapes)."""
+def op_sequence(model: nn.Module, x: torch.Tensor) -> list[tuple[str, str, int]]:
+    """Every aten operator of one forward pass in execution order: (innermost module path, operator, emobench's
+    MACs), the torch side of a per-part breakdown."""
+    sequence: list[tuple[str, str, int]] = []
+    count_emobench(model, x, sequence)
+    return sequence
+
+
+def count_emobench(model: nn.Module, x: torch.Tensor, sequence: list | None = None) -> tuple[CountResult, dict[str, ModuleRecord]]:
+    """emobench's own exact count, per operator and per module (with output shapes); with ``sequence``, every
+    operator is also appended to it (see :func:`op_sequence`)."""
     records: dict[str, ModuleRecord] = {name: ModuleRecord(type(m).__name__) for name, m in model.named_modules()}
     counter = _OwnCounter(records)
+    counter.sequence = sequence
     handles = []
     for name, m in model.named_modules():
         def pre(mod, inp, name=name):

@@ -89,3 +89,22 @@ def time_calls(
             sync()
         times.append(clock() - t0)
     return times
+
+
+#: Student's t, two-sided 95 % (0.975 quantile), for 1 … 30 degrees of freedom; the normal 1.96 beyond
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def relative_ci(round_medians: Sequence[float]) -> float | None:
+    """Half-width of the 95 % confidence interval of the mean of per-round medians (Student's t: rounds are
+    independent processes, each median one sample), relative to that mean; None with fewer than two rounds.
+    ``--until-stable`` adds rounds until this is within its target (pyperf's and MLPerf's habit)."""
+    n = len(round_medians)
+    if n < 2:
+        return None
+    mean = statistics.fmean(round_medians)
+    if mean <= 0:
+        return None
+    t = _T975[n - 2] if n - 1 <= len(_T975) else 1.96
+    return t * statistics.stdev(round_medians) / math.sqrt(n) / mean

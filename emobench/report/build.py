@@ -85,7 +85,8 @@ def build_report(folder: Path, erf_images: int = 50, store=None, progress=None, 
     from emobench.analysis.erf import erf_study
     from emobench.analysis.mpl import mpl_table
     from emobench.results.store import ResultStore
-    from emobench.report.plots import erf_figure, mpl_figure, write_figure
+    from emobench.report.plots import breakdown_figure, erf_figure, mpl_figure, write_figure
+    from emobench.report.views import breakdown_output
 
     step = progress or (lambda label: None)
     folder = Path(folder)
@@ -140,6 +141,24 @@ def build_report(folder: Path, erf_images: int = 50, store=None, progress=None, 
         for stale in ("pareto_latency.html", "pareto_latency.png"):  # a chart from an earlier store would mislead
             (folder / "plots" / stale).unlink(missing_ok=True)
         report.notes.append("No latency Pareto chart: the results store has no `emobench bench` records (backend torch, batch 1).")
+
+    step("breakdown chart")
+    with ResultStore(store, readonly=True) as db:
+        measured = db.records()
+    measured = measured[[bool(b) for b in measured["breakdown"]]] if len(measured) else measured
+    parts = pd.DataFrame()
+    if len(measured):
+        newest = measured.sort_values("created").drop_duplicates(["model", "backend", "form", "dtype", "batch", "threads"], keep="last")
+        parts, _ = breakdown_output(newest, "part", "profiler")
+    if not parts.empty:
+        machines = "; ".join(sorted(measured["machine"].unique()))
+        plot(breakdown_figure(parts, f"Where the time goes, by M² part ({machines})"), "breakdown_parts",
+             f"time share vs MACs share by M² part on each runtime profiled (`bench --breakdown`, {machines})",
+             machine_dependent=True)
+    else:
+        for stale in ("breakdown_parts.html", "breakdown_parts.png"):
+            (folder / "plots" / stale).unlink(missing_ok=True)
+        report.notes.append("No breakdown chart: the results store has no `emobench bench --breakdown` record with a profiler breakdown.")
 
     step("ERF heatmaps")
     study = erf_study(list(ERF_MODELS), (224, 224), num_images=erf_images, seed=0)

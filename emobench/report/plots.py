@@ -66,6 +66,32 @@ def mpl_figure(df: pd.DataFrame) -> go.Figure:
     return fig
 
 
+def breakdown_figure(df: pd.DataFrame, title: str = "Where the time goes, by M² part") -> go.Figure:
+    """Per measured runtime two stacked bars: each part's share of the headline latency and its share of the
+    MACs (``df``: the part roll-ups of :func:`emobench.report.views.breakdown_output`). A part far taller in
+    time than in MACs runs far below the arithmetic rate of the rest: memory-bound, or overhead."""
+    from emobench.analysis.breakdown import PARTS, UNATTRIBUTED
+
+    parts = df[df["by"] == "part"]
+    labels = parts.apply(lambda r: f"{r['backend']} ({r['form']}, {r['dtype']}, t{r['threads']})<br>{r['model']}", axis=1)
+    parts = parts.assign(runtime=labels)
+    runtimes = list(dict.fromkeys(parts["runtime"]))
+    fig = go.Figure()
+    order = [p for p in [*PARTS, UNATTRIBUTED] if p in set(parts["group"])]
+    for part in order:
+        rows = parts[parts["group"] == part].set_index("runtime")
+        time = [max(float(rows.loc[r, "time_share"]), 0.0) if r in rows.index and pd.notna(rows.loc[r, "time_share"]) else 0.0
+                for r in runtimes]
+        macs = [float(rows.loc[r, "macs_share"]) if r in rows.index and pd.notna(rows.loc[r, "macs_share"]) else 0.0
+                for r in runtimes]
+        fig.add_trace(go.Bar(name=part, x=[[r for r in runtimes for _ in (0, 1)], ["time", "MACs"] * len(runtimes)],
+                             y=[v for pair in zip(time, macs) for v in pair],
+                             hovertemplate=f"{part}<br>%{{x}}: %{{y:.1%}}<extra></extra>"))
+    fig.update_layout(barmode="stack", title=title, yaxis_title="share of the headline latency / of the MACs",
+                      yaxis_tickformat=".0%", height=560, width=max(640, 300 * len(runtimes)), legend_traceorder="normal")
+    return fig
+
+
 def png_exporter_problem() -> str | None:
     """None when PNG export works here, else why not."""
     try:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 from rich.console import Console
 
+from emobench.analysis.breakdown import ROLLUP_COLUMNS, rollup
 from emobench.results.query import COMPARE_COLUMNS, COMPARE_SCHEMA
 from emobench.results.record import SCHEMA as BENCH_SCHEMA
 from emobench.results.record import (EVAL_SCHEMA, EVAL_UNITS, UNITS, BenchRecord, eval_table, flat,
@@ -26,7 +27,7 @@ SCHEMAS = {
     "profile": PROFILE_SCHEMA, "rf": "emobench.rf/2", "erf": "emobench.erf/1", "mpl": "emobench.mpl/1",
     "mpl_stages": "emobench.mpl_stages/2", "modules": "emobench.modules/1", "table": "emobench.table/2",
     "report": "emobench.report/1", "eval": EVAL_SCHEMA, "compare": COMPARE_SCHEMA,
-    "bench": BENCH_SCHEMA,
+    "bench": BENCH_SCHEMA, "breakdown": "emobench.breakdown/1",
 }
 
 # Columns by command: the library's display label, its key in JSON/CSV and its unit. Labels not listed
@@ -86,6 +87,11 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
     "report": (Column("path", "path"), Column("what", "what"), Column("machine_dependent", "machine dependent")),
     "compare": COMPARE_COLUMNS,
     "profile_layers": LAYER_COLUMNS,  # the per-layer table of `profile`, owned by ModelProfile
+    "breakdown": (
+        Column("model", "model"), Column("backend", "backend"), Column("form", "form"), Column("dtype", "dtype"),
+        Column("batch", "batch", "images"), Column("threads", "threads", "count"), Column("method", "method"),
+        Column("by", "by"), *ROLLUP_COLUMNS, Column("noise_ms", "noise (ms)", "ms"),
+    ),
 }
 
 
@@ -265,7 +271,8 @@ def records_frame(records: list[BenchRecord] | pd.DataFrame, history: pd.DataFra
         {
             "model": df["model"], "backend": df["backend"], "form": df["form"], "batch": df["batch"],
             "threads": df["threads"], "res": df["resolution"], "median ms": df["median_ms"], "p10 ms": df["p10_ms"],
-            "p90 ms": df["p90_ms"], "spread": df["round_spread"], "CV": df["cv"], "noisy": df["noisy"],
+            "p90 ms": df["p90_ms"], "spread": df["round_spread"], "±CI %": df["ci_pct"], "rounds": df["rounds"],
+            "host spread": df["sentinel_spread"], "host varied": df["host_varied"], "CV": df["cv"], "noisy": df["noisy"],
             "img/s": df["throughput"], "× torch": df["ratio_to_torch"], "× official": df["ratio_to_official"],
             "max |Δ|": df["parity_max_abs"], "precision": df["precision"], "load s": df["load_s"],
             "first ms": df["first_ms"], "RSS MB": df["peak_rss_mb"], "export s": df["export_s"],
@@ -274,14 +281,15 @@ def records_frame(records: list[BenchRecord] | pd.DataFrame, history: pd.DataFra
             "status": df["status"], "note": df["error"],
         }
     )
-    for optional in ("× official", "× fp32", "size × fp32", "agreement", "cosine"):
+    for optional in ("× official", "× fp32", "size × fp32", "agreement", "cosine", "±CI %", "host spread", "host varied"):
         if out[optional].isna().all():
             out = out.drop(columns=[optional])
     return out
 
 
 #: the columns of the screen table (files and JSON keep every column)
-SCREEN_COLUMNS = ["model", "backend", "form", "batch", "threads", "median ms", "p10 ms", "p90 ms", "spread",
+SCREEN_COLUMNS = ["model", "backend", "form", "batch", "threads", "median ms", "p10 ms", "p90 ms", "spread", "±CI %",
+                  "rounds", "host spread",
                   "× torch", "× official", "× fp32", "size × fp32", "agreement", "cosine", "max |Δ|", "precision",
                   "load s", "first ms", "RSS MB", "status", "note"]
 
@@ -346,3 +354,95 @@ def eval_output(records, shown: Format, store: str | None):
     if shown in (Format.json, Format.csv):
         return eval_table(records), {"units": EVAL_UNITS, "store": store}, EVAL_SCHEMA
     return eval_frame(records), {"store": store}, None
+
+
+# --- where the time goes (bench --breakdown, results breakdown) ----------------------------------------------
+
+_BREAKDOWN_KEYS = ("model", "backend", "form", "dtype", "batch", "threads")
+
+
+def _record_rows(records) -> list[dict]:
+    if isinstance(records, pd.DataFrame):
+        return records.to_dict("records")
+    return [r if isinstance(r, dict) else r.__dict__ for r in records]
+
+
+def breakdown_default_by(result: dict) -> str:
+    """The roll-up a breakdown is shown by first: the M² parts where it has them, else the blocks."""
+    return "part" if result.get("m2") else "block"
+
+
+def breakdown_output(records, by: str | None = None, method: str | None = None) -> tuple[pd.DataFrame, dict]:
+    """Every breakdown of ``records`` (records or stored rows) as one long table: the record's keys, the method,
+    and the roll-up ``by`` (part, block, stage, op; None: each breakdown's own default) with the unattributed
+    row; and ``meta.breakdowns``: per breakdown its source, the headline median, the attributed time and the
+    closure against it, and errors of methods that could not run."""
+    frames, summaries = [], []
+    for rec in _record_rows(records):
+        for name, result in (rec.get("breakdown") or {}).items():
+            if method is not None and name != method:
+                continue
+            keys = {k: rec.get(k) for k in _BREAKDOWN_KEYS}
+            if "error" in result:
+                summaries.append({**keys, "method": name, "error": result["error"]})
+                continue
+            shown_by = by or breakdown_default_by(result)
+            if shown_by == "part" and not result.get("m2"):
+                summaries.append({**keys, "method": name, "error": f"{result['source']}: no M² parts (use --by block)"})
+                continue
+            table = rollup(result, shown_by)
+            frames.append(table.assign(**keys, method=name, by=shown_by))
+            summaries.append({**keys, "method": name, "source": result["source"], "by": shown_by,
+                              **{k: result.get(k) for k in ("headline_ms", "attributed_ms", "unattributed_ms", "closure",
+                                                          "closure_tolerance", "closes", "profiled_ms", "runs")}})
+    columns = [c.key for c in COLUMNS["breakdown"]]
+    df = pd.concat(frames, ignore_index=True).reindex(columns=columns) if frames else pd.DataFrame(columns=columns)
+    return df, {"breakdowns": summaries}
+
+
+def breakdown_caption(summary: dict) -> str:
+    """One line on a breakdown: what measured it and how its parts close on the same run's headline median."""
+    what = " · ".join(str(summary[k]) for k in ("model", "backend", "form", "dtype")) + \
+        f" b{summary['batch']} t{summary['threads']} · {summary['method']}"
+    if "error" in summary:
+        return f"{what}: not measured ({summary['error']})"
+    closure = summary.get("closure")
+    verdict = "" if closure is None else (
+        f"closure {closure:.3f} ({'within' if summary.get('closes') else 'OUTSIDE'} ±{100 * summary['closure_tolerance']:.0f} %)")
+    return (f"{what}: {summary['source']}; attributed {summary['attributed_ms']:.3f} of the headline median "
+            f"{summary['headline_ms']:.3f} ms, {verdict}; profiled calls took {summary['profiled_ms']:.3f} ms")
+
+
+def crosscheck_lines(records) -> list[str]:
+    """One line per record with a vendor cross-check: the tool's median against emobench's, and what differed."""
+    lines = []
+    for rec in _record_rows(records):
+        check = rec.get("crosscheck") or {}
+        if not check:
+            continue
+        what = f"{rec['model']} · {rec['backend']} · {rec['form']} · {rec['dtype']} t{rec['threads']}"
+        if "error" in check:
+            lines.append(f"{what}: no cross-check ({check['error']})")
+            continue
+        verdict = f"agree within ±{100 * check['allowed']:.0f} %" if check["agree"] else \
+            f"DISAGREE beyond ±{100 * check['allowed']:.0f} %; differences: {'; '.join(check.get('differences') or ['none found'])}"
+        lines.append(f"{what}: {check['tool']} {check.get('version') or ''} {check['statistic']} "
+                     f"{check['tool_median_ms']:.3f} ms over {check['rounds']} round(s) vs emobench "
+                     f"{check['emobench_median_ms']:.3f} ms: ratio {check['ratio']:.3f} ({verdict})")
+    return lines
+
+
+def host_line(records) -> str | None:
+    """How much the host itself varied over a run, from the sentinel samples beside each measurement."""
+    rows = [r for r in _record_rows(records) if r.get("sentinel_ms") is not None]
+    if not rows:
+        return None
+    spreads = [r["sentinel_spread"] for r in rows if r.get("sentinel_spread") is not None]
+    flagged = [f"{r['model']} · {r['backend']} · t{r['threads']}" for r in rows if r.get("host_varied")]
+    line = (f"host sentinel (one-thread 256x256 GEMM before each round): {min(r['sentinel_ms'] for r in rows):.3f}–"
+            f"{max(r['sentinel_ms'] for r in rows):.3f} ms across measurements")
+    if spreads:
+        line += f", spread within a measurement up to {100 * max(spreads):.1f} %"
+    if flagged:
+        line += f"; measured while the host varied > 10 %: {', '.join(flagged)}"
+    return line

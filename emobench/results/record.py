@@ -84,6 +84,19 @@ class BenchRecord:
     top1_agreement: float | None = None  # fraction of images with the same top-1 class as eager fp32 torch
     logit_cosine: float | None = None  # mean cosine similarity of the logits to eager fp32 torch's
     calibration: str | None = None  # int8: what it was calibrated on ("DIR (N images)" or "random (N inputs)")
+    # the host and the rounds (schema 3): the sentinel GEMM's median ms before this measurement's rounds and the
+    # spread of those samples (the host's own variation), flagged beyond 10 %; the 95 % interval of the mean
+    # of round medians (% of it), and why the rounds stopped (rounds, stable, max rounds, budget, failed)
+    sentinel_ms: float | None = None
+    sentinel_spread: float | None = None
+    host_varied: bool | None = None
+    ci_pct: float | None = None
+    stop: str | None = None
+    # where the time goes (``bench --breakdown``; schema 3): method (profiler, prefix) → its breakdown
+    # (:mod:`emobench.analysis.breakdown`), measured after the timed rounds, never feeding the headline
+    breakdown: dict[str, Any] = field(default_factory=dict)
+    # the runtime's own benchmark tool on the same artifact (``bench --crosscheck``; schema 3)
+    crosscheck: dict[str, Any] = field(default_factory=dict)
     machine: str = ""
     env: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
@@ -105,7 +118,7 @@ class BenchRecord:
 
 
 #: fields holding JSON objects: stored as JSON text, written to CSV as JSON text
-JSON_FIELDS = ("env", "params", "explain")
+JSON_FIELDS = ("env", "params", "explain", "breakdown", "crosscheck")
 
 
 def flat(df: pd.DataFrame) -> pd.DataFrame:
@@ -193,7 +206,9 @@ UNITS = {"median_ms": "ms", "mean_ms": "ms", "p10_ms": "ms", "p90_ms": "ms", "iq
          "images_skipped": "count", "top1": "fraction of images", "top5": "fraction of images",
          "top1_agreement": "fraction of images (same top-1 class as eager fp32 torch)",
          "logit_cosine": "mean cosine similarity to eager fp32 torch's logits",
-         "ratio_to_fp32": "median_ms / the fp32 record's", "size_ratio_to_fp32": "artifact_bytes / the fp32 record's"}
+         "ratio_to_fp32": "median_ms / the fp32 record's", "size_ratio_to_fp32": "artifact_bytes / the fp32 record's",
+         "sentinel_ms": "ms (median of a one-thread 256x256 fp32 GEMM before each round)",
+         "sentinel_spread": "(max - min) / median of the sentinel samples", "ci_pct": "% of the mean of round medians"}
 
 
 

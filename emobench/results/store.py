@@ -29,8 +29,10 @@ ENV_STORE = "EMOBENCH_STORE"
 
 #: The store schema this emobench writes. 0: stores from before versioning (any older column set);
 #: 1: every :class:`BenchRecord` field below, the environment as columns, a uuid index;
-#: 2: accuracy on images and int8 (``images`` … ``calibration``), added to older stores as NULL columns.
-SCHEMA_VERSION = 2
+#: 2: accuracy on images and int8 (``images`` … ``calibration``), added to older stores as NULL columns;
+#: 3: ``breakdown`` and ``crosscheck`` (JSON objects), the host sentinel and the rounds' interval
+#:    (``sentinel_ms`` … ``stop``), added likewise.
+SCHEMA_VERSION = 3
 
 
 def default_store_path() -> Path:

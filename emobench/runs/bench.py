@@ -45,11 +45,15 @@ from emobench.runtimes.spec import ArtifactSpec, ModelSpec, WorkerSpec
 from emobench.runtimes.backends import BACKENDS, TOLERANCE, Artifact, Backend, weights_fingerprint
 from emobench.runtimes.parity import CALIBRATION_IMAGES, MIN_LOGIT_COSINE, MIN_TOP1_AGREEMENT
 from emobench.measure.images import scan_image_folder
-from emobench.measure.timing import NOISY_CV, summarize
+from emobench.measure import sentinel
+from emobench.measure.timing import NOISY_CV, relative_ci, summarize
 from emobench.models.budget import check_fits
 from emobench.nn.forms import AUTO, candidates, form_names, formulate
 from emobench.results.record import BenchRecord, failed  # noqa: F401 - failed: what makes a run exit 1
 from emobench.results.store import ResultStore
+from emobench.runs import breakdown as breakdowns
+from emobench.runs import crosscheck as crosschecks
+from emobench.runs.breakdown import check_method as check_breakdown
 from emobench.models.references import ResolvedModel, build_reference, module_input_size, resolve
 from emobench.zoo.catalog import current_extra_dirs
 
@@ -88,6 +92,14 @@ class BenchPlan:
     calibration_size: int = CALIBRATION_IMAGES
     min_agreement: float = MIN_TOP1_AGREEMENT
     min_cosine: float = MIN_LOGIT_COSINE
+    #: where the time goes, measured after each record's timed rounds: auto, profiler, prefix or both (None: not)
+    breakdown: str | None = None
+    #: run the runtime's own benchmark tool on the measured artifact after each round (openvino, litert)
+    crosscheck: bool = False
+    #: keep adding rounds (beyond ``rounds``) until each median's 95 % interval is within this many percent …
+    until_stable: float | None = None
+    max_rounds: int = 20  #: … or this many rounds have run …
+    budget: float | None = 600.0  #: … or this many seconds have passed (None: no time limit)
 
     @property
     def dtypes(self) -> list[str]:
@@ -139,6 +151,13 @@ class BenchPlan:
             raise EmobenchError("the calibration size and the image limit must be >= 1")
         if not (0 <= self.min_agreement <= 1 and -1 <= self.min_cosine <= 1):
             raise EmobenchError("--min-agreement must be in [0, 1] and --min-cosine in [-1, 1]")
+        check_breakdown(self.breakdown)
+        if self.until_stable is not None and not (0 < self.until_stable < 100):
+            raise EmobenchError(f"--until-stable takes a percentage in (0, 100), got {self.until_stable}")
+        if self.until_stable is not None and (self.max_rounds < max(self.rounds, 2) or (self.budget is not None and not self.budget > 0)):
+            raise EmobenchError("--max-rounds must be >= --rounds and >= 2, and --budget > 0 seconds")
+        if self.breakdown is not None and not self.timed:
+            raise EmobenchError("a breakdown splits a measured latency: it needs timed runs (emobench bench)")
         if self.images is not None:  # a folder without classes fails here, before anything is built
             scan_image_folder(self.images, self.class_index)
         # each model resolved here, once: everything after takes the ResolvedModel
@@ -412,6 +431,9 @@ class _Slot:
     notes: list[str] = field(default_factory=list)
     failure: dict | None = None
     results: dict[int, list[dict]] = field(default_factory=dict)  # threads → one result per round
+    vendor: dict[int, list[dict]] = field(default_factory=dict)  # threads → the vendor tool's run per round
+    sentinel: dict[int, list[float]] = field(default_factory=dict)  # threads → the host sentinel before each round
+    stopped: dict[int, str] = field(default_factory=dict)  # threads → why its rounds ended (--until-stable)
 
 
 def _export(slot: _Slot, form: str) -> Artifact | None:
@@ -435,8 +457,7 @@ def _spec(slot: _Slot, form: str, artifact: Artifact | None, threads: int) -> Wo
         model=ModelSpec(slot.model, form, plan.checkpoint, [str(d) for d in current_extra_dirs()]),
         tolerance=_tolerance(plan), warmup=plan.warmup, min_time=plan.min_time, min_runs=plan.min_runs,
         time=plan.timed, **slot.inputs,
-        artifact=None if artifact is None else ArtifactSpec(
-            str(artifact.path), artifact.export_s, artifact.cached, list(artifact.companions), artifact.explain),
+        artifact=None if artifact is None else _artifact_spec(artifact),
     )
 
 
@@ -459,6 +480,41 @@ def _resolve(slot: _Slot, threads: int, workdir: Path) -> dict | None:
         slot.notes.append(f"{form}: {result['status']} ({result.get('error')})")
         slot.failure = {**result, "form": form, "artifact": artifact}
     return None
+
+
+def _export_cut(slot: _Slot, module: torch.nn.Module, k: int) -> Artifact:
+    """The measured formulation cut after ``k`` blocks, exported (cached) like the measured artifact."""
+    x = torch.randn(slot.shape, generator=torch.Generator().manual_seed(1))
+    identity = {**slot.entry, "cut_after_block": k}
+    if slot.calibration is not None:
+        calibrated = hashlib.sha256(np.ascontiguousarray(slot.calibration).tobytes()).hexdigest()[:16]
+        identity = {**identity, "dtype": "int8", "calibration": calibrated}
+    key = _artifact_key(identity, slot.chosen, slot.shape, slot.backend, slot.fingerprint)
+    return slot.backend.prepare(copy.deepcopy(module), x.to(slot.backend.device), key, calibration=slot.calibration)
+
+
+def _artifact_spec(artifact: Artifact) -> ArtifactSpec:
+    return ArtifactSpec(str(artifact.path), artifact.export_s, artifact.cached, list(artifact.companions), artifact.explain)
+
+
+def _breakdown(slot: _Slot, threads: int, workdir: Path, headline_ms: float | None) -> dict:
+    """``plan.breakdown`` for one measured (slot, threads), in workers after its timed rounds."""
+    plan = slot.plan
+
+    def profile() -> dict:
+        spec = dataclasses.replace(_spec(slot, slot.chosen, slot.artifact, threads), time=False,
+                                   profile_runs=max(plan.min_runs, 10))
+        return run_worker(spec, workdir, plan.timeout)
+
+    def time_prefixes(cuts: list[Artifact]) -> dict:
+        spec = dataclasses.replace(_spec(slot, slot.chosen, slot.artifact, threads), time=False,
+                                   prefixes=[_artifact_spec(a) for a in [*cuts, slot.artifact]],
+                                   prefix_rounds=plan.rounds, min_time=plan.min_time / 2)
+        return run_worker(spec, workdir, plan.timeout * plan.rounds)
+
+    return breakdowns.measure(plan.breakdown, slot.backend, slot.reference, slot.chosen, slot.inputs["input"],
+                              headline_ms, profile=profile, time_prefixes=time_prefixes,
+                              export=lambda module, k: _export_cut(slot, module, k))
 
 
 def _tolerance(plan: BenchPlan) -> float:
@@ -584,39 +640,89 @@ def run_bench(plan: BenchPlan, store: ResultStore | None = None, progress: Progr
                        export_s=art.export_s if art else None, artifact_bytes=art.size if art else None,
                        cached=art.cached if art else None)
                 return
-            record(order, base, threads, form=slot.chosen, **_accuracy(slot, runs[-1]), **_aggregate(runs, slot, threads))
+            measured = _aggregate(runs, slot, threads)
+            if plan.crosscheck and measured["status"] == "ok":
+                why = crosschecks.available(slot.backend.name)
+                measured["crosscheck"] = {"error": why} if why else crosschecks.summarise(
+                    slot.vendor.get(threads, []), measured.get("median_ms"), measured.get("round_spread"),
+                    threads=threads, dtype=slot.plan.dtype, warmup=plan.warmup)
+            if plan.breakdown is not None and measured["status"] == "ok":
+                report(f"breakdown · {slot.model} · {slot.backend.name} · b{slot.batch} t{threads}", done, total)
+                measured["breakdown"] = _breakdown(slot, threads, workdir, measured.get("median_ms"))
+            record(order, base, threads, form=slot.chosen, **_accuracy(slot, runs[-1]), **measured)
 
         for seq, name, backend, batch, form, shape, at_dtype, reason in skipped:
             for t, threads in enumerate(plan.threads):
                 record((seq, t), dict(model=name, backend=backend, batch=batch, form_requested=form, shape=shape,
                                       plan=at_dtype), threads, form=form, status="skipped", error=reason)
 
-        total = len(slots) * len(plan.threads) * plan.rounds
-        done = 0
-        for rnd in range(plan.rounds):
-            for slot in slots:
+        pending = {(i, t) for i in range(len(slots)) for t in range(len(plan.threads))}
+        total = len(pending) * plan.rounds  # grows while --until-stable adds rounds
+        done, rnd = 0, 0
+        deadline = time.monotonic() + plan.budget if plan.until_stable is not None and plan.budget else None
+        while pending:
+            rounds_text = f"{rnd + 1}/{plan.rounds}" if plan.until_stable is None or rnd < plan.rounds else f"{rnd + 1}"
+            for i, slot in enumerate(slots):
                 for t, threads in enumerate(plan.threads):
-                    label = f"round {rnd + 1}/{plan.rounds} · {slot.model} · {slot.backend.name} · b{slot.batch} t{threads}"
+                    if (i, t) not in pending:
+                        continue
+                    label = f"round {rounds_text} · {slot.model} · {slot.backend.name} · b{slot.batch} t{threads}"
                     if len(plan.dtypes) > 1:
                         label += f" {slot.plan.dtype}"
                     report(label, done, total)
                     done += 1
-                    if slot.chosen is None and slot.failure is not None and slot.results == {}:
-                        continue  # every candidate failed in the first round (and was stored then)
+                    if plan.timed:  # how fast the host itself is, just before this measurement
+                        slot.sentinel.setdefault(threads, []).append(sentinel.sample())
                     if slot.chosen is None:
                         result = _resolve(slot, threads, workdir)
-                        if result is None:
+                        if result is None:  # every candidate failed: the slot is done at every thread count
                             for t_all in range(len(plan.threads)):
-                                finish(slot, t_all)
+                                if (i, t_all) in pending:
+                                    finish(slot, t_all)
+                                    pending.discard((i, t_all))
                             continue
                     else:
                         spec = _spec(slot, slot.chosen, slot.artifact, threads)
                         result = run_worker(spec, workdir, plan.timeout)
                     slot.results.setdefault(threads, []).append(result)
-                    if rnd == plan.rounds - 1:
-                        finish(slot, t)
+                    if plan.crosscheck and result["status"] == "ok" and slot.artifact is not None and \
+                            crosschecks.available(slot.backend.name) is None:
+                        report(f"{label} · {crosschecks.tool_for(slot.backend.name)}", done, total)
+                        slot.vendor.setdefault(threads, []).append(crosschecks.run_round(
+                            slot.backend.name, slot.artifact.path, threads=threads, shape=slot.shape,
+                            dtype=slot.plan.dtype, min_time=plan.min_time, min_runs=plan.min_runs,
+                            warmup=plan.warmup, timeout=plan.timeout))
+            rnd += 1
+            for i, t in sorted(pending):
+                slot, threads = slots[i], plan.threads[t]
+                stop = _stop(plan, slot.results.get(threads, []), rnd, deadline)
+                if stop is not None:
+                    slot.stopped[threads] = stop
+                    finish(slot, t)
+                    pending.discard((i, t))
+            total = max(total, done + len(pending))
         report("done", total, total)
     return [done_records[key] for key in sorted(done_records)]
+
+
+def _stop(plan: BenchPlan, runs: list[dict], rounds: int, deadline: float | None) -> str | None:
+    """Why a measurement's rounds end now, or None to run another: the planned rounds; with
+    ``--until-stable PCT`` not before the interval of its round medians is within PCT (or ``max_rounds``, or the
+    time budget, ends it). A failed round ends it at once."""
+    if runs and runs[-1]["status"] != "ok":
+        return "failed"
+    if rounds < plan.rounds:
+        return None
+    if plan.until_stable is None:
+        return "rounds"
+    ci = relative_ci([statistics.median(r["times"]) for r in runs if r.get("times")])
+    if ci is not None and ci * 100 <= plan.until_stable:
+        return "stable"
+    if rounds >= plan.max_rounds:
+        return "max rounds"
+    if deadline is not None and time.monotonic() > deadline:
+        return "budget"
+    return None
 
 
 def _accuracy(slot: _Slot, result: dict) -> dict:
@@ -646,7 +752,13 @@ def _aggregate(runs: list[dict], slot: _Slot, threads: int) -> dict:
                     rss_base_mb=middle("rss_base_mb"), peak_rss_mb=middle("peak_rss_mb"), **common)
     stats = summarize([t for r in runs for t in r["times"]], plan.noisy_cv)
     medians = [statistics.median(r["times"]) * 1e3 for r in runs]
+    host = slot.sentinel.get(threads, [])
+    host_spread = sentinel.spread(host)
+    ci = relative_ci(medians)
     return dict(
+        sentinel_ms=statistics.median(host) if host else None, sentinel_spread=host_spread,
+        host_varied=None if host_spread is None else host_spread > sentinel.HOST_VARIED,
+        ci_pct=None if ci is None else 100 * ci, stop=slot.stopped.get(threads),
         status="ok", median_ms=stats.median_ms, mean_ms=stats.mean_ms, p10_ms=stats.p10_ms, p90_ms=stats.p90_ms,
         iqr_ms=stats.iqr_ms, cv=stats.cv, noisy=stats.noisy, runs=stats.runs,
         throughput=slot.batch / (stats.median_ms / 1e3), parity_max_abs=max(r["parity_max_abs"] for r in runs),

@@ -72,6 +72,38 @@ class Session:
         return self.explain() if callable(self.explain) else self.explain
 
 
+@dataclass
+class OpProfile:
+    """A runtime profiler's view of inference: every operator it ran, in execution order, with its name there,
+    its type, the torch module path it came from ('' when the runtime keeps none) and its median time per
+    inference (ms, over ``runs`` profiled calls); and the median wall time per profiled call. Profiled calls
+    run slower than unprofiled ones: these never feed a headline latency."""
+
+    source: str
+    ops: list[dict]
+    wall_ms: float
+    runs: int
+
+    def to_json(self) -> dict:
+        return {"source": self.source, "ops": self.ops, "wall_ms": self.wall_ms, "runs": self.runs}
+
+
+def median_per_call(calls: list[list[tuple[str, str, str, float]]]) -> list[dict]:
+    """Each operator's median time over the profiled calls (a shared host's stall in one call does not move
+    it): ``calls`` holds, per call, its (name, type, module path, ms) in execution order; every call must have
+    run the same operators (a runtime that varies them cannot be attributed per operator)."""
+    import statistics
+
+    if not calls:
+        raise ValueError("no profiled calls")
+    first = calls[0]
+    for i, call in enumerate(calls[1:], 2):
+        if [c[:2] for c in call] != [c[:2] for c in first]:
+            raise RuntimeError(f"profiled call {i} ran other operators than call 1 ({len(call)} vs {len(first)})")
+    return [{"name": name, "op": op, "scope": scope, "ms": statistics.median(call[j][3] for call in calls)}
+            for j, (name, op, scope, _) in enumerate(first)]
+
+
 def explain_counts(summary: str, accelerated: dict | None = None, fallback: dict | None = None,
                    subgraphs: int | None = None, precisions: dict | None = None) -> dict:
     return {"summary": summary, "accelerated": dict(sorted((accelerated or {}).items())),
@@ -161,6 +193,14 @@ class Backend:
 
     def sync(self) -> Callable[[], None] | None:
         return None
+
+    #: the per-operator profiler ``profile`` reads (said in every breakdown); None: the runtime has none that
+    #: emobench reads, and a breakdown is by prefix differencing
+    profiler: str | None = None
+
+    def profile(self, artifact: Artifact, threads: int, dtype: str, x: torch.Tensor, runs: int, warmup: int) -> OpProfile:
+        """``runs`` profiled calls (after ``warmup`` unprofiled ones) of a session opened for profiling."""
+        raise NotImplementedError(f"{self.name} has no per-operator profiler")
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from emobench.runtimes.base import Artifact, FileBackend, Session, _outputs, explain_counts
+from emobench.runtimes.base import Artifact, FileBackend, OpProfile, Session, _outputs, explain_counts, median_per_call
 from emobench.runtimes.pt2e import _batches
 
 
@@ -62,6 +62,42 @@ class OnnxRuntime(FileBackend):
         precision = "int8" if dtype == "int8" and onnx_quantized(str(artifact.path)) else "fp32"
         return Session(run, precision, lambda: self._explain(artifact, threads))
 
+    profiler = "ONNX Runtime session profiler (node events), nodes → modules by the exporter's name scopes"
+
+    def profile(self, artifact, threads, dtype, x, runs, warmup):
+        import json
+        import statistics
+        import tempfile
+        import time
+
+        import onnxruntime as ort
+
+        with tempfile.TemporaryDirectory() as tmp:
+            opts = self._options(threads)
+            opts.enable_profiling = True
+            opts.profile_file_prefix = str(Path(tmp) / "profile")
+            opts.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")  # the graph the profile names
+            session = ort.InferenceSession(str(artifact.path), opts, providers=["CPUExecutionProvider"])
+            feed = {session.get_inputs()[0].name: x.numpy()}
+            for _ in range(warmup):
+                session.run(None, feed)
+            walls = []
+            for _ in range(runs):
+                start = time.perf_counter()
+                session.run(None, feed)
+                walls.append((time.perf_counter() - start) * 1e3)
+            events = json.loads(Path(session.end_profiling()).read_text())
+            scopes = onnx_node_scopes(str(artifact.path), opts.optimized_model_filepath)
+        spans = [(e["ts"], e["ts"] + e["dur"]) for e in events if e.get("cat") == "Session" and e["name"] == "model_run"][-runs:]
+        calls: list[list] = [[] for _ in spans]
+        suffix = "_kernel_time"
+        for e in sorted((e for e in events if e.get("cat") == "Node" and e["name"].endswith(suffix)), key=lambda e: e["ts"]):
+            i = next((i for i, (a, b) in enumerate(spans) if a <= e["ts"] <= b), None)
+            if i is not None:
+                name = e["name"][: -len(suffix)]
+                calls[i].append((name, e["args"].get("op_name", "?"), scopes.get(name, ""), e["dur"] / 1e3))
+        return OpProfile(self.profiler, median_per_call(calls), statistics.median(walls), runs)
+
     def _explain(self, artifact: Artifact, threads: int) -> dict:
         """The graph ONNX Runtime runs after its optimisations (fusions), by operator."""
         import tempfile
@@ -82,6 +118,64 @@ class OnnxRuntime(FileBackend):
                                     accelerated=optimized, precisions={"int8": sum(int8.values()), "fp32": sum(floating.values())})
             return {**report, "float": floating}
         return explain_counts(summary, accelerated=optimized)
+
+
+def _name_scope(node) -> str:
+    """The torch module path the dynamo exporter recorded for a node ('' at the top level): its name scopes
+    are ``['', 'blocks', 'blocks.5', 'conv2d_17']``, the last one the node itself."""
+    import ast
+
+    meta = {p.key: p.value for p in node.metadata_props}
+    try:
+        scopes = ast.literal_eval(meta.get("pkg.torch.onnx.name_scopes", "[]"))
+    except (ValueError, SyntaxError):
+        return ""
+    return scopes[-2] if len(scopes) > 1 else ""
+
+
+def onnx_node_scopes(exported: str, optimized: str) -> dict[str, str]:
+    """Every node of ONNX Runtime's optimised graph → the torch module path it came from. A node keeps its
+    exported name, or that name with a fusion suffix (``…/FusedConvFusion``); NCHWc convolutions are named
+    after the value they compute (``conv2d_3_nchwc``); any other node inherits from the value it writes or,
+    failing that, from what it reads (layout reorders, split Q/K)."""
+    import re
+
+    import onnx
+
+    by_node, by_value = {}, {}
+    for node in onnx.load(exported, load_external_data=False).graph.node:
+        by_node[node.name] = by_value_scope = _name_scope(node)
+        for value in node.output:
+            by_value[value] = by_value_scope
+    graph = onnx.load(optimized, load_external_data=False).graph
+    scopes: dict[str, str] = {}
+    for node in graph.node:
+        base = re.sub(r"/[A-Za-z]*Fusion/?.*$", "", node.name)
+        stem = node.name.removesuffix("_nchwc")
+        for candidate in (node.name, base):
+            if candidate in by_node:
+                scopes[node.name] = by_node[candidate]
+                break
+        else:
+            if stem != node.name and stem in by_value:
+                scopes[node.name] = by_value[stem]
+            elif any(v in by_value for v in node.output):
+                scopes[node.name] = by_value[next(v for v in node.output if v in by_value)]
+    producer = {v: n.name for n in graph.node for v in n.output}
+    for _ in range(len(graph.node)):  # neighbours' scopes, until nothing changes
+        changed = False
+        for node in graph.node:
+            if node.name in scopes:
+                continue
+            for value in node.input:
+                source = by_value.get(value, scopes.get(producer.get(value, "")))
+                if source is not None:
+                    scopes[node.name] = source
+                    changed = True
+                    break
+        if not changed:
+            break
+    return scopes
 
 
 def write_onnx(model: nn.Module, example: torch.Tensor, path: Path, calibration: np.ndarray) -> dict | None:

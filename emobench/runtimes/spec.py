@@ -60,6 +60,11 @@ class WorkerSpec:
     images: ImagesSpec | None = None
     program: str | None = None  #: an in-memory module's ``torch.export`` program
     program_error: str | None = None  #: why the in-memory module could not be exported
+    #: > 0: after parity, this many calls under the backend's per-operator profiler (nothing timed for the headline)
+    profile_runs: int = 0
+    #: prefix differencing: the artifacts of the network cut after each block, timed interleaved after parity
+    prefixes: list[ArtifactSpec] = field(default_factory=list)
+    prefix_rounds: int = 0  #: interleaved passes over the prefixes (each a ``time_calls`` per prefix)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -70,4 +75,5 @@ class WorkerSpec:
         data["model"] = ModelSpec(**data["model"])
         data["artifact"] = ArtifactSpec(**data["artifact"]) if data.get("artifact") else None
         data["images"] = ImagesSpec(**data["images"]) if data.get("images") else None
+        data["prefixes"] = [ArtifactSpec(**a) for a in data.get("prefixes") or []]
         return cls(**data)

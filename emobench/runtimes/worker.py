@@ -102,6 +102,30 @@ def _score_images(session, x, images: ImagesSpec, result: dict) -> bool:
     return not low
 
 
+def _time_prefixes(backend, spec: WorkerSpec, x) -> list[list[float]]:
+    """Median ms per prefix (in the spec's order) in each of ``spec.prefix_rounds`` passes; every prefix is
+    loaded first, so the passes alternate between them and drift hits all alike."""
+    import statistics
+    from pathlib import Path
+
+    import torch
+
+    from emobench.runtimes.base import Artifact
+    from emobench.measure.timing import time_calls
+
+    sessions = []
+    for art in spec.prefixes:
+        path = Path(art.path)
+        artifact = Artifact(backend.load(path), path, art.export_s, art.cached, tuple(art.companions), art.explain)
+        sessions.append(backend.session(artifact, spec.threads, spec.dtype))
+    passes = []
+    with torch.inference_mode():
+        for _ in range(spec.prefix_rounds):
+            passes.append([statistics.median(time_calls(lambda s=s: s.run(x), spec.warmup, spec.min_time, spec.min_runs)) * 1e3
+                           for s in sessions])
+    return passes
+
+
 def measure(spec: WorkerSpec) -> dict:
     """Run one measurement as ``spec`` describes; returns the result (a JSON-able dict: status, timings, parity)."""
     import numpy as np
@@ -164,6 +188,16 @@ def measure(spec: WorkerSpec) -> dict:
             result.update(status="parity-failed", error=f"max |Δ| {diff:.3g} > tolerance {spec.tolerance}{shape}")
         elif spec.images and not _score_images(session, x, spec.images, result):
             pass  # below the agreement thresholds: parity-failed, not timed
+        elif spec.profile_runs:  # a breakdown: the profiler's operators, never a headline latency
+            stage = "profile"
+            with torch.inference_mode():
+                result["op_profile"] = backend.profile(artifact, spec.threads, spec.dtype, x, spec.profile_runs,
+                                                       spec.warmup).to_json()
+            result["status"] = "ok"
+        elif spec.prefixes:  # prefix differencing: every cut of the network, timed in interleaved passes
+            stage = "prefixes"
+            result["prefix_times"] = _time_prefixes(backend, spec, x)
+            result["status"] = "ok"
         elif not spec.time:  # eval: accuracy only
             result["status"] = "ok"
         else:

@@ -206,13 +206,15 @@ class CpuEMO(nn.Module):
         self.blocks, self.stage_ends = staged_blocks(model.stages, lambda b: CpuM2Block(b, ln, qk_joint, out_tokens, native_gelu))
         self.ln = ln
 
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.stem_weight, self.stem_bias, **self.stem_args)
+
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Outputs of stage0 … stage4, NCHW (a down-stream backbone reads them)."""
-        return stage_outputs(self.blocks, self.stage_ends, F.conv2d(x, self.stem_weight, self.stem_bias, **self.stem_args))
+        return stage_outputs(self.blocks, self.stage_ends, self.forward_stem(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.conv2d(x, self.stem_weight, self.stem_bias, **self.stem_args)
-        x = self.blocks(x)
+        x = self.blocks(self.forward_stem(x))
         if self.ln == "channels":
             u = x.mean(1, keepdim=True)
             d = x - u

@@ -159,16 +159,16 @@ class FusedEMO(FusedPooledNormHead):
         fold_stem_and_head(self, model)
         self.blocks, self.stage_ends = staged_blocks(model.stages, FusedM2Block)
 
-    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
         x = x.contiguous(memory_format=torch.channels_last)
         return F.conv2d(x, self.stem_weight, self.stem_bias, **self.stem_args).permute(0, 2, 3, 1)
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Outputs of stage0 … stage4 as NCHW views of channels-last memory."""
-        return stage_outputs(self.blocks, self.stage_ends, self._stem(x), lambda t: t.permute(0, 3, 1, 2))
+        return stage_outputs(self.blocks, self.stage_ends, self.forward_stem(x), lambda t: t.permute(0, 3, 1, 2))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._stem(x)
+        x = self.forward_stem(x)
         for block in self.blocks:
             x = block(x)
         return x.permute(0, 3, 1, 2)

@@ -249,13 +249,15 @@ class MobileEMO(nn.Module):
         self.blocks, self.stage_ends = staged_blocks(model.stages, lambda b: MobileM2Block(b, tokens))
         self.norm = _ChannelNorm(self.num_features, self.norm_eps)
 
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.stem_weight, self.stem_bias, **self.stem_args)
+
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Outputs of stage0 … stage4, NCHW (a down-stream backbone reads them)."""
-        return stage_outputs(self.blocks, self.stage_ends, F.conv2d(x, self.stem_weight, self.stem_bias, **self.stem_args))
+        return stage_outputs(self.blocks, self.stage_ends, self.forward_stem(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.conv2d(x, self.stem_weight, self.stem_bias, **self.stem_args)
-        x = self.blocks(x)
+        x = self.blocks(self.forward_stem(x))
         return classify(self, self.norm(x).mean((2, 3), keepdim=True).flatten(1))
 
 

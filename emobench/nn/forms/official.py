@@ -65,7 +65,7 @@ class OfficialBlock(nn.Module):
             x = self._attend(x)
         elif cfg.expand:
             x = blk.v(x)
-        x = x + blk.se(blk.conv_local(x)) if cfg.has_skip else blk.se(blk.conv_local(x))
+        x = x + blk._local(x) if cfg.has_skip and cfg.local_skip and cfg.dw_kernel is not None else blk._local(x)
         x = blk.proj(x)
         return shortcut + x if cfg.has_skip else x
 
@@ -78,6 +78,9 @@ class OfficialEMO(nn.Module):
         self.stem = model.stage0[0]
         self.blocks, self.stage_ends = staged_blocks(model.stages, OfficialBlock)
         self.norm, self.head = model.norm, model.head
+
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stem(x)
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Outputs of stage0 … stage4 (the official ``forward_features`` list), NCHW."""

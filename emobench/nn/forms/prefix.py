@@ -1,0 +1,44 @@
+"""Networks cut after each block: prefix differencing times the network cut after block k for every k and
+takes differences, attributing latency to blocks on any runtime (no profiler needed)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from emobench.nn.emo import EMO
+from emobench.nn.m2 import M2Block
+
+
+def _parts(form: nn.Module) -> tuple[nn.Module, list[nn.Module]] | None:
+    """(what computes the stem, the blocks in order) of a formulation, or None when it has no block sequence."""
+    if isinstance(form, EMO):  # the reference form: stage0 opens with the patch embedding
+        return form.stage0[0], [b for stage in form.stages for b in stage if isinstance(b, M2Block)]
+    if callable(getattr(form, "forward_stem", None)) and isinstance(getattr(form, "blocks", None), nn.Sequential):
+        return form, list(form.blocks)
+    return None
+
+
+def block_count(form: nn.Module) -> int | None:
+    """How many blocks ``form`` runs in sequence after its stem (None: it cannot be cut into prefixes)."""
+    parts = _parts(form)
+    return None if parts is None else len(parts[1])
+
+
+class Prefix(nn.Module):
+    """``form`` cut after its first ``k`` blocks (the stem alone for k = 0); it returns that block's map."""
+
+    def __init__(self, form: nn.Module, k: int) -> None:
+        super().__init__()
+        parts = _parts(form)
+        if parts is None:
+            raise ValueError(f"{type(form).__name__} has no stem and block sequence to cut")
+        stem, blocks = parts
+        if not 0 <= k <= len(blocks):
+            raise ValueError(f"cut after block {k}: the network has {len(blocks)}")
+        self.stem = stem
+        self.blocks = nn.Sequential(*blocks[:k])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem.forward_stem(x) if callable(getattr(self.stem, "forward_stem", None)) else self.stem(x)
+        return self.blocks(x)

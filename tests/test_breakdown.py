@@ -1,0 +1,252 @@
+"""Where the time goes: operators attributed to modules and M² parts, MACs per part against hand-derived
+counts on every formulation, the real profilers of torch, ONNX Runtime and OpenVINO, prefix differencing, and
+the command line. Nothing here asserts a time beyond its being a finite number."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from emobench.analysis.breakdown import (PARTS, UNATTRIBUTED, OpTime, assign_parts, attribute, counted_ops, op_kind,
+                                         prefix_summary, rollup, summarise)
+from emobench.models.build import create_model
+from emobench.nn.forms import FORMULATIONS, formulate
+from emobench.nn.forms.prefix import Prefix, block_count
+from emobench.nn.m2 import M2Block, M2BlockConfig
+from emobench.runtimes.backends import BACKENDS
+from tests.test_cli import assert_user_error, run
+
+ATTENTION = ("attention: scores + softmax", "attention: weighted sum", "attention: fused core")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model = create_model("emo_tiny").eval()
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    sizes = {}
+    hooks = [b.register_forward_pre_hook(lambda mod, a, n=n: sizes.__setitem__(n, tuple(a[0].shape)))
+             for n, b in model.named_modules() if isinstance(b, M2Block)]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return model, x, sizes
+
+
+def hand_macs(cfg: M2BlockConfig, shape: tuple[int, ...]) -> dict[str, int]:
+    """The MACs of an M² block's parts from its configuration and input map, by hand: 1×1 projections are
+    H·W·C_in·C_out (MLP_s at the output resolution), window attention scores and weighted sum are each
+    H·W·N·C over windows of N = ws² tokens (heads · dim_head = C), Q/K projection H·W·C·2C."""
+    _, c, h, w = shape
+    ho, wo = -(-h // cfg.stride), -(-w // cfg.stride)
+    out = {"MLP_s": ho * wo * cfg.dim_mid * cfg.dim_out}
+    if cfg.expand:
+        out["MLP_e"] = h * w * c * cfg.dim_mid
+    if cfg.attention is not None:
+        n = cfg.attention.window_size ** 2
+        out["attention: Q/K projection"] = h * w * c * 2 * c
+        out["attention"] = 2 * h * w * n * c
+    return out
+
+
+@pytest.mark.parametrize("form", list(FORMULATIONS))
+def test_part_macs_equal_hand_counts_on_every_formulation(tiny, form):
+    """The same parts, whatever operators a formulation writes them with: emobench's MACs of each part of each
+    block equal the hand-derived count, and blocks carry the reference network's labels."""
+    model, x, sizes = tiny
+    f = formulate(model, form)
+    got: dict[tuple[str, str], int] = {}
+    for r in attribute(counted_ops(f, x), f, model).rows:
+        part = "attention" if r["part"] in ATTENTION else r["part"]
+        got[(r["block"], part)] = got.get((r["block"], part), 0) + (r["macs"] or 0)
+    blocks = dict(model.named_modules())
+    for name, shape in sizes.items():
+        for part, macs in hand_macs(blocks[name].cfg, shape).items():
+            assert got.get((name, part)) == macs, (form, name, part)
+
+
+def test_op_kinds_across_runtimes():
+    kinds = {"aten::linear": "matmul", "addmm": "matmul", "FusedMatMul": "matmul", "FullyConnected": "matmul",
+             "Gemm": "matmul", "aten::conv2d": "conv", "FusedConv": "conv", "GroupConvolution": "conv",
+             "aten::_softmax": "softmax", "Softmax": "softmax", "aten::scaled_dot_product_attention": "attention",
+             "MHA": "attention", "MVN": "norm", "LayerNormalization": "norm", "native_batch_norm": "norm",
+             "Reorder": "layout", "ReorderInput": "layout", "aten::permute": "layout", "Transpose": "layout",
+             "constant_pad_nd": "layout", "ReduceMean": "reduce", "aten::mean": "reduce", "Add": "add",
+             "aten::add": "add", "QuickGelu": "elementwise", "aten::silu_": "elementwise", "Eltwise": "elementwise"}
+    assert {op: op_kind(op) for op in kinds} == kinds
+
+
+def cfg(**kw) -> M2BlockConfig:
+    base = dict(dim_in=32, dim_out=32, exp_ratio=2.0, attention={"window": "grid", "window_size": 7, "dim_head": 16})
+    return M2BlockConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("config, kinds, parts", [
+    (cfg(),  # cascaded, attn_pre: norm, Q/K, scores, softmax, weighted sum, MLP_e, DW (+ local skip), MLP_s, residual
+     ["norm", "layout", "matmul", "matmul", "elementwise", "softmax", "matmul", "layout", "conv", "elementwise",
+      "conv", "elementwise", "add", "conv", "add"],
+     ["norm", "layout", "attention: Q/K projection", "attention: scores + softmax", "attention: scores + softmax",
+      "attention: scores + softmax", "attention: weighted sum", "layout", "MLP_e", "MLP_e", "local DW-conv",
+      "local DW-conv", "local DW-conv", "MLP_s", "residual"]),
+    (cfg(),  # a runtime's fused attention kernel, and separate Q and K projections
+     ["matmul", "matmul", "attention", "matmul", "conv", "conv", "add"],
+     ["attention: Q/K projection", "attention: Q/K projection", "attention: fused core", "MLP_e", "local DW-conv",
+      "MLP_s", "residual"]),
+    (cfg(cascade="parallel", attention={"window": "grid", "window_size": 7, "dim_head": 16, "attn_pre": False}),
+     ["matmul", "matmul", "matmul", "softmax", "matmul", "conv", "add", "conv", "add"],
+     ["MLP_e", "attention: Q/K projection", "attention: scores + softmax", "attention: scores + softmax",
+      "attention: weighted sum", "local DW-conv", "local DW-conv", "MLP_s", "residual"]),
+    (cfg(attention={"window": "grid", "window_size": 7, "dim_head": 16, "attn_pre": False}),  # values expanded first
+     ["matmul", "matmul", "matmul", "softmax", "matmul", "conv", "conv", "add"],
+     ["attention: Q/K projection", "MLP_e", "attention: scores + softmax", "attention: scores + softmax",
+      "attention: weighted sum", "local DW-conv", "MLP_s", "residual"]),
+    (cfg(attention=None, se_ratio=0.25, skip=False),  # no attention, squeeze-excite, no residual
+     ["conv", "elementwise", "conv", "reduce", "conv", "elementwise", "conv", "elementwise", "elementwise", "conv"],
+     ["MLP_e", "MLP_e", "local DW-conv", "SE", "SE", "SE", "SE", "SE", "SE", "MLP_s"]),
+])
+def test_part_rules(config, kinds, parts):
+    assert assign_parts(kinds, config) == parts
+
+
+def test_summary_closure_and_unattributed_row(tiny):
+    model, x, _ = tiny
+    ops = [OpTime(name, name, scope, 0.01, macs) for name, name, scope, macs in
+           [(o.name, o.op, o.scope, o.macs) for o in counted_ops(model, x)]]
+    attributed = 0.01 * len(ops)
+    result = summarise(ops, model, x, source="synthetic", headline_ms=attributed / 0.8)
+    assert result["attributed_ms"] == pytest.approx(attributed)
+    assert result["closure"] == pytest.approx(0.8) and not result["closes"]
+    for by in ("part", "block", "stage", "op"):
+        table = rollup(result, by)
+        rest = table[table["group"] == UNATTRIBUTED]
+        assert rest["ms"].item() == pytest.approx(attributed / 0.8 - attributed)  # never hidden
+        assert table["ms"].sum() == pytest.approx(attributed / 0.8)  # parts + remainder = the headline
+    parts = rollup(result, "part")
+    assert set(parts["group"]) - {UNATTRIBUTED} <= set(PARTS)
+    assert parts["macs"].sum() == sum(o.macs for o in ops)  # every counted MAC lands in one part
+    assert summarise(ops, model, x, source="s", headline_ms=attributed * 1.05)["closes"]
+
+
+def test_prefix_summary_takes_differences_with_their_noise(tiny):
+    model, x, _ = tiny
+    n = block_count(model)
+    passes = [[1.0 + k for k in range(n + 1)] + [n + 1.5], [1.2 + k for k in range(n + 1)] + [n + 1.9]]
+    result = prefix_summary(passes, model, x, headline_ms=n + 1.7)
+    stem, *blocks, head = result["rows"]
+    assert (stem["block"], head["block"]) == ("stem", "head")
+    assert stem["ms"] == pytest.approx(1.1) and stem["noise_ms"] == pytest.approx(0.2)
+    assert all(b["ms"] == pytest.approx(1.0) and b["noise_ms"] == pytest.approx(0.0) for b in blocks)
+    assert head["ms"] == pytest.approx(0.6) and head["noise_ms"] == pytest.approx(0.2)
+    assert [b["block"] for b in blocks] == [n for n, m in model.named_modules() if isinstance(m, M2Block)]
+    assert result["attributed_ms"] == pytest.approx(n + 1.7) and result["closes"]
+    with pytest.raises(ValueError):
+        prefix_summary([[1.0, 2.0]], model, x, headline_ms=2.0)
+
+
+@pytest.mark.parametrize("form", ["reference", "fused", "official", "mobile", "cpu-ort"])
+def test_prefix_cuts_compute_the_network_up_to_the_block(tiny, form):
+    model, x, _ = tiny
+    f = formulate(model, form)
+    n = block_count(f)
+    assert n == sum(isinstance(m, M2Block) for m in model.modules())
+    with torch.no_grad():
+        whole = Prefix(f, n)(x)
+        features = model.forward_features(x)
+        if whole.shape != features.shape:  # NHWC forms
+            whole = whole.permute(0, 3, 1, 2)
+        assert torch.allclose(whole, features, atol=1e-4)
+        assert Prefix(f, 0)(x).numel() > 0
+    with pytest.raises(ValueError):
+        Prefix(f, n + 1)
+
+
+def _profiled(backend: str, form: str, tiny, tmp_path) -> dict:
+    from emobench.runtimes.base import Artifact
+
+    model, x, _ = tiny
+    b = BACKENDS[backend]
+    if b.unavailable():
+        pytest.skip(b.unavailable())
+    f = formulate(model, form)
+    if b.suffix is None:
+        artifact = b.prepare(f, x, "")
+    else:
+        path = tmp_path / f"m{b.suffix}"
+        b.export(f, x, path)
+        artifact = Artifact(path, path, None, False, companions=b.companions)
+    prof = b.profile(artifact, 1, "fp32", x, runs=3, warmup=1)
+    ops = [OpTime(o["name"], o["op"], o["scope"], o["ms"]) for o in prof.ops]
+    return summarise(ops, f, x, source=prof.source, headline_ms=prof.wall_ms, reference=model,
+                     profiled_ms=prof.wall_ms, runs=prof.runs)
+
+
+@pytest.mark.parametrize("backend, form", [("torch", "fused"), ("onnxruntime", "cpu-ort"), ("openvino", "cpu-ov")])
+def test_real_profilers_attribute_every_operator_to_a_block_part(backend, form, tiny, tmp_path):
+    result = _profiled(backend, form, tiny, tmp_path)
+    rows = result["rows"]
+    assert rows and all(r["ms"] >= 0 and math.isfinite(r["ms"]) for r in rows)
+    assert all(r["part"] in PARTS for r in rows)
+    model = tiny[0]
+    labels = {n for n, m in model.named_modules() if isinstance(m, M2Block)}
+    assert {r["block"] for r in rows} - {"stem", "head"} == labels  # every block timed, under its reference name
+    attention_blocks = {n for n, m in model.named_modules() if isinstance(m, M2Block) and m.cfg.attention is not None}
+    for block in attention_blocks:
+        parts = {r["part"] for r in rows if r["block"] == block}
+        assert {"attention: Q/K projection", "MLP_e", "local DW-conv", "MLP_s"} <= parts, (block, parts)
+        assert parts & {"attention: fused core", "attention: weighted sum"}, (block, parts)
+    assert math.isfinite(result["closure"]) and result["closure"] > 0
+    assert result["total_macs"] == sum(v for v in result["macs"]["part"].values() if v is not None)
+
+
+def test_bench_breakdown_on_the_command_line(capsys, monkeypatch, tmp_path):
+    store = tmp_path / "s.sqlite"
+    code, out, err = run(capsys, monkeypatch, "bench", "irmb", "-B", "torch,onnxruntime", "--breakdown",
+                         "--breakdown-method", "both", "--rounds", "1", "--min-time", "0.05", "--min-runs", "3",
+                         "--warmup", "1", "-t", "1", "--store", str(store), "--format", "json")
+    assert code == 0, err
+    records = json.loads(out)["rows"]
+    torch_rec = next(r for r in records if r["backend"] == "torch")
+    assert torch_rec["breakdown"]["prefix"] == {"error": "torch exports no file to cut (prefix differencing needs a file artifact)"}
+    profiler = torch_rec["breakdown"]["profiler"]
+    assert profiler["schema"] == "breakdown/1" and profiler["headline_ms"] == torch_rec["median_ms"]  # same run
+    ort = next(r for r in records if r["backend"] == "onnxruntime")["breakdown"]
+    assert "source" in ort["profiler"] and "error" in ort["prefix"]  # a single block has no sequence to cut
+    code, out, err = run(capsys, monkeypatch, "results", "breakdown", "--store", str(store), "--format", "json",
+                         "--by", "part")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["meta"]["schema"] == "emobench.breakdown/1"
+    assert {r["backend"] for r in doc["rows"]} == {"torch", "onnxruntime"}
+    assert {r["group"] for r in doc["rows"]} >= {"attention: Q/K projection", "MLP_e", "MLP_s", UNATTRIBUTED}
+    assert {s["method"] for s in doc["meta"]["breakdowns"]} == {"profiler", "prefix"}
+    code, out, err = run(capsys, monkeypatch, "results", "breakdown", "--store", str(store))
+    assert code == 0 and "closure" in out and "MLP_e" in out
+    plot = tmp_path / "where.html"
+    code, _, err = run(capsys, monkeypatch, "results", "breakdown", "--store", str(store), "--plot", str(plot))
+    assert code == 0 and plot.read_text().count("MLP_e") >= 1
+    code, _, err = run(capsys, monkeypatch, "results", "breakdown", "--store", str(store), "--by", "module")
+    assert_user_error(code, err, "--by takes part, block, stage, op")
+    code, _, err = run(capsys, monkeypatch, "results", "breakdown", "--store", str(store), "--plot", str(store))
+    assert_user_error(code, err)
+    code, _, err = run(capsys, monkeypatch, "bench", "irmb", "--breakdown", "--breakdown-method", "guess")
+    assert_user_error(code, err, "unknown breakdown method 'guess'")
+
+
+def test_prefix_differencing_through_bench(tmp_path):
+    """A runtime without a profiler emobench reads: the network cut after each block, timed interleaved."""
+    from emobench.runs.bench import BenchPlan, run_bench
+
+    if BACKENDS["onnxruntime"].unavailable():
+        pytest.skip(BACKENDS["onnxruntime"].unavailable())
+    plan = BenchPlan(models=["emo_tiny"], backends=["onnxruntime"], forms=["cpu-ort"], threads=[1], rounds=2,
+                     min_time=0.02, min_runs=3, warmup=1, breakdown="prefix", resolution=(64, 64))
+    (rec,) = run_bench(plan)
+    result = rec.breakdown["prefix"]
+    n = sum(isinstance(m, M2Block) for m in create_model("emo_tiny").modules())
+    assert len(result["rows"]) == n + 2 and result["runs"] == 2
+    assert all(math.isfinite(r["ms"]) and r["noise_ms"] >= 0 for r in result["rows"])
+    assert result["headline_ms"] == rec.median_ms and math.isfinite(result["closure"])
+    assert sum(result["macs"]["block"].values()) == result["total_macs"]

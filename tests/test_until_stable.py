@@ -1,0 +1,78 @@
+"""``--until-stable`` and the host sentinel: the interval rule against hand-computed figures, the stopping reasons
+with workers that report known per-call times, and the sentinel's record fields (never a timing value)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from emobench.measure import sentinel
+from emobench.measure.timing import relative_ci
+from emobench.runs import bench as bench_module
+from emobench.runs.bench import BenchPlan, run_bench
+from tests.test_cli import assert_user_error, run
+
+FAST = dict(warmup=1, min_time=0.0, min_runs=3)
+
+
+def test_relative_ci_by_hand():
+    # medians 10 and 12: mean 11, sd √2, t(0.975, 1) = 12.706 → 12.706 · √2 / √2 / 11
+    assert relative_ci([10.0, 12.0]) == pytest.approx(12.706 / 11)
+    # 5, 10, 5, 10: mean 7.5, sd = √(4 · 6.25 / 3), t(0.975, 3) = 3.182
+    assert relative_ci([5.0, 10.0, 5.0, 10.0]) == pytest.approx(3.182 * math.sqrt(25 / 3) / 2 / 7.5)
+    assert relative_ci([7.0, 7.0, 7.0]) == 0.0
+    assert relative_ci([7.0]) is None
+
+
+def test_sentinel_spread():
+    assert sentinel.spread([1.0, 1.1, 0.9]) == pytest.approx(0.2)
+    assert sentinel.spread([1.0]) is None
+    ms = sentinel.sample(min_time=0.01)
+    assert math.isfinite(ms) and ms > 0
+
+
+def with_rounds(monkeypatch, medians_ms):
+    """Workers whose rounds report three calls at the given median (ms), one round after another."""
+    it = iter(medians_ms)
+
+    def worker(spec, workdir, timeout):
+        m = next(it) / 1e3
+        return {"status": "ok", "times": [m * 0.99, m, m * 1.01], "parity_max_abs": 0.0, "precision": "fp32", "explain": {}}
+
+    monkeypatch.setattr(bench_module, "run_worker", worker)
+
+
+def test_steady_rounds_stop_as_soon_as_the_interval_is_tight(monkeypatch):
+    with_rounds(monkeypatch, [5.0] * 20)
+    (rec,) = run_bench(BenchPlan(["irmb"], ["torch"], threads=[1], rounds=2, until_stable=3.0, **FAST))
+    assert (rec.rounds, rec.stop, rec.ci_pct) == (2, "stable", 0.0)
+    assert rec.sentinel_ms > 0 and rec.sentinel_spread >= 0 and isinstance(rec.host_varied, bool)
+
+
+def test_unsteady_rounds_run_to_the_cap(monkeypatch):
+    with_rounds(monkeypatch, [5.0, 10.0] * 10)
+    (rec,) = run_bench(BenchPlan(["irmb"], ["torch"], threads=[1], rounds=2, until_stable=3.0, max_rounds=4, **FAST))
+    assert (rec.rounds, rec.stop) == (4, "max rounds")
+    assert rec.ci_pct == pytest.approx(100 * 3.182 * math.sqrt(25 / 3) / 2 / 7.5)
+
+
+def test_a_spent_budget_stops_after_the_planned_rounds(monkeypatch):
+    with_rounds(monkeypatch, [5.0, 10.0] * 10)
+    (rec,) = run_bench(BenchPlan(["irmb"], ["torch"], threads=[1], rounds=3, until_stable=3.0, budget=1e-9, **FAST))
+    assert (rec.rounds, rec.stop) == (3, "budget")
+
+
+def test_fixed_rounds_say_so(monkeypatch):
+    with_rounds(monkeypatch, [5.0, 6.0])
+    (rec,) = run_bench(BenchPlan(["irmb"], ["torch"], threads=[1], rounds=2, **FAST))
+    assert (rec.rounds, rec.stop) == (2, "rounds") and rec.ci_pct is not None
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--until-stable", "0"], "--until-stable takes a percentage in (0, 100)"),
+    (["--until-stable", "3", "--rounds", "5", "--max-rounds", "4"], "--max-rounds must be >= --rounds"),
+])
+def test_bad_stability_options(capsys, monkeypatch, args, needle):
+    code, _, err = run(capsys, monkeypatch, "bench", "irmb", *args)
+    assert_user_error(code, err, needle)
