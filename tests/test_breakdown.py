@@ -250,3 +250,31 @@ def test_prefix_differencing_through_bench(tmp_path):
     assert all(math.isfinite(r["ms"]) and r["noise_ms"] >= 0 for r in result["rows"])
     assert result["headline_ms"] == rec.median_ms and math.isfinite(result["closure"])
     assert sum(result["macs"]["block"].values()) == result["total_macs"]
+
+
+def test_a_model_outside_the_zoo_is_broken_down_by_module(capsys, monkeypatch, tmp_path):
+    """No M² blocks: every operator under the module that ran it, rolled up by module and top-level module; a
+    roll-up by M² part is refused in one line. Prefix differencing needs a block sequence, which it has not."""
+    from pathlib import Path
+
+    import model_factories
+
+    ref = f"{Path(model_factories.__file__)}:tiny_attention"
+    backends = [b for b in ("torch", "onnxruntime", "openvino") if not BACKENDS[b].unavailable()]
+    store = tmp_path / "s.sqlite"
+    code, out, err = run(capsys, monkeypatch, "bench", ref, "-B", ",".join(backends), "--breakdown", "--rounds", "1",
+                         "--min-time", "0.02", "--min-runs", "3", "--warmup", "1", "-t", "1", "--store", str(store),
+                         "--format", "json")
+    assert code == 0, err
+    for rec in json.loads(out)["rows"]:
+        result = rec["breakdown"]["profiler"]
+        assert not result["m2"] and all(r["part"] is None for r in result["rows"])
+        modules = {r["block"] for r in result["rows"]}
+        assert {"embed", "qkv", "proj"} <= modules, (rec["backend"], modules)
+        assert sum(r["ms"] for r in result["rows"]) == pytest.approx(result["attributed_ms"])
+    code, out, err = run(capsys, monkeypatch, "results", "breakdown", "--store", str(store), "--by", "block", "-f", "json")
+    rows = json.loads(out)["rows"]
+    assert code == 0 and {r["backend"] for r in rows} == set(backends)
+    assert {r["group"] for r in rows} >= {"embed", "qkv", "proj", UNATTRIBUTED}
+    code, out, err = run(capsys, monkeypatch, "results", "breakdown", "--store", str(store), "--by", "part")
+    assert code == 0 and "no M² parts (use --by block)" in out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 from rich.markup import escape
@@ -44,6 +45,9 @@ def main() -> None:
     stderr and exit code 2; anything else is a bug and keeps its traceback."""
     # click's exceptions as typer raises them (typer may vendor its own click)
     errors = sys.modules[typer.BadParameter.__module__]
+    # An exporter that imports JAX (litert-torch) makes Python warn at every fork; emobench's forks exec a fresh
+    # worker at once (nothing of the parent's threads runs in the child), so the warning is noise on a terminal.
+    warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
     try:
         # not standalone: click leaves its errors to us instead of printing typer's multi-line boxes
         code = app(standalone_mode=False, prog_name="emobench")
