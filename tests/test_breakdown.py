@@ -128,6 +128,11 @@ def test_summary_closure_and_unattributed_row(tiny):
     assert set(parts["group"]) - {UNATTRIBUTED} <= set(PARTS)
     assert parts["macs"].sum() == sum(o.macs for o in ops)  # every counted MAC lands in one part
     assert summarise(ops, model, x, source="s", headline_ms=attributed * 1.05)["closes"]
+    # measured beside the profiled calls, the unprofiled network is the basis; the headline is compared too
+    beside = summarise(ops, model, x, source="s", headline_ms=attributed * 2, beside_ms=attributed * 1.05)
+    assert beside["closes"] and beside["basis_ms"] == pytest.approx(attributed * 1.05)
+    assert beside["closure_headline"] == pytest.approx(0.5)
+    assert rollup(beside, "part")["ms"].sum() == pytest.approx(attributed * 1.05)
 
 
 def test_prefix_summary_takes_differences_with_their_noise(tiny):
@@ -212,6 +217,8 @@ def test_bench_breakdown_on_the_command_line(capsys, monkeypatch, tmp_path):
     assert torch_rec["breakdown"]["prefix"] == {"error": "torch exports no file to cut (prefix differencing needs a file artifact)"}
     profiler = torch_rec["breakdown"]["profiler"]
     assert profiler["schema"] == "breakdown/1" and profiler["headline_ms"] == torch_rec["median_ms"]  # same run
+    assert profiler["basis_ms"] > 0 and profiler["basis_ms"] != profiler["headline_ms"]  # timed beside the profiler
+    assert profiler["closure"] == pytest.approx(profiler["attributed_ms"] / profiler["basis_ms"])
     ort = next(r for r in records if r["backend"] == "onnxruntime")["breakdown"]
     assert "source" in ort["profiler"] and "error" in ort["prefix"]  # a single block has no sequence to cut
     code, out, err = run(capsys, monkeypatch, "results", "breakdown", "--store", str(store), "--format", "json",
@@ -268,6 +275,7 @@ def test_a_model_outside_the_zoo_is_broken_down_by_module(capsys, monkeypatch, t
     assert code == 0, err
     for rec in json.loads(out)["rows"]:
         result = rec["breakdown"]["profiler"]
+        assert "error" not in result, (rec["backend"], result)
         assert not result["m2"] and all(r["part"] is None for r in result["rows"])
         modules = {r["block"] for r in result["rows"]}
         assert {"embed", "qkv", "proj"} <= modules, (rec["backend"], modules)

@@ -283,7 +283,7 @@ def rollup(result: dict, by: str) -> pd.DataFrame:
     if by not in ROLLUPS:
         raise ValueError(f"unknown roll-up '{by}' (choose {', '.join(ROLLUPS)})")
     rows = result["rows"]
-    headline = result["headline_ms"]
+    headline = result.get("basis_ms", result["headline_ms"])
     macs = result.get("macs", {}).get(by, {}) if by != "op" else {}
     total_macs = result.get("total_macs")
     groups: dict[str, list] = {}
@@ -320,15 +320,13 @@ def rollup(result: dict, by: str) -> pd.DataFrame:
 
 
 def summarise(ops: list[OpTime], model: nn.Module, example: torch.Tensor, *, source: str, headline_ms: float | None,
-              reference: nn.Module | None = None,
-              profiled_ms: float | None = None, runs: int | None = None, spread: dict | None = None) -> dict:
+              reference: nn.Module | None = None, beside_ms: float | None = None,
+              profiled_ms: float | None = None, runs: int | None = None) -> dict:
     """The stored breakdown of one measurement: every operator attributed, emobench's MACs of every part, block
-    and stage of the same formulation, and the closure against the same run's headline median."""
+    and stage of the same formulation, and its closure (see :func:`_closure`)."""
     attributed = attribute(ops, model, reference)
     counted = attribute(counted_ops(model, example), model, reference)
     attributed_ms = sum(r["ms"] for r in attributed.rows)
-    reference = headline_ms if headline_ms is not None else profiled_ms
-    closure = attributed_ms / reference if reference else None
     total_macs = sum(int(r["macs"] or 0) for r in counted.rows)
     macs = {by: macs_by(counted.rows, by) for by in ("part", "block", "stage")}
     fused = "attention: fused core"
@@ -337,15 +335,24 @@ def summarise(ops: list[OpTime], model: nn.Module, example: torch.Tensor, *, sou
         split = [p for p in ("attention: scores + softmax", "attention: weighted sum") if p in macs["part"]]
         macs["part"][fused] = sum(macs["part"][p] for p in split)
         macs["part"].update({p: None for p in split})
-    return {
-        "schema": SCHEMA, "source": source, "runs": runs, "headline_ms": reference, "profiled_ms": profiled_ms,
-        "attributed_ms": attributed_ms, "unattributed_ms": (reference - attributed_ms) if reference else 0.0,
-        "closure": closure, "closure_tolerance": CLOSURE_TOLERANCE,
-        "closes": closure is not None and math.isfinite(closure) and abs(closure - 1) <= CLOSURE_TOLERANCE,
-        "m2": attributed.has_blocks, "total_macs": total_macs,
-        "macs": macs,
-        "spread": spread or {}, "rows": attributed.rows,
-    }
+    return {"schema": SCHEMA, "source": source, "runs": runs, "profiled_ms": profiled_ms,
+            **_closure(attributed_ms, headline_ms, beside_ms),  # never the profiled calls: they run slower
+            "m2": attributed.has_blocks, "total_macs": total_macs, "macs": macs, "rows": attributed.rows}
+
+
+def _closure(attributed_ms: float, headline_ms: float | None, beside_ms: float | None) -> dict:
+    """How the parts add up. The basis is the whole network unprofiled, timed in the same worker beside the
+    profiled calls (prefix differencing: the whole network in the same passes): a shared host drifts between
+    workers, so that is what the parts must add up to; ``closure`` = attributed / basis, within
+    :data:`CLOSURE_TOLERANCE` it closes. ``closure_headline`` compares with the record's headline median from the
+    timed rounds of the same run. Shares and the unattributed row are of the basis."""
+    basis = beside_ms if beside_ms is not None else headline_ms
+    closure = attributed_ms / basis if basis else None
+    return {"headline_ms": headline_ms, "basis_ms": basis, "attributed_ms": attributed_ms,
+            "unattributed_ms": (basis - attributed_ms) if basis else 0.0, "closure": closure,
+            "closure_headline": attributed_ms / headline_ms if headline_ms else None,
+            "closure_tolerance": CLOSURE_TOLERANCE,
+            "closes": closure is not None and math.isfinite(closure) and abs(closure - 1) <= CLOSURE_TOLERANCE}
 
 
 def prefix_summary(passes: list[list[float]], model: nn.Module, example: torch.Tensor, *, headline_ms: float | None,
@@ -372,14 +379,9 @@ def prefix_summary(passes: list[list[float]], model: nn.Module, example: torch.T
                      "noise_ms": max(diffs) - min(diffs) if len(diffs) > 1 else None})
     counted = attribute(counted_ops(model, example), model, reference)
     whole = statistics.median(p[-1] for p in passes)
-    attributed_ms = sum(r["ms"] for r in rows)
-    reference_ms = headline_ms if headline_ms is not None else whole
-    closure = attributed_ms / reference_ms if reference_ms else None
     return {
         "schema": SCHEMA, "source": "prefix differencing (the network cut after each block, timed in interleaved passes)",
-        "runs": len(passes), "headline_ms": reference_ms, "profiled_ms": whole, "attributed_ms": attributed_ms,
-        "unattributed_ms": reference_ms - attributed_ms, "closure": closure, "closure_tolerance": CLOSURE_TOLERANCE,
-        "closes": closure is not None and math.isfinite(closure) and abs(closure - 1) <= CLOSURE_TOLERANCE,
+        "runs": len(passes), "profiled_ms": whole, **_closure(sum(r["ms"] for r in rows), headline_ms, whole),
         "m2": False, "total_macs": sum(int(r["macs"] or 0) for r in counted.rows),
-        "macs": {by: macs_by(counted.rows, by) for by in ("block", "stage")}, "spread": {}, "rows": rows,
+        "macs": {by: macs_by(counted.rows, by) for by in ("block", "stage")}, "rows": rows,
     }

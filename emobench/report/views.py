@@ -393,8 +393,9 @@ def breakdown_output(records, by: str | None = None, method: str | None = None) 
             table = rollup(result, shown_by)
             frames.append(table.assign(**keys, method=name, by=shown_by))
             summaries.append({**keys, "method": name, "source": result["source"], "by": shown_by,
-                              **{k: result.get(k) for k in ("headline_ms", "attributed_ms", "unattributed_ms", "closure",
-                                                          "closure_tolerance", "closes", "profiled_ms", "runs")}})
+                              **{k: result.get(k) for k in ("headline_ms", "basis_ms", "attributed_ms", "unattributed_ms",
+                                                          "closure", "closure_headline", "closure_tolerance", "closes",
+                                                          "profiled_ms", "runs")}})
     columns = [c.key for c in COLUMNS["breakdown"]]
     df = pd.concat(frames, ignore_index=True).reindex(columns=columns) if frames else pd.DataFrame(columns=columns)
     return df, {"breakdowns": summaries}
@@ -409,8 +410,12 @@ def breakdown_caption(summary: dict) -> str:
     closure = summary.get("closure")
     verdict = "" if closure is None else (
         f"closure {closure:.3f} ({'within' if summary.get('closes') else 'OUTSIDE'} ±{100 * summary['closure_tolerance']:.0f} %)")
-    return (f"{what}: {summary['source']}; attributed {summary['attributed_ms']:.3f} of the headline median "
-            f"{summary['headline_ms']:.3f} ms, {verdict}; profiled calls took {summary['profiled_ms']:.3f} ms")
+    basis = summary.get("basis_ms") or summary["headline_ms"]
+    headline = summary.get("closure_headline")
+    return (f"{what}: {summary['source']}; attributed {summary['attributed_ms']:.3f} of {basis:.3f} ms (the whole "
+            f"network unprofiled, beside it), {verdict}; the record's headline median {summary['headline_ms']:.3f} ms"
+            + (f" (attributed / headline {headline:.3f})" if headline else "")
+            + f"; profiled calls took {summary['profiled_ms']:.3f} ms")
 
 
 def crosscheck_lines(records) -> list[str]:

@@ -64,7 +64,7 @@ def measure(method: str, backend: Backend, reference: torch.nn.Module, form_name
                 prof = result["op_profile"]
                 ops = [OpTime(o["name"], o["op"], o["scope"], o["ms"]) for o in prof["ops"]]
                 out[name] = summarise(ops, form, x, source=prof["source"], headline_ms=headline_ms, reference=reference,
-                                      profiled_ms=prof["wall_ms"], runs=prof["runs"])
+                                      beside_ms=prof.get("plain_ms"), profiled_ms=prof["wall_ms"], runs=prof["runs"])
             else:
                 cuts = [export(Prefix(form, k), k) for k in range(block_count(form) + 1)]
                 result = time_prefixes(cuts)

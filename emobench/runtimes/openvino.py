@@ -66,15 +66,19 @@ class OpenVINO(FileBackend):
         inputs = [x.numpy()]
         for _ in range(warmup):
             request.infer(inputs)
-        calls, walls = [], []
+        infos, walls = [], []
         for _ in range(runs):
             start = time.perf_counter()
             request.infer(inputs)
             walls.append((time.perf_counter() - start) * 1e3)
-            calls.append([(p.node_name, ops.get(p.node_name, p.node_type), scopes.get(p.node_name, ""),
-                           p.real_time.total_seconds() * 1e3)
-                          for p in request.get_profiling_info() if str(p.status).endswith("EXECUTED")
-                          and not str(p.status).endswith("NOT_EXECUTED")])
+            infos.append({p.node_name: p for p in request.get_profiling_info()})
+        # A layer may run in one call and be skipped in another (the plugin's dynamic choices): every layer that
+        # ran in any call, in execution order, with 0 ms in the calls that skipped it
+        ran = [p.node_name for p in request.get_profiling_info()
+               if any(_executed(info.get(p.node_name)) for info in infos)]
+        calls = [[(name, ops.get(name, info[name].node_type), scopes.get(name, ""),
+                   info[name].real_time.total_seconds() * 1e3 if _executed(info.get(name)) else 0.0)
+                  for name in ran] for info in infos]
         return OpProfile(self.profiler, median_per_call(calls), statistics.median(walls), runs)
 
     @staticmethod
@@ -113,6 +117,10 @@ class OpenVINO(FileBackend):
             return _outputs([result[o] for o in outs])
 
         return Session(run, precision, explain)
+
+
+def _executed(info) -> bool:
+    return info is not None and str(info.status).rsplit(".", 1)[-1] == "EXECUTED"
 
 
 def _module_of(layer: str) -> str | None:

@@ -190,9 +190,18 @@ def measure(spec: WorkerSpec) -> dict:
             pass  # below the agreement thresholds: parity-failed, not timed
         elif spec.profile_runs:  # a breakdown: the profiler's operators, never a headline latency
             stage = "profile"
+            import statistics
+
+            from emobench.measure.timing import time_calls
+
+            # the whole network unprofiled, in this worker just before and after the profiled calls: what the
+            # operators must add up to, measured beside them (a shared host drifts between workers)
+            plain = lambda: time_calls(lambda: session.run(x), spec.warmup, spec.min_time / 2, spec.min_runs)  # noqa: E731
             with torch.inference_mode():
+                before = plain()
                 result["op_profile"] = backend.profile(artifact, spec.threads, spec.dtype, x, spec.profile_runs,
                                                        spec.warmup).to_json()
+                result["op_profile"]["plain_ms"] = statistics.median(before + plain()) * 1e3
             result["status"] = "ok"
         elif spec.prefixes:  # prefix differencing: every cut of the network, timed in interleaved passes
             stage = "prefixes"
