@@ -692,14 +692,12 @@ def run_bench(plan: BenchPlan, store: ResultStore | None = None, progress: Progr
                             slot.backend.name, slot.artifact.path, threads=threads, shape=slot.shape,
                             dtype=slot.plan.dtype, min_time=plan.min_time, min_runs=plan.min_runs,
                             warmup=plan.warmup, timeout=plan.timeout))
+                    stop = _stop(plan, slot.results[threads], rnd + 1, deadline)
+                    if stop is not None:  # stored at once: an interrupted sweep keeps what it finished
+                        slot.stopped[threads] = stop
+                        finish(slot, t)
+                        pending.discard((i, t))
             rnd += 1
-            for i, t in sorted(pending):
-                slot, threads = slots[i], plan.threads[t]
-                stop = _stop(plan, slot.results.get(threads, []), rnd, deadline)
-                if stop is not None:
-                    slot.stopped[threads] = stop
-                    finish(slot, t)
-                    pending.discard((i, t))
             total = max(total, done + len(pending))
         report("done", total, total)
     return [done_records[key] for key in sorted(done_records)]
