@@ -8,7 +8,7 @@ import math
 import pytest
 
 from emobench.measure import sentinel
-from emobench.measure.timing import relative_ci
+from emobench.measure.timing import relative_ci, relative_range
 from emobench.runs import bench as bench_module
 from emobench.runs.bench import BenchPlan, run_bench
 from tests.test_cli import assert_user_error, run
@@ -26,8 +26,8 @@ def test_relative_ci_by_hand():
 
 
 def test_sentinel_spread():
-    assert sentinel.spread([1.0, 1.1, 0.9]) == pytest.approx(0.2)
-    assert sentinel.spread([1.0]) is None
+    assert relative_range([1.0, 1.1, 0.9]) == pytest.approx(0.2)
+    assert relative_range([1.0]) is None
     ms = sentinel.sample(min_time=0.01)
     assert math.isfinite(ms) and ms > 0
 

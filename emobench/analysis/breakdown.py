@@ -231,8 +231,8 @@ def attribute(ops: list[OpTime], model: nn.Module, reference: nn.Module | None =
         subs = [_relative(ops[i].scope, path).split(".", 1)[0] for i in idx]
         for i, p in zip(idx, assign_parts([op_kind(ops[i].op) for i in idx], blocks[path].cfg, subs)):
             part[i] = p
-    seen_block = [any(w is not None for w in where[: i + 1]) for i in range(len(ops))]
-    later_block = [any(w is not None for w in where[i:]) for i in range(len(ops))]
+    inside = [i for i, w in enumerate(where) if w is not None]
+    first, last = (inside[0], inside[-1]) if inside else (len(ops), -1)
     for i, (op, path) in enumerate(zip(ops, where)):
         if path is not None:
             info = blocks[path]
@@ -241,7 +241,7 @@ def attribute(ops: list[OpTime], model: nn.Module, reference: nn.Module | None =
             top = op.scope.split(".", 1)[0] if op.scope else ""
             block, stage = op.scope or "(no module)", top or "(no module)"
             if blocks:
-                part[i] = "stem" if not seen_block[i] else "head" if not later_block[i] else "other"
+                part[i] = "stem" if i < first else "head" if i > last else "other"
                 block = stage = part[i]
         rows.append({"name": op.name, "op": op.op, "kind": op_kind(op.op), "module": op.scope, "block": block,
                      "stage": stage, "part": part[i] if blocks else None, "ms": op.ms, "macs": op.macs})
@@ -370,8 +370,7 @@ def prefix_summary(passes: list[list[float]], model: nn.Module, example: torch.T
     labels = [("stem", "stem", "stem")] + [(b.path, b.label, b.stage) for b in blocks] + [("head", "head", "head")]
     rows = []
     for j, (path, label, stage) in enumerate(labels):
-        diffs = [p[j] - (p[j - 1] if j else 0.0) for p in passes] if j < len(labels) - 1 else \
-                [p[-1] - p[-2] for p in passes]
+        diffs = [p[j] - (p[j - 1] if j else 0.0) for p in passes]  # the last: whole network − the last cut
         rows.append({"name": f"cut {j}" if j < len(labels) - 1 else "whole network", "op": "prefix difference",
                      "kind": "difference", "module": path, "block": label, "stage": stage,
                      "part": "stem" if j == 0 else "head" if j == len(labels) - 1 else None,

@@ -94,7 +94,7 @@ def results_breakdown(
     from emobench.analysis.breakdown import ROLLUPS
     from emobench.cli.bench import show_breakdowns
     from emobench.report.render import Format, emit, format_for
-    from emobench.report.views import COLUMNS, SCHEMAS, breakdown_output
+    from emobench.report.views import COLUMNS, SCHEMAS, breakdown_output, newest_breakdowns
     from emobench.results.store import ResultStore
 
     if by is not None and by not in ROLLUPS:
@@ -106,8 +106,7 @@ def results_breakdown(
     opt.check_outputs(plot, store, no_store=False)
     with ResultStore(store, readonly=True) as db:
         df = db.records(**opt.filters(filters))
-    df = df[[bool(b) for b in df["breakdown"]]] if len(df) else df
-    newest = df.sort_values("created").drop_duplicates(["model", "backend", "form", "dtype", "batch", "threads"], keep="last")
+    newest = newest_breakdowns(df)
     if newest.empty:
         raise EmobenchError("no stored record has a breakdown (measure one with `emobench bench MODEL -B … --breakdown`)")
     fmt_ = output_format(fmt)

@@ -31,11 +31,3 @@ def sample(min_time: float = 0.05) -> float:
             return statistics.median(time_calls(lambda: torch.mm(a, b), warmup=3, min_time=min_time, min_runs=10)) * 1e3
     finally:
         torch.set_num_threads(threads)
-
-
-def spread(samples: list[float]) -> float | None:
-    """(max − min) / median of sentinel samples; None with fewer than two."""
-    if len(samples) < 2:
-        return None
-    middle = statistics.median(samples)
-    return (max(samples) - min(samples)) / middle if middle > 0 else None

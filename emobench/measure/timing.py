@@ -91,6 +91,15 @@ def time_calls(
     return times
 
 
+def relative_range(values: Sequence[float]) -> float | None:
+    """(max − min) / median: how far apart rounds (or sentinel samples, or a vendor tool's runs) landed; None
+    with fewer than two values or a median that is not positive."""
+    if len(values) < 2:
+        return None
+    middle = statistics.median(values)
+    return (max(values) - min(values)) / middle if middle > 0 else None
+
+
 #: Student's t, two-sided 95 % (0.975 quantile), for 1 … 30 degrees of freedom; the normal 1.96 beyond
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
          2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)

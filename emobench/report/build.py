@@ -86,7 +86,7 @@ def build_report(folder: Path, erf_images: int = 50, store=None, progress=None, 
     from emobench.analysis.mpl import mpl_table
     from emobench.results.store import ResultStore
     from emobench.report.plots import breakdown_figure, erf_figure, mpl_figure, write_figure
-    from emobench.report.views import breakdown_output
+    from emobench.report.views import breakdown_output, newest_breakdowns
 
     step = progress or (lambda label: None)
     folder = Path(folder)
@@ -145,11 +145,8 @@ def build_report(folder: Path, erf_images: int = 50, store=None, progress=None, 
     step("breakdown chart")
     with ResultStore(store, readonly=True) as db:
         measured = db.records()
-    measured = measured[[bool(b) for b in measured["breakdown"]]] if len(measured) else measured
-    parts = pd.DataFrame()
-    if len(measured):
-        newest = measured.sort_values("created").drop_duplicates(["model", "backend", "form", "dtype", "batch", "threads"], keep="last")
-        parts, _ = breakdown_output(newest, "part", "profiler")
+    measured = newest_breakdowns(measured)
+    parts, _ = breakdown_output(measured, "part", "profiler")
     if not parts.empty:
         machines = "; ".join(sorted(measured["machine"].unique()))
         plot(breakdown_figure(parts, f"Where the time goes, by M² part ({machines})"), "breakdown_parts",

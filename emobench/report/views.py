@@ -367,6 +367,14 @@ def _record_rows(records) -> list[dict]:
     return [r if isinstance(r, dict) else r.__dict__ for r in records]
 
 
+def newest_breakdowns(records: pd.DataFrame) -> pd.DataFrame:
+    """Stored records that carry a breakdown, the newest of each model, backend, form, dtype, batch and threads."""
+    if records.empty:
+        return records
+    measured = records[[bool(b) for b in records["breakdown"]]]
+    return measured.sort_values("created").drop_duplicates(list(_BREAKDOWN_KEYS), keep="last")
+
+
 def breakdown_default_by(result: dict) -> str:
     """The roll-up a breakdown is shown by first: the M² parts where it has them, else the blocks."""
     return "part" if result.get("m2") else "block"

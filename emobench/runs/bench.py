@@ -46,7 +46,7 @@ from emobench.runtimes.backends import BACKENDS, TOLERANCE, Artifact, Backend, w
 from emobench.runtimes.parity import CALIBRATION_IMAGES, MIN_LOGIT_COSINE, MIN_TOP1_AGREEMENT
 from emobench.measure.images import scan_image_folder
 from emobench.measure import sentinel
-from emobench.measure.timing import NOISY_CV, relative_ci, summarize
+from emobench.measure.timing import NOISY_CV, relative_ci, relative_range, summarize
 from emobench.models.budget import check_fits
 from emobench.nn.forms import AUTO, candidates, form_names, formulate
 from emobench.results.record import BenchRecord, failed  # noqa: F401 - failed: what makes a run exit 1
@@ -440,9 +440,14 @@ def _export(slot: _Slot, form: str) -> Artifact | None:
     """Export ``form`` for a file backend in this process (cached); None for backends the worker builds."""
     if slot.backend.suffix is None:
         return None
-    model = copy.deepcopy(formulate(slot.reference, form))  # converters may leave state on what they convert
+    return _export_module(slot, formulate(slot.reference, form), form, slot.entry)
+
+
+def _export_module(slot: _Slot, module: torch.nn.Module, form: str, identity: dict) -> Artifact:
+    """Export ``module`` (formulation ``form`` of the slot's model, or a part of it named by ``identity``) for
+    the slot's backend, cached under a key of everything that decides the artifact."""
+    model = copy.deepcopy(module)  # converters may leave state on what they convert
     x = torch.randn(slot.shape, generator=torch.Generator().manual_seed(1))
-    identity = slot.entry
     if slot.calibration is not None:  # an int8 export depends on what it was calibrated on
         calibrated = hashlib.sha256(np.ascontiguousarray(slot.calibration).tobytes()).hexdigest()[:16]
         identity = {**identity, "dtype": "int8", "calibration": calibrated}
@@ -482,17 +487,6 @@ def _resolve(slot: _Slot, threads: int, workdir: Path) -> dict | None:
     return None
 
 
-def _export_cut(slot: _Slot, module: torch.nn.Module, k: int) -> Artifact:
-    """The measured formulation cut after ``k`` blocks, exported (cached) like the measured artifact."""
-    x = torch.randn(slot.shape, generator=torch.Generator().manual_seed(1))
-    identity = {**slot.entry, "cut_after_block": k}
-    if slot.calibration is not None:
-        calibrated = hashlib.sha256(np.ascontiguousarray(slot.calibration).tobytes()).hexdigest()[:16]
-        identity = {**identity, "dtype": "int8", "calibration": calibrated}
-    key = _artifact_key(identity, slot.chosen, slot.shape, slot.backend, slot.fingerprint)
-    return slot.backend.prepare(copy.deepcopy(module), x.to(slot.backend.device), key, calibration=slot.calibration)
-
-
 def _artifact_spec(artifact: Artifact) -> ArtifactSpec:
     return ArtifactSpec(str(artifact.path), artifact.export_s, artifact.cached, list(artifact.companions), artifact.explain)
 
@@ -514,7 +508,7 @@ def _breakdown(slot: _Slot, threads: int, workdir: Path, headline_ms: float | No
 
     return breakdowns.measure(plan.breakdown, slot.backend, slot.reference, slot.chosen, slot.inputs["input"],
                               headline_ms, profile=profile, time_prefixes=time_prefixes,
-                              export=lambda module, k: _export_cut(slot, module, k))
+                              export=lambda cut, k: _export_module(slot, cut, slot.chosen, {**slot.entry, "cut_after_block": k}))
 
 
 def _tolerance(plan: BenchPlan) -> float:
@@ -751,7 +745,7 @@ def _aggregate(runs: list[dict], slot: _Slot, threads: int) -> dict:
     stats = summarize([t for r in runs for t in r["times"]], plan.noisy_cv)
     medians = [statistics.median(r["times"]) * 1e3 for r in runs]
     host = slot.sentinel.get(threads, [])
-    host_spread = sentinel.spread(host)
+    host_spread = relative_range(host)
     ci = relative_ci(medians)
     return dict(
         sentinel_ms=statistics.median(host) if host else None, sentinel_spread=host_spread,
@@ -760,7 +754,7 @@ def _aggregate(runs: list[dict], slot: _Slot, threads: int) -> dict:
         status="ok", median_ms=stats.median_ms, mean_ms=stats.mean_ms, p10_ms=stats.p10_ms, p90_ms=stats.p90_ms,
         iqr_ms=stats.iqr_ms, cv=stats.cv, noisy=stats.noisy, runs=stats.runs,
         throughput=slot.batch / (stats.median_ms / 1e3), parity_max_abs=max(r["parity_max_abs"] for r in runs),
-        parity_ok=True, round_spread=(max(medians) - min(medians)) / statistics.median(medians),
+        parity_ok=True, round_spread=relative_range(medians),
         import_s=middle("import_s"), load_s=middle("load_s"), first_ms=middle("first_ms"),
         rss_base_mb=middle("rss_base_mb"), peak_rss_mb=middle("peak_rss_mb"), **common,
     )

@@ -43,6 +43,13 @@ def methods_for(method: str, backend: Backend, form: torch.nn.Module) -> dict[st
     return {m: {"profiler": profiler, "prefix": prefix}[m] for m in wanted}
 
 
+def _ok(result: dict) -> dict:
+    """A worker's result, or its failure raised (said in the record by :func:`measure`)."""
+    if result.get("status") != "ok":
+        raise RuntimeError(result.get("error") or result.get("status"))
+    return result
+
+
 def measure(method: str, backend: Backend, reference: torch.nn.Module, form_name: str, x_path: str,
             headline_ms: float | None, *, profile: Callable[[], dict],
             time_prefixes: Callable[[list[Artifact]], dict], export: Callable[[torch.nn.Module, int], Artifact]) -> dict:
@@ -58,19 +65,13 @@ def measure(method: str, backend: Backend, reference: torch.nn.Module, form_name
             continue
         try:
             if name == "profiler":
-                result = profile()
-                if result.get("status") != "ok":
-                    raise RuntimeError(result.get("error") or result.get("status"))
-                prof = result["op_profile"]
+                prof = _ok(profile())["op_profile"]
                 ops = [OpTime(o["name"], o["op"], o["scope"], o["ms"]) for o in prof["ops"]]
                 out[name] = summarise(ops, form, x, source=prof["source"], headline_ms=headline_ms, reference=reference,
                                       beside_ms=prof.get("plain_ms"), profiled_ms=prof["wall_ms"], runs=prof["runs"])
             else:
                 cuts = [export(Prefix(form, k), k) for k in range(block_count(form) + 1)]
-                result = time_prefixes(cuts)
-                if result.get("status") != "ok":
-                    raise RuntimeError(result.get("error") or result.get("status"))
-                out[name] = prefix_summary(result["prefix_times"], form, x, headline_ms=headline_ms, reference=reference)
+                out[name] = prefix_summary(_ok(time_prefixes(cuts))["prefix_times"], form, x, headline_ms=headline_ms, reference=reference)
         except Exception as err:  # noqa: BLE001 - a failed breakdown is said in the record, never a crash
             out[name] = {"error": first_line(err)}
     return out

@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from emobench.errors import first_line
+from emobench.measure.timing import relative_range
 from emobench.runtimes.vendor import run_vendor, tool_for
 
 #: the two medians agree when their ratio is within this of 1, or within the rounds' own spread if larger
@@ -65,7 +66,7 @@ def summarise(runs: list[dict], emobench_ms: float | None, emobench_spread: floa
         return {"error": next((r["error"] for r in runs if "error" in r), "the tool did not run")}
     figures = [r["latency_ms"] for r in good]
     median = statistics.median(figures)
-    spread = (max(figures) - min(figures)) / median if len(figures) > 1 and median > 0 else 0.0
+    spread = relative_range(figures) or 0.0
     noise = max(AGREEMENT, spread, emobench_spread or 0.0)
     ratio = median / emobench_ms if emobench_ms else None
     agree = ratio is not None and abs(ratio - 1) <= noise

@@ -74,8 +74,7 @@ class OpenVINO(FileBackend):
             infos.append({p.node_name: p for p in request.get_profiling_info()})
         # A layer may run in one call and be skipped in another (the plugin's dynamic choices): every layer that
         # ran in any call, in execution order, with 0 ms in the calls that skipped it
-        ran = [p.node_name for p in request.get_profiling_info()
-               if any(_executed(info.get(p.node_name)) for info in infos)]
+        ran = [name for name in infos[-1] if any(_executed(info.get(name)) for info in infos)]
         calls = [[(name, ops.get(name, info[name].node_type), scopes.get(name, ""),
                    info[name].real_time.total_seconds() * 1e3 if _executed(info.get(name)) else 0.0)
                   for name in ran] for info in infos]

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from emobench.errors import first_line
-from emobench.runtimes.spec import ImagesSpec, WorkerSpec
+from emobench.runtimes.spec import ArtifactSpec, ImagesSpec, WorkerSpec
 
 
 def _current_rss_mb() -> float:
@@ -102,22 +102,24 @@ def _score_images(session, x, images: ImagesSpec, result: dict) -> bool:
     return not low
 
 
+def loaded(backend, art: ArtifactSpec):
+    """The artifact the parent exported, loaded by ``backend``."""
+    from emobench.runtimes.base import Artifact
+
+    path = Path(art.path)
+    return Artifact(backend.load(path), path, art.export_s, art.cached, tuple(art.companions), art.explain)
+
+
 def _time_prefixes(backend, spec: WorkerSpec, x) -> list[list[float]]:
     """Median ms per prefix (in the spec's order) in each of ``spec.prefix_rounds`` passes; every prefix is
     loaded first, so the passes alternate between them and drift hits all alike."""
     import statistics
-    from pathlib import Path
 
     import torch
 
-    from emobench.runtimes.base import Artifact
     from emobench.measure.timing import time_calls
 
-    sessions = []
-    for art in spec.prefixes:
-        path = Path(art.path)
-        artifact = Artifact(backend.load(path), path, art.export_s, art.cached, tuple(art.companions), art.explain)
-        sessions.append(backend.session(artifact, spec.threads, spec.dtype))
+    sessions = [backend.session(loaded(backend, art), spec.threads, spec.dtype) for art in spec.prefixes]
     passes = []
     with torch.inference_mode():
         for _ in range(spec.prefix_rounds):
@@ -128,10 +130,11 @@ def _time_prefixes(backend, spec: WorkerSpec, x) -> list[list[float]]:
 
 def measure(spec: WorkerSpec) -> dict:
     """Run one measurement as ``spec`` describes; returns the result (a JSON-able dict: status, timings, parity)."""
+    import statistics
+
     import numpy as np
     import torch
 
-    from emobench.runtimes.base import Artifact
     from emobench.measure.timing import time_calls
 
     result: dict[str, Any] = {"status": "error"}
@@ -148,10 +151,8 @@ def measure(spec: WorkerSpec) -> dict:
 
         stage = "load"
         start = time.perf_counter()
-        art = spec.artifact
-        if art is not None:
-            path = Path(art.path)
-            artifact = Artifact(backend.load(path), path, art.export_s, art.cached, tuple(art.companions), art.explain)
+        if spec.artifact is not None:
+            artifact = loaded(backend, spec.artifact)
         else:
             from emobench.models.references import build_reference
             from emobench.nn.forms import formulate
@@ -190,10 +191,6 @@ def measure(spec: WorkerSpec) -> dict:
             pass  # below the agreement thresholds: parity-failed, not timed
         elif spec.profile_runs:  # a breakdown: the profiler's operators, never a headline latency
             stage = "profile"
-            import statistics
-
-            from emobench.measure.timing import time_calls
-
             # the whole network unprofiled, in this worker just before and after the profiled calls: what the
             # operators must add up to, measured beside them (a shared host drifts between workers)
             plain = lambda: time_calls(lambda: session.run(x), spec.warmup, spec.min_time / 2, spec.min_runs)  # noqa: E731
