@@ -307,16 +307,18 @@ def test_comparable_takes_whole_newest_rows_of_measured_records():
 SCHEMA_2_COLUMNS = ["images", "images_skipped", "image_source", "top1", "top5", "top1_agreement", "logit_cosine", "calibration"]
 #: the columns schema 3 added (where the time goes, the vendor tool's figures)
 SCHEMA_3_COLUMNS = ["breakdown", "crosscheck", "sentinel_ms", "sentinel_spread", "host_varied", "ci_pct", "stop"]
+#: the column schema 4 added (the cost of a training step)
+SCHEMA_4_COLUMNS = ["train"]
 
 
 def test_a_version_1_store_gains_the_accuracy_columns_and_keeps_its_rows(tmp_path):
     path = tmp_path / "v1.sqlite"
     from emobench.results.store import _TYPES
 
-    columns = ", ".join(f"{name} {kind}" for name, kind in _TYPES.items() if name not in SCHEMA_2_COLUMNS + SCHEMA_3_COLUMNS)
+    columns = ", ".join(f"{name} {kind}" for name, kind in _TYPES.items() if name not in SCHEMA_2_COLUMNS + SCHEMA_3_COLUMNS + SCHEMA_4_COLUMNS)
     make_store(path, columns, [row("a", 1.0)], version=1)
     with ResultStore(path) as db:
-        assert db.version == SCHEMA_VERSION == 3
+        assert db.version == SCHEMA_VERSION == 4
         assert db.add(record("new", dtype="int8", top1_agreement=0.97, logit_cosine=0.995, calibration="random (32 inputs)"))
         df = db.records().set_index("uuid")
     assert stored(path) == [("a", 10.0), ("new", 5.0)]
@@ -328,13 +330,29 @@ def test_a_version_2_store_gains_the_breakdown_columns_and_keeps_its_rows(tmp_pa
     path = tmp_path / "v2.sqlite"
     from emobench.results.store import _TYPES
 
-    columns = ", ".join(f"{name} {kind}" for name, kind in _TYPES.items() if name not in SCHEMA_3_COLUMNS)
+    columns = ", ".join(f"{name} {kind}" for name, kind in _TYPES.items() if name not in SCHEMA_3_COLUMNS + SCHEMA_4_COLUMNS)
     make_store(path, columns, [row("a", 1.0)], version=2)
     breakdown = {"profiler": {"schema": "breakdown/1", "closure": 0.97, "rows": [{"block": "stage1.0", "ms": 0.5}]}}
     with ResultStore(path) as db:
-        assert db.version == 3
+        assert db.version == SCHEMA_VERSION
         assert db.add(record("new", breakdown=breakdown))
         df = db.records().set_index("uuid")
     assert stored(path) == [("a", 10.0), ("new", 5.0)]
     assert df.loc["a", "breakdown"] == {} and df.loc["a", "crosscheck"] == {}  # NULL read as empty, not invented
     assert df.loc["new", "breakdown"] == breakdown
+
+
+def test_a_version_3_store_gains_the_train_column_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "v3.sqlite"
+    from emobench.results.store import _TYPES
+
+    columns = ", ".join(f"{name} {kind}" for name, kind in _TYPES.items() if name not in SCHEMA_4_COLUMNS)
+    make_store(path, columns, [row("a", 1.0)], version=3)
+    train = {"model": "m", "metrics": {"step_macs": {"value": 10, "unit": "MACs"}}}
+    with ResultStore(path) as db:
+        assert db.version == SCHEMA_VERSION == 4
+        assert db.add(record("new", form="train:adamw", form_requested="train", train=train))
+        df = db.records().set_index("uuid")
+    assert stored(path) == [("a", 10.0), ("new", 5.0)]
+    assert df.loc["a", "train"] == {} and df.loc["new", "train"] == train
+    assert set(headline(df.reset_index())["uuid"]) == {"a"}  # a training step never stands for inference latency

@@ -27,12 +27,17 @@ aten = torch.ops.aten
 #: Operations no counter charges for: element-wise arithmetic, activations, softmax, pooling means.
 ELEMENTWISE = frozenset(
     """add sub mul div neg exp log sqrt rsqrt pow sigmoid silu gelu relu relu6 hardtanh hardswish hardsigmoid
-    tanh softmax _softmax log_softmax mean sum clamp clamp_min clamp_max where maximum minimum abs erf bernoulli
+    tanh softmax _softmax log_softmax _log_softmax mean sum clamp clamp_min clamp_max where maximum minimum abs erf bernoulli
     dropout native_dropout avg_pool2d adaptive_avg_pool2d max_pool2d max_pool2d_with_indices
     _adaptive_avg_pool2d leaky_relu elu rsub reciprocal sign floor ceil round eq ne lt gt le ge logical_and
     logical_or logical_not fill masked_fill sin cos tan atan bitwise_not bitwise_and bitwise_or softplus mish
     cumsum cumprod linalg_vector_norm norm var var_mean std std_mean prod amax amin max min argmax argmin any all
-    logsumexp""".split()
+    logsumexp nll_loss_forward nll_loss2d_forward mse_loss smooth_l1_loss binary_cross_entropy_with_logits
+    threshold_backward silu_backward gelu_backward sigmoid_backward tanh_backward hardswish_backward
+    hardsigmoid_backward hardtanh_backward leaky_relu_backward elu_backward softplus_backward mish_backward
+    _softmax_backward_data _log_softmax_backward_data nll_loss_backward nll_loss2d_backward mse_loss_backward
+    smooth_l1_loss_backward avg_pool2d_backward _adaptive_avg_pool2d_backward max_pool2d_with_indices_backward
+    native_dropout_backward""".split()
 )
 #: Operations that move or view memory without arithmetic.
 DATA_MOVEMENT = frozenset(
@@ -40,7 +45,9 @@ DATA_MOVEMENT = frozenset(
     split_with_sizes chunk constant_pad_nd pad empty empty_like empty_strided zeros zeros_like ones ones_like
     full detach alias as_strided _to_copy to unsqueeze squeeze cat stack flatten unflatten lift_fresh
     new_empty new_zeros new_ones arange linspace _reshape_alias index index_select narrow repeat roll flip
-    lift_fresh_copy scalar_tensor _local_scalar_dense item expand_as view_as reshape_as type_as""".split()
+    lift_fresh_copy scalar_tensor _local_scalar_dense item expand_as view_as reshape_as type_as
+    select_backward slice_backward as_strided_scatter slice_scatter select_scatter new_empty_strided zero
+    rand randn randint rand_like randn_like uniform normal""".split()
 )
 
 
@@ -62,6 +69,10 @@ def _opname(func) -> str:
 
 def _sdpa(args, out):
     return formulas.sdpa_macs(args[0].shape, args[1].shape, args[2].shape)
+
+
+def _sdpa_backward(args, out):
+    return formulas.sdpa_backward_macs(args[1].shape, args[2].shape, args[3].shape)
 
 
 def _bn(training_arg: int | None):
@@ -87,6 +98,19 @@ OWN_FORMULAS: dict[Any, Callable[[tuple, Any], int]] = {
     aten.native_batch_norm: _bn(5),
     aten.native_layer_norm: lambda a, o: formulas.norm_ops(a[0].shape, a[2] is not None, "layer_norm"),
     aten.native_group_norm: lambda a, o: formulas.norm_ops(a[0].shape, a[1] is not None, "group_norm"),
+    # backward (training steps): see the conventions in emobench.measure.formulas
+    aten.convolution_backward: lambda a, o: formulas.conv_backward_macs(a[2].shape, a[0].shape, a[1].shape,
+                                                                       bool(a[7]), a[10]),
+    aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_backward,
+    aten._scaled_dot_product_flash_attention_backward: _sdpa_backward,
+    aten._scaled_dot_product_efficient_attention_backward: _sdpa_backward,
+    aten._scaled_dot_product_cudnn_attention_backward: _sdpa_backward,
+    aten.native_batch_norm_backward: lambda a, o: formulas.norm_backward_ops(a[1].shape, a[2] is not None,
+                                                                            "batch_norm", a[9], bool(a[7])),
+    aten.native_layer_norm_backward: lambda a, o: formulas.norm_backward_ops(a[1].shape, a[5] is not None,
+                                                                            "layer_norm", a[7]),
+    aten.native_group_norm_backward: lambda a, o: formulas.norm_backward_ops(a[1].shape, a[4] is not None,
+                                                                            "group_norm", a[9]),
 }
 _OWN_PACKETS = {f._overloadpacket if hasattr(f, "_overloadpacket") else f: fn for f, fn in OWN_FORMULAS.items()}
 
@@ -211,6 +235,7 @@ def quiet_tracing():
     """fvcore traces with torch.jit, which warns on every call (deprecation, tracer warnings): not the user's concern."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.\w+. is deprecated", category=FutureWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         yield
 

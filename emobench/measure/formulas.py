@@ -48,3 +48,33 @@ def _broadcast(a: Shape, b: Shape) -> tuple[int, ...]:
     n = max(len(a), len(b))
     a, b = (1,) * (n - len(a)) + tuple(a), (1,) * (n - len(b)) + tuple(b)
     return tuple(max(x, y) for x, y in zip(a, b))
+
+
+# --- backward (``emobench train-cost``) ---------------------------------------------------------------------
+# Conventions, hand-derivable: each gradient of a product is a product of the same size, so a convolution or a
+# matrix product costs its forward MACs once per gradient it computes (input, weight); torch's autograd emits the
+# matrix products' gradients as ``mm``/``bmm`` (counted by the forward formulas). Attention's backward is the four
+# products dV = Pᵀ·dO, dP = dO·Vᵀ, dQ = dS·K, dK = dSᵀ·Q: twice the forward (a fused kernel's recomputation of
+# the scores is not counted, as torch's FlopCounterMode does). A normalisation's backward counts twice its
+# forward per-element convention when the input gradient is computed (its gradients have the forward's shape and
+# arithmetic), plus one per element for each affine gradient. Bias gradients and element-wise backward are
+# reductions or element-wise, not counted (as in the forward).
+
+def conv_backward_macs(weight: Shape, grad_output: Shape, input_: Shape, transposed: bool,
+                       output_mask: Sequence[bool]) -> int:
+    """Input gradient and weight gradient of a convolution: its forward MACs once for each one computed."""
+    forward = conv_macs(weight, grad_output, transposed, input_)
+    return forward * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
+
+
+def sdpa_backward_macs(query: Shape, key: Shape, value: Shape) -> int:
+    """The four products of attention's backward (dV, dP, dQ, dK): twice :func:`sdpa_macs`."""
+    return 2 * sdpa_macs(query, key, value)
+
+
+def norm_backward_ops(input_: Shape, affine: bool, kind: str, output_mask: Sequence[bool], training: bool = True) -> int:
+    """A normalisation's backward: 2 × its forward's per-element count for the input gradient, plus one per
+    element for each affine gradient (weight, bias) computed."""
+    elements = prod(input_)
+    grad_input = 2 * norm_ops(input_, affine, kind, training) if output_mask[0] else 0
+    return grad_input + elements * sum(bool(m) for m in output_mask[1:3])

@@ -126,6 +126,34 @@ def memory_need(entry, shape: tuple[int, ...], bytes_per_element: int = 4) -> Me
     return MemoryNeed(params, weight_bytes, input_bytes, largest, op, method)
 
 
+#: optimizer state tensors per parameter element
+OPTIMIZER_STATES = {"adamw": 2, "sgd": 1}
+
+
+def check_train_fits(target, shape: tuple[int, ...], optimizer: str = "adamw") -> int:
+    """Raise :class:`InputSizeError` (before anything real is allocated) when a training step of ``target`` at
+    ``shape`` cannot fit: weights, gradients and optimizer state (closed form) plus the activations autograd would
+    save for backward, counted on a meta-device forward. Returns the estimate in bytes."""
+    from emobench.measure.training import saved_bytes_estimate
+
+    check_config_fits(target, shape)
+    model = _meta_model(target)
+    weights = sum(t.numel() for t in (*model.parameters(), *model.buffers())) * 4
+    params = sum(p.numel() for p in model.parameters()) * 4
+    static = weights + params * (1 + OPTIMIZER_STATES[optimizer])
+    try:
+        saved = saved_bytes_estimate(model, tuple(shape))
+    except Exception:  # noqa: BLE001 - a meta forward some model cannot take: the weights are the floor
+        saved = 0
+    need, have = static + saved + math.prod(shape) * 4, available_memory()
+    if need > have:
+        raise InputSizeError(
+            f"{_label(target)} at {'x'.join(map(str, shape))} needs at least {_gib(need)} to train a step (weights, "
+            f"gradients and {optimizer} state {_gib(static)}, activations saved for backward {_gib(saved)}) but "
+            f"{_gib(have)} of memory is available: use a smaller batch or input, or --checkpointing")
+    return need
+
+
 def available_memory() -> int:
     """Bytes the machine can give a new allocation now (psutil: free + reclaimable, without swapping)."""
     import psutil

@@ -16,6 +16,7 @@ from emobench.results.record import (EVAL_SCHEMA, EVAL_UNITS, UNITS, BenchRecord
                                      records_table)
 from emobench.runs.profile import LAYER_COLUMNS
 from emobench.runs.profile import SCHEMA as PROFILE_SCHEMA
+from emobench.runs.train import SCHEMA as TRAIN_SCHEMA
 from emobench.report.render import Column, Format, format_for, machine_frame, rich_table, to_text, write_text
 
 # Machine-readable schemas: one name per command output, bumped when a key changes meaning or disappears
@@ -27,7 +28,7 @@ SCHEMAS = {
     "profile": PROFILE_SCHEMA, "rf": "emobench.rf/2", "erf": "emobench.erf/1", "mpl": "emobench.mpl/1",
     "mpl_stages": "emobench.mpl_stages/2", "modules": "emobench.modules/1", "table": "emobench.table/2",
     "report": "emobench.report/1", "eval": EVAL_SCHEMA, "compare": COMPARE_SCHEMA,
-    "bench": BENCH_SCHEMA, "breakdown": "emobench.breakdown/1",
+    "bench": BENCH_SCHEMA, "breakdown": "emobench.breakdown/1", "train": TRAIN_SCHEMA,
 }
 
 # Columns by command: the library's display label, its key in JSON/CSV and its unit. Labels not listed
@@ -143,13 +144,13 @@ def human(value, unit: str) -> str:
     if unit == "bytes":
         return f"{value / 2**20:,.2f} MiB"
     if unit in ("MACs", "FLOPs", "count", "elements"):
-        for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        for scale, suffix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
             if abs(value) >= scale:
                 return f"{value:,} ({value / scale:.4g} {suffix})"
         return f"{value:,}"
     if unit == "ms":
         return f"{value:.3f}"
-    return str(value)
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _metrics_view(profile) -> pd.DataFrame:
@@ -211,7 +212,12 @@ def render_profiles(profiles: list, fmt: Format | None, output: Path | None, env
             sections.append((f"{p.model}: per part (MACs by emobench)", parts))
         if len(p.layers):
             sections.append((f"{p.model}: per layer (MACs by emobench)", _layers_view(p)))
-    warnings = [f"{p.model}: {w}" for p in profiles for w in p.warnings]
+    _sections_out(sections, [f"{p.model}: {w}" for p in profiles for w in p.warnings], fmt, output, env, console)
+
+
+def _sections_out(sections: list[tuple[str, pd.DataFrame]], warnings: list[str], fmt: Format, output: Path | None,
+                  env: dict, console: Console) -> None:
+    """Titled tables then warnings, as Markdown or as rich tables (on screen, or as text into ``output``)."""
     if fmt is Format.md:
         text = "".join(f"### {t}\n\n{to_text(df, Format.md)}\n" for t, df in sections)
         if warnings:
@@ -226,6 +232,53 @@ def render_profiles(profiles: list, fmt: Format | None, output: Path | None, env
     target.print(f"[dim]torch {env['torch']}, {env['threads']} threads, {env['cpu']}[/]")
     if output is not None:
         write_text(target.export_text(), output)
+
+
+def _estimate_view(cost) -> pd.DataFrame:
+    est = cost.estimate
+    inputs = est["inputs"]
+    rows = [{"figure": "training FLOPs", "value": human(est["train_flops"], "FLOPs"), "method": est["train_flops_method"]}]
+    if "time_here_s" in est:
+        rows.append({"figure": "time on this machine", "value": f"{est['time_here_s'] / 86400:,.1f} days",
+                     "method": est["time_here_method"]})
+    rows.append({"figure": "inputs", "value": f"{inputs['epochs']} epochs × {inputs['steps_per_epoch']:,} steps × "
+                 f"batch {inputs['batch']:,}", "method": inputs["source"]})
+    return pd.DataFrame(rows)
+
+
+def render_train_costs(costs: list, fmt: Format | None, output: Path | None, env: dict, layers: bool,
+                       console: Console) -> None:
+    """table/md: per model, the metrics (FLOPs, memory split, time split), the operators, the per-layer
+    forward/backward MACs and the paper-scale estimate. json: the whole structure (schema
+    ``emobench.train/1``). csv: one long metrics table, or with ``layers`` the per-layer table of every model."""
+    from emobench.runs.train import LAYER_COLUMNS as TRAIN_LAYERS
+
+    fmt = format_for(fmt, output)
+    if fmt is Format.json:
+        _, layer_units = machine_frame(costs[0].layers if costs else pd.DataFrame(), TRAIN_LAYERS)
+        meta = {"schema": TRAIN_SCHEMA, "environment": env, "units": {"layers": layer_units}}
+        _out(json.dumps({"meta": meta, "train_costs": [c.to_dict() for c in costs]}, indent=2, default=str) + "\n", output)
+        return
+    if fmt is Format.csv:
+        frames = [c.layers_table().assign(model=c.model) if layers else c.metrics_frame() for c in costs]
+        _out(to_text(pd.concat(frames, ignore_index=True), Format.csv), output)
+        return
+    sections = []
+    for c in costs:
+        s = c.settings
+        how = ", ".join([s["optimizer"], s["dtype"], *(["gradient checkpointing"] if s["checkpointing"] else []),
+                         *(["torch.compile"] if s["compile"] else [])])
+        sections.append((f"{c.model} training step at {'x'.join(map(str, c.input_shape))} ({how}; loss: {s['loss']})",
+                         _metrics_view(c)))
+        ops = c.operators.copy()
+        ops["share"] = [None if pd.isna(v) else f"{v:.1%}" for v in ops["share"]]
+        sections.append((f"{c.model}: MACs by operator and phase", ops))
+        if len(c.layers):
+            view = c.layers.copy()
+            view["bwd / fwd"] = [None if pd.isna(v) else f"{v:.2f}" for v in view["bwd / fwd"]]
+            sections.append((f"{c.model}: per layer (MACs by emobench)", view))
+        sections.append((f"{c.model}: paper-scale estimate", _estimate_view(c)))
+    _sections_out(sections, [f"{c.model}: {w}" for c in costs for w in c.warnings], fmt, output, env, console)
 
 
 def _out(text: str, output: Path | None) -> None:

@@ -97,6 +97,8 @@ class BenchRecord:
     breakdown: dict[str, Any] = field(default_factory=dict)
     # the runtime's own benchmark tool on the same artifact (``bench --crosscheck``; schema 3)
     crosscheck: dict[str, Any] = field(default_factory=dict)
+    # the cost of a training step (``emobench train-cost``; schema 4): the whole emobench.train/1 document
+    train: dict[str, Any] = field(default_factory=dict)
     machine: str = ""
     env: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
@@ -118,7 +120,7 @@ class BenchRecord:
 
 
 #: fields holding JSON objects: stored as JSON text, written to CSV as JSON text
-JSON_FIELDS = ("env", "params", "explain", "breakdown", "crosscheck")
+JSON_FIELDS = ("env", "params", "explain", "breakdown", "crosscheck", "train")
 
 
 def flat(df: pd.DataFrame) -> pd.DataFrame:

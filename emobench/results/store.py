@@ -31,8 +31,9 @@ ENV_STORE = "EMOBENCH_STORE"
 #: 1: every :class:`BenchRecord` field below, the environment as columns, a uuid index;
 #: 2: accuracy on images and int8 (``images`` … ``calibration``), added to older stores as NULL columns;
 #: 3: ``breakdown`` and ``crosscheck`` (JSON objects), the host sentinel and the rounds' interval
-#:    (``sentinel_ms`` … ``stop``), added likewise.
-SCHEMA_VERSION = 3
+#:    (``sentinel_ms`` … ``stop``), added likewise;
+#: 4: ``train`` (JSON: a training step's cost from ``emobench train-cost``), added likewise.
+SCHEMA_VERSION = 4
 
 
 def default_store_path() -> Path:
