@@ -232,3 +232,16 @@ def test_cli_a_bad_second_model_costs_nothing(capsys, monkeypatch, tmp_path):
     code, _, err = run(capsys, monkeypatch, "train-cost", "emo_tiny", "emo_nonexistent", "-b", "2", "--store", str(store))
     assert_user_error(code, err, "emo_nonexistent")
     assert not store.exists() or ResultStore(store, readonly=True).count() == 0
+
+
+@pytest.mark.slow
+def test_compiled_step_is_timed_with_compilation_in_the_first_step(tmp_path):
+    from emobench.runs.train import train_cost
+
+    factory = tmp_path / "tiny.py"
+    factory.write_text("import torch\n\ndef make():\n    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), "
+                       "torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(512, 10))\n")
+    cost = train_cost(f"{factory}:make@8", batch=2, compile_=True, steps=2, warmup=1, threads=1)
+    assert cost.settings["compile"] and "torch.compile" in cost.metrics["step_ms"].method
+    assert "compilation included" in cost.metrics["first_step_s"].method
+    assert cost.step_stats.runs == 2 and cost.metrics["forward_macs"].value == 2 * 8 * 3 * 9 * 64 + 2 * 512 * 10
