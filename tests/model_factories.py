@@ -130,3 +130,27 @@ def exits(code=7):
     import sys
 
     sys.exit(code)
+
+
+class Staged(nn.Module):
+    """timm's layout: ``stem`` → ``stages`` (a Sequential) → pooled head, with ``forward_features``."""
+
+    def __init__(self, width: int = 8) -> None:
+        super().__init__()
+        self.default_input_size = (3, 32, 32)
+        self.stem = nn.Conv2d(3, width, 3, stride=2, padding=1)
+        self.stages = nn.Sequential(
+            nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.GELU()),
+            nn.Sequential(nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.GELU()),
+        )
+        self.head = nn.Linear(2 * width, 10)
+
+    def forward_features(self, x):
+        return self.stages(self.stem(x))
+
+    def forward(self, x):
+        return self.head(self.forward_features(x).mean((2, 3)))
+
+
+def staged(width: int = 8) -> nn.Module:
+    return Staged(width)

@@ -286,3 +286,31 @@ def test_a_model_outside_the_zoo_is_broken_down_by_module(capsys, monkeypatch, t
     assert {r["group"] for r in rows} >= {"embed", "qkv", "proj", UNATTRIBUTED}
     code, out, err = run(capsys, monkeypatch, "results", "breakdown", "--store", str(store), "--by", "part")
     assert code == 0 and "no M² parts (use --by block)" in out
+
+
+def test_a_staged_model_outside_the_zoo_is_cut_after_each_stage(tmp_path):
+    """timm's layout (stem → stages → head): prefix differencing cuts after each stage, on any file runtime."""
+    from pathlib import Path
+
+    import model_factories
+    from emobench.nn.forms.prefix import generic_cuts
+    from emobench.runs.bench import BenchPlan, run_bench
+
+    model = model_factories.staged()
+    assert block_count(model) == 2 and generic_cuts(model) == ["stages.0", "stages.1"]
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(Prefix(model, 2)(x), model.forward_features(x))
+    if BACKENDS["onnxruntime"].unavailable():
+        pytest.skip(BACKENDS["onnxruntime"].unavailable())
+    plan = BenchPlan(models=[f"{Path(model_factories.__file__)}:staged"], backends=["onnxruntime"], threads=[1],
+                     rounds=2, min_time=0.02, min_runs=3, warmup=1, breakdown="prefix")
+    (rec,) = run_bench(plan)
+    result = rec.breakdown["prefix"]
+    assert "error" not in result, result
+    assert [r["block"] for r in result["rows"]] == ["stem", "stages.0", "stages.1", "head"]
+    conv1, conv2 = 8 * 8 * 9 * 16 * 16, 16 * 8 * 9 * 8 * 8  # C_out · C_in · k² · H_out · W_out
+    stem, head = 8 * 3 * 9 * 16 * 16, 16 * 10  # the stem conv; the classifier (the pooling mean is not counted)
+    assert result["macs"]["block"] == {"stem": stem, "stages.0": conv1, "stages.1": conv2, "head": head}
+    assert sum(result["macs"]["block"].values()) == result["total_macs"]
+    assert "stage" in result["source"]

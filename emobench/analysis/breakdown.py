@@ -364,10 +364,13 @@ def prefix_summary(passes: list[list[float]], model: nn.Module, example: torch.T
     and no operator type: stage and block roll-ups only."""
     import statistics
 
-    blocks = list(block_scopes(model, reference).values())
+    from emobench.nn.forms.prefix import generic_cuts
+
+    stages = generic_cuts(model)  # a model outside the families: cut after each of its stages
+    blocks = [(p, p, p) for p in stages] if stages else [(b.path, b.label, b.stage) for b in block_scopes(model, reference).values()]
     if not passes or any(len(p) != len(blocks) + 2 for p in passes):
         raise ValueError(f"expected {len(blocks) + 2} timings per pass (stem, {len(blocks)} blocks, whole network)")
-    labels = [("stem", "stem", "stem")] + [(b.path, b.label, b.stage) for b in blocks] + [("head", "head", "head")]
+    labels = [("stem", "stem", "stem")] + blocks + [("head", "head", "head")]
     rows = []
     for j, (path, label, stage) in enumerate(labels):
         diffs = [p[j] - (p[j - 1] if j else 0.0) for p in passes]  # the last: whole network − the last cut
@@ -378,9 +381,15 @@ def prefix_summary(passes: list[list[float]], model: nn.Module, example: torch.T
                      "noise_ms": max(diffs) - min(diffs) if len(diffs) > 1 else None})
     counted = attribute(counted_ops(model, example), model, reference)
     whole = statistics.median(p[-1] for p in passes)
+    macs = {by: macs_by(counted.rows, by) for by in ("block", "stage")}
+    if stages:  # by the module paths the cuts follow: the stem module, each stage, and the rest is the head
+        per_cut = {c: sum(int(r["macs"] or 0) for r in counted.rows if r["module"] and _inside(r["module"], c))
+                   for c in ("stem", *stages)}
+        per_cut["head"] = sum(int(r["macs"] or 0) for r in counted.rows) - sum(per_cut.values())
+        macs = {"block": per_cut, "stage": dict(per_cut)}
     return {
-        "schema": SCHEMA, "source": "prefix differencing (the network cut after each block, timed in interleaved passes)",
+        "schema": SCHEMA, "source": "prefix differencing (the network cut after each " + ("stage" if stages else "block")
+        + ", timed in interleaved passes)",
         "runs": len(passes), "profiled_ms": whole, **_closure(sum(r["ms"] for r in rows), headline_ms, whole),
-        "m2": False, "total_macs": sum(int(r["macs"] or 0) for r in counted.rows),
-        "macs": {by: macs_by(counted.rows, by) for by in ("block", "stage")}, "rows": rows,
+        "m2": False, "total_macs": sum(int(r["macs"] or 0) for r in counted.rows), "macs": macs, "rows": rows,
     }

@@ -16,7 +16,20 @@ def _parts(form: nn.Module) -> tuple[nn.Module, list[nn.Module]] | None:
         return form.stage0[0], [b for stage in form.stages for b in stage if isinstance(b, M2Block)]
     if callable(getattr(form, "forward_stem", None)) and isinstance(getattr(form, "blocks", None), nn.Sequential):
         return form, list(form.blocks)
+    stem, stages = getattr(form, "stem", None), getattr(form, "stages", None)
+    if isinstance(stem, nn.Module) and isinstance(stages, nn.Sequential) and len(stages) \
+            and callable(getattr(form, "forward_features", None)):
+        return stem, list(stages)  # timm's layout (stem → stages → head): cut after each stage
     return None
+
+
+def generic_cuts(form: nn.Module) -> list[str] | None:
+    """The module paths the cuts of a model outside emobench's families follow (timm's ``stages.K``), or None
+    for emobench's own networks (their cuts follow the M² blocks)."""
+    parts = _parts(form)
+    if parts is None or isinstance(form, EMO) or callable(getattr(form, "forward_stem", None)):
+        return None
+    return [f"stages.{k}" for k in range(len(parts[1]))]
 
 
 def block_count(form: nn.Module) -> int | None:
