@@ -318,7 +318,7 @@ def test_a_version_1_store_gains_the_accuracy_columns_and_keeps_its_rows(tmp_pat
     columns = ", ".join(f"{name} {kind}" for name, kind in _TYPES.items() if name not in SCHEMA_2_COLUMNS + SCHEMA_3_COLUMNS + SCHEMA_4_COLUMNS)
     make_store(path, columns, [row("a", 1.0)], version=1)
     with ResultStore(path) as db:
-        assert db.version == SCHEMA_VERSION == 4
+        assert db.version == SCHEMA_VERSION == 5
         assert db.add(record("new", dtype="int8", top1_agreement=0.97, logit_cosine=0.995, calibration="random (32 inputs)"))
         df = db.records().set_index("uuid")
     assert stored(path) == [("a", 10.0), ("new", 5.0)]
@@ -350,7 +350,7 @@ def test_a_version_3_store_gains_the_train_column_and_keeps_its_rows(tmp_path):
     make_store(path, columns, [row("a", 1.0)], version=3)
     train = {"model": "m", "metrics": {"step_macs": {"value": 10, "unit": "MACs"}}}
     with ResultStore(path) as db:
-        assert db.version == SCHEMA_VERSION == 4
+        assert db.version == SCHEMA_VERSION == 5
         assert db.add(record("new", form="train:adamw", form_requested="train", train=train))
         df = db.records().set_index("uuid")
     assert stored(path) == [("a", 10.0), ("new", 5.0)]

@@ -113,6 +113,9 @@ OWN_FORMULAS: dict[Any, Callable[[tuple, Any], int]] = {
                                                                             "group_norm", a[9]),
 }
 _OWN_PACKETS = {f._overloadpacket if hasattr(f, "_overloadpacket") else f: fn for f, fn in OWN_FORMULAS.items()}
+#: whose outputs fvcore's ActivationCountAnalysis counts (its jit ops _convolution, addmm, bmm, matmul, linear, as
+#: they reach the dispatcher)
+_ACTIVATION_PACKETS = frozenset({aten.convolution, aten.addmm, aten.mm, aten.bmm})
 
 
 @dataclass
@@ -137,12 +140,31 @@ class CountResult:
     by_module: dict[str, int] = field(default_factory=dict)
     error: str | None = None
     bias_adds: int | None = None  # bias additions in the forward pass (not included in ``macs``)
+    #: elements output by convolutions and matrix products (fvcore's ActivationCountAnalysis convention)
+    activations: int | None = None
 
     @property
     def status(self) -> str:
         if self.macs is None:
             return "unavailable"
         return "partial" if self.uncounted else "complete"
+
+
+def _norm_outputs(x: torch.Tensor, *stats_shape: int):
+    return torch.empty_like(x), x.new_empty(stats_shape), x.new_empty(stats_shape)
+
+
+#: On the meta device torch runs normalisations and some activations as Python decompositions (milliseconds
+#: each, most of a sweep point's count): their outputs' shapes are known, so the counter makes them directly.
+#: Only the first output of each is read by the modules (the statistics are for backward).
+_META_SHORTCUTS: dict[Any, Callable] = {
+    aten.native_batch_norm: lambda x, *a: _norm_outputs(x, x.shape[1] if a[4] else 0),
+    aten._native_batch_norm_legit_no_training: lambda x, *a: _norm_outputs(x, 0),
+    aten.native_layer_norm: lambda x, shape, *a: (torch.empty_like(x),
+                                                  *(x.new_empty((*x.shape[:x.dim() - len(shape)], *[1] * len(shape))),) * 2),
+    aten.gelu: lambda x, *a: torch.empty_like(x),
+    aten.silu: lambda x, *a: torch.empty_like(x),
+}
 
 
 class _OwnCounter(TorchDispatchMode):
@@ -154,11 +176,14 @@ class _OwnCounter(TorchDispatchMode):
         self.uncounted: set[str] = set()
         self.elementwise: set[str] = set()
         self.bias_adds = 0
+        self.activations = 0
+        self.meta = False  #: every tensor is on the meta device: shape-only shortcuts for slow meta kernels
         #: (innermost module path, operator, MACs) of every operator in execution order, when asked for
         self.sequence: list[tuple[str, str, int]] | None = None
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
+        shortcut = _META_SHORTCUTS.get(func._overloadpacket) if self.meta else None
+        out = shortcut(*args) if shortcut is not None else func(*args, **(kwargs or {}))
         fn = _OWN_PACKETS.get(func._overloadpacket)
         name = _opname(func)
         if self.sequence is not None:
@@ -172,6 +197,8 @@ class _OwnCounter(TorchDispatchMode):
             return out
         first = out[0] if isinstance(out, (tuple, list)) else out
         n = int(fn(args, first))
+        if func._overloadpacket in _ACTIVATION_PACKETS:
+            self.activations += first.numel()
         # Bias additions are not MACs; tallied so a counter that includes them (ptflops) can be reconciled.
         if func._overloadpacket in (aten.addmm, aten.baddbmm) and args[0] is not None:
             self.bias_adds += first.numel()
@@ -197,6 +224,7 @@ def count_emobench(model: nn.Module, x: torch.Tensor, sequence: list | None = No
     records: dict[str, ModuleRecord] = {name: ModuleRecord(type(m).__name__) for name, m in model.named_modules()}
     counter = _OwnCounter(records)
     counter.sequence = sequence
+    counter.meta = x.device.type == "meta" and all(t.device.type == "meta" for t in (*model.parameters(), *model.buffers()))
     handles = []
     for name, m in model.named_modules():
         def pre(mod, inp, name=name):
@@ -226,8 +254,30 @@ def count_emobench(model: nn.Module, x: torch.Tensor, sequence: list | None = No
         by_operator=dict(counter.by_operator),
         by_module={k: v.macs for k, v in records.items()},
         bias_adds=counter.bias_adds,
+        activations=counter.activations,
     )
     return result, records
+
+
+@dataclass(frozen=True)
+class FastCount:
+    """Parameters, MACs and activations of one forward, counted on the meta device (nothing allocated)."""
+
+    params: int
+    macs: int
+    activations: int
+    uncounted: tuple[str, ...]
+
+
+def count_fast(model: nn.Module, shape: tuple[int, ...]) -> FastCount:
+    """emobench's own counter alone over a forward of ``model`` on an input of ``shape``, on the meta device when
+    the model is there (sweeps count thousands of points this way): no jit trace, no second counter."""
+    model.eval()  # inference counts (BatchNorm as in eval mode), as ``profile`` counts
+    device = next(iter(model.parameters()), torch.empty(0)).device
+    x = torch.empty(shape, device=device) if device.type == "meta" else torch.zeros(shape)
+    own, _ = count_emobench(model, x)
+    return FastCount(sum(p.numel() for p in model.parameters()), int(own.macs or 0), int(own.activations or 0),
+                     tuple(own.uncounted))
 
 
 @contextlib.contextmanager

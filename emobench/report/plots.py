@@ -92,6 +92,32 @@ def breakdown_figure(df: pd.DataFrame, title: str = "Where the time goes, by M²
     return fig
 
 
+def sweep_figure(df: pd.DataFrame, backends: list[str], title: str = "Sweep") -> go.Figure:
+    """Every counted point of a sweep, MACs against params (the front marked), and beside it each measured
+    point's latency against its MACs, one series per backend (and predicted latency where there is one)."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("params vs MACs (counted)", "latency vs MACs"))
+    ok = df[df["status"] == "ok"]
+    for front, name, symbol in ((False, "point", "circle-open"), (True, "Pareto front", "circle")):
+        part = ok[ok["front"] == front]
+        fig.add_trace(go.Scatter(x=part["MACs"], y=part["params"], mode="markers", name=name,
+                                 marker={"symbol": symbol}, text=part["point"]), row=1, col=1)
+    for backend in backends:
+        for kind, symbol in (("ms", "circle"), ("predicted ms", "x")):
+            col = f"{backend} {kind}"
+            if col in df and df[col].notna().any():
+                part = df[df[col].notna()]
+                fig.add_trace(go.Scatter(x=part["MACs"], y=part[col], mode="markers", text=part["point"],
+                                         name=f"{backend} ({'measured' if kind == 'ms' else 'predicted'})",
+                                         marker={"symbol": symbol}), row=1, col=2)
+    fig.update_xaxes(title_text="MACs")
+    fig.update_yaxes(title_text="params", row=1, col=1)
+    fig.update_yaxes(title_text="ms", row=1, col=2)
+    fig.update_layout(title=title, template="plotly_white")
+    return fig
+
+
 def png_exporter_problem() -> str | None:
     """None when PNG export works here, else why not."""
     try:

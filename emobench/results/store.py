@@ -32,8 +32,23 @@ ENV_STORE = "EMOBENCH_STORE"
 #: 2: accuracy on images and int8 (``images`` … ``calibration``), added to older stores as NULL columns;
 #: 3: ``breakdown`` and ``crosscheck`` (JSON objects), the host sentinel and the rounds' interval
 #:    (``sentinel_ms`` … ``stop``), added likewise;
-#: 4: ``train`` (JSON: a training step's cost from ``emobench train-cost``), added likewise.
-SCHEMA_VERSION = 4
+#: 4: ``train`` (JSON: a training step's cost from ``emobench train-cost``), added likewise;
+#: 5: the ``sweep_points`` table (``emobench sweep``: one row per design point of a sweep, written once).
+SCHEMA_VERSION = 5
+
+#: a sweep's points: counted once (the primary key refuses a second row), predicted and measured filled in later
+SWEEP_COLUMNS = {
+    "sweep": "TEXT NOT NULL", "point": "TEXT NOT NULL", "seq": "INTEGER", "reference": "TEXT", "values_json": "TEXT",
+    "status": "TEXT", "reason": "TEXT", "params": "INTEGER", "macs": "INTEGER", "activations": "INTEGER",
+    "rf": "INTEGER", "first_global": "TEXT", "predicted": "TEXT", "measured": "TEXT", "worker": "TEXT",
+    "created": "REAL",
+}
+_SWEEP_JSON = ("values_json", "predicted", "measured")
+
+
+def _create_sweep_table() -> str:
+    cols = ", ".join(f"{name} {kind}" for name, kind in SWEEP_COLUMNS.items())
+    return f"CREATE TABLE IF NOT EXISTS sweep_points ({cols}, PRIMARY KEY (sweep, point))"
 
 
 def default_store_path() -> Path:
@@ -150,13 +165,15 @@ class ResultStore:
                 raise EmobenchError(f"cannot write to results store {self.path}: {newer}, column(s) {', '.join(blocking)} "
                                     f"NOT NULL without default are unknown to emobench {_version()} (upgrade emobench, or use another --store)")
             missing = [name for name in _TYPES if name not in present]
-            if version >= SCHEMA_VERSION and exists and not missing:
+            sweeps = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sweep_points'").fetchone()
+            if version >= SCHEMA_VERSION and exists and not missing and sweeps:
                 # nothing to migrate; a no-op header write (rolled back) checks that the file is writable
                 conn.execute(f"PRAGMA user_version = {version}")
                 conn.execute("ROLLBACK")
                 return
             for name in missing:  # also into a newer store that lacks one: adding a column is additive
                 conn.execute(f"ALTER TABLE records ADD COLUMN {name} {_TYPES[name]}")
+            conn.execute(_create_sweep_table())
             if exists:
                 self._backfill_env(conn)
             # merge and add look records up by uuid; a store without a key on it gets an index (not UNIQUE:
@@ -194,6 +211,58 @@ class ResultStore:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    # --- sweeps ---------------------------------------------------------------------------------------------
+
+    def add_sweep_point(self, row: dict[str, Any]) -> bool:
+        """Store one counted point of a sweep; False when the sweep already has it (a point is done once)."""
+        if self._conn is None or self.readonly:
+            raise EmobenchError(f"results store {self.path} is open read-only")
+        values = {k: (json.dumps(v, default=str) if k in _SWEEP_JSON and v is not None else v)
+                  for k, v in row.items() if k in SWEEP_COLUMNS}
+        cur = self._conn.execute(
+            f"INSERT OR IGNORE INTO sweep_points ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
+            list(values.values()))
+        return cur.rowcount == 1
+
+    def update_sweep_point(self, sweep: str, point: str, **fields: Any) -> None:
+        """Fill in a stored point's ``predicted`` or ``measured`` (JSON objects, merged into what is there)."""
+        current = self.sweep_points(sweep, point)
+        if not current:
+            raise EmobenchError(f"sweep {sweep} has no point {point}")
+        sets, params = [], []
+        for key, value in fields.items():
+            if key in _SWEEP_JSON and isinstance(value, dict):
+                value = json.dumps({**(current[0].get(key) or {}), **value}, default=str)
+            sets.append(f"{key} = ?")
+            params.append(value)
+        self._conn.execute(f"UPDATE sweep_points SET {', '.join(sets)} WHERE sweep = ? AND point = ?",
+                           [*params, sweep, point])
+
+    def sweep_points(self, sweep: str | None = None, point: str | None = None) -> list[dict[str, Any]]:
+        """The stored points (of one sweep, or one point of it) in the order they were counted."""
+        if self._conn is None:
+            return []
+        if not self._conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sweep_points'").fetchone():
+            return []  # a store from before sweeps
+        where, params = [], []
+        for key, value in (("sweep", sweep), ("point", point)):
+            if value is not None:
+                where.append(f"{key} = ?")
+                params.append(value)
+        sql = "SELECT * FROM sweep_points" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY sweep, seq"
+        cur = self._conn.execute(sql, params)
+        names = [d[0] for d in cur.description]
+        rows = []
+        for values in cur.fetchall():
+            row = dict(zip(names, values))
+            for key in _SWEEP_JSON:
+                try:
+                    row[key] = json.loads(row[key]) if isinstance(row.get(key), str) else row.get(key)
+                except ValueError:
+                    row[key] = None
+            rows.append(row)
+        return rows
 
     # --- writing --------------------------------------------------------------------------------------------
 
