@@ -1,33 +1,66 @@
-"""Wall time of `emobench profile MODEL --counts-only` as a whole process (import included); goal ≤ 10 s.
+"""Wall time of `emobench profile MODEL` as a whole process (imports included), optionally against a comparator
+tree (an older checkout), the two interleaved in one session so the ratio is from one run.
 
-    python benchmarks/profile_wall.py [--model emo_5m] [--runs 5]
+    python benchmarks/profile_wall.py [--model emo_5m] [--runs 7] [--counts-only] [--against PATH]
+
+--against PATH runs the same command from another emobench source tree (e.g. `git worktree add /tmp/old
+<commit>`; it must import with this environment's packages) by putting PATH first on PYTHONPATH.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
+import os
 import statistics
 import subprocess
 import sys
 import time
 
 
+#: emobench's command line from a given source tree: an editable install's import hook would otherwise win
+LAUNCH = """
+import sys
+sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
+tree, sys.argv = sys.argv[1], sys.argv[2:]
+sys.path.insert(0, tree)
+from emobench.cli.app import main
+main()
+"""
+
+
+def wall(cmd: list[str], env: dict) -> float:  # noqa: D103
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    return time.perf_counter() - start
+
+
+def summary(name: str, walls: list[float]) -> str:
+    med = statistics.median(walls)
+    return f"{name}: median {med:.2f} s (min {min(walls):.2f}, max {max(walls):.2f}, spread {(max(walls) - min(walls)) / med:.0%})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="emo_5m")
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--counts-only", action="store_true")
+    parser.add_argument("--against", help="another emobench source tree to time interleaved with this one")
     args = parser.parse_args()
-    exe = shutil.which("emobench")
-    cmd = [exe] if exe else [sys.executable, "-m", "emobench.cli"]
-    cmd += ["profile", args.model, "--counts-only", "--format", "json"]
-    walls = []
+    argv = ["emobench", "profile", args.model, *(["--counts-only"] if args.counts_only else [])]
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    trees = {"this tree": here, **({"comparator": os.path.abspath(args.against)} if args.against else {})}
+    cmds = {name: [sys.executable, "-c", LAUNCH, tree, *argv] for name, tree in trees.items()}
+    for cmd in cmds.values():  # untimed: bytecode compiled, caches filled, for both alike
+        wall(cmd, dict(os.environ))
+    walls: dict[str, list[float]] = {name: [] for name in trees}
     for _ in range(args.runs):
-        start = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        walls.append(time.perf_counter() - start)
-    print(f"{' '.join(cmd[-5:])}: median {statistics.median(walls):.2f} s, min {min(walls):.2f} s, "
-          f"max {max(walls):.2f} s over {args.runs} runs (goal ≤ 10 s)")
+        for name, cmd in cmds.items():
+            walls[name].append(wall(cmd, dict(os.environ)))
+    for name, values in walls.items():
+        print(summary(f"{' '.join(argv)} [{name}]", values))
+    if args.against:
+        ratios = [a / b for a, b in zip(walls["this tree"], walls["comparator"])]
+        print(f"this / comparator: median {statistics.median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f})")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,32 @@ def cache_dir() -> Path:
     return Path(user_cache_dir("emobench", appauthor=False))
 
 
+def read_cache(name: str) -> dict:
+    """A JSON object cached as ``name`` in :func:`cache_dir` (empty when missing or damaged: recomputed)."""
+    import json
+
+    try:
+        data = json.loads((cache_dir() / name).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def update_cache(name: str, entries: dict) -> None:
+    """Merge ``entries`` into the cached JSON object ``name``, atomically (readers never see half a file); an
+    unwritable cache only costs time."""
+    import json
+
+    path = cache_dir() / name
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps({**read_cache(name), **entries}, sort_keys=True))
+        tmp.replace(path)
+    except OSError:
+        tmp.unlink(missing_ok=True) if tmp.parent.is_dir() else None
+
+
 def artifact_cache_dir() -> Path:
     """Where exports are cached: ``EMOBENCH_CACHE`` itself, or ``artifacts`` in emobench's user cache folder."""
     base = cache_dir()

@@ -142,3 +142,22 @@ def test_cuda_peak_memory():  # pragma: no cover - runs only with a GPU
 
     chain = nn.Sequential(nn.Linear(100, 200), nn.Linear(200, 300)).cuda()
     assert cuda_peak_bytes(chain, torch.randn(8, 100, device="cuda")) >= 8 * 200 * 4 + 8 * 300 * 4
+
+
+@pytest.mark.parametrize("name", ["emo_1m", "emo_5m_parallel", "deit_tiny", "pvt_tiny_irmb", "mobilenetv2_100", "irmb"])
+def test_activations_equal_fvcores_activation_count(name):
+    """emobench counts the elements convolutions and matrix products output, as fvcore's
+    ActivationCountAnalysis does (profile reports emobench's, saving a second jit trace)."""
+    from fvcore.nn import ActivationCountAnalysis
+
+    from emobench.measure.counters import quiet_tracing
+    from emobench.models.references import resolve
+
+    ref = resolve(name)
+    model = ref.build(None)
+    x = torch.randn(ref.input_shape(None, 1))
+    with torch.no_grad(), quiet_tracing():
+        fv = ActivationCountAnalysis(model, x).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        fv.tracer_warnings("none")
+        expected = int(fv.total())
+    assert count_emobench(model, x)[0].activations == expected

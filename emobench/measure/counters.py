@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
+from emobench.measure.dispatch import DispatchMode
 
 from emobench.measure import formulas
 
@@ -167,7 +167,7 @@ _META_SHORTCUTS: dict[Any, Callable] = {
 }
 
 
-class _OwnCounter(TorchDispatchMode):
+class _OwnCounter(DispatchMode):
     def __init__(self, modules: dict[str, ModuleRecord]) -> None:
         super().__init__()
         self.stack: list[str] = []
@@ -362,6 +362,10 @@ def count_ptflops(model: nn.Module, x: torch.Tensor) -> CountResult:
     method = "ptflops aten backend (counts biases; attention/norms via emobench handles)"
     try:
         from ptflops.aten_engine import FlopCounterMode
+
+        from emobench.measure.dispatch import without_dynamo_guard
+
+        FlopCounterMode = without_dynamo_guard(FlopCounterMode)
     except ImportError as err:
         return CountResult("ptflops", method, None, error=f"ptflops is not installed: {err}")
     handles = _ptflops_handles()

@@ -18,7 +18,7 @@ class QuickTiming:
     device: str
 
 
-def quick_latency(model: nn.Module, x: torch.Tensor, threads: int | None = None, min_run_time: float = 1.0) -> QuickTiming:
+def quick_latency(model: nn.Module, x: torch.Tensor, threads: int | None = None, min_run_time: float = 0.5) -> QuickTiming:
     """Median of ``torch.utils.benchmark``'s ``blocked_autorange`` after 3 warm-up calls (CUDA: synchronised)."""
     threads = threads or torch.get_num_threads()
     timer = benchmark.Timer(stmt="model(x)", globals={"model": model, "x": x}, num_threads=threads)

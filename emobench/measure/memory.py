@@ -12,11 +12,11 @@ import weakref
 
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
+from emobench.measure.dispatch import DispatchMode
 from torch.utils._pytree import tree_leaves
 
 
-class LiveTensorBytes(TorchDispatchMode):
+class LiveTensorBytes(DispatchMode):
     """Tracks the live and peak bytes of the storages that operations create while the mode is active."""
 
     def __init__(self) -> None:
@@ -74,7 +74,7 @@ def cuda_peak_bytes(model: nn.Module, x: torch.Tensor) -> int:
     return peak
 
 
-class _MetaFootprint(TorchDispatchMode):
+class _MetaFootprint(DispatchMode):
     """On meta tensors (shapes only, nothing allocated): the largest bytes one operation holds at once, its
     tensor inputs (parameters and buffers excluded) plus the new tensors it returns."""
 

@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
+from emobench.measure.dispatch import DispatchMode
 from torch.utils._pytree import tree_leaves
 
 from emobench.measure import formulas
@@ -148,7 +148,7 @@ class TrainCount:
         return self.backward.macs / self.forward.macs if self.forward.macs else None
 
 
-class _TrainCounter(TorchDispatchMode):
+class _TrainCounter(DispatchMode):
     def __init__(self, tracker, names: dict[str, str]) -> None:
         super().__init__()
         self.tracker = tracker

@@ -11,6 +11,7 @@ from torch import nn
 
 from emobench.errors import InputSizeError
 from emobench.measure.memory import meta_footprint
+from emobench.paths import read_cache, source_fingerprint, update_cache
 from emobench.models.build import build_entry
 from emobench.models.references import ResolvedModel
 from emobench.zoo.catalog import ZooEntry
@@ -114,6 +115,11 @@ def memory_need(entry, shape: tuple[int, ...], bytes_per_element: int = 4) -> Me
     ``entry`` is a zoo entry or a model reference (:mod:`emobench.models.references`)."""
     input_bytes = math.prod(shape) * bytes_per_element
     check_config_fits(entry, shape, bytes_per_element)
+    key = _footprint_key(entry, shape, bytes_per_element)
+    cached = read_cache(FOOTPRINT_CACHE).get(key) if key else None
+    if isinstance(cached, list) and len(cached) == 5:  # the same configuration, input and model code
+        params, weight_bytes, largest, op, method = cached
+        return MemoryNeed(params, weight_bytes, input_bytes, largest, op, method + " (cached)")
     model = _meta_model(entry)
     tensors = [*model.parameters(), *model.buffers()]
     params = sum(p.numel() for p in model.parameters())
@@ -123,7 +129,27 @@ def memory_need(entry, shape: tuple[int, ...], bytes_per_element: int = 4) -> Me
         method = "meta-device build and forward pass"
     except Exception as err:  # noqa: BLE001 - e.g. a shape whose element count overflows: the input is the floor
         largest, op, method = input_bytes, "", f"meta-device build; input only ({type(err).__name__} in the meta forward)"
+        key = None  # not worth keeping
+    if key:
+        update_cache(FOOTPRINT_CACHE, {key: [params, weight_bytes, largest, op, method]})
     return MemoryNeed(params, weight_bytes, input_bytes, largest, op, method)
+
+
+#: meta-device footprints by configuration, input shape and model code (a meta forward costs a second or two)
+FOOTPRINT_CACHE = "footprints.json"
+
+
+def _footprint_key(target, shape: tuple[int, ...], bytes_per_element: int) -> str | None:
+    """What a footprint depends on, for a zoo model (a factory's code is not hashed here: never cached)."""
+    import hashlib
+    import json
+
+    entry = target if isinstance(target, ZooEntry) else getattr(target, "entry", None)
+    if entry is None:
+        return None
+    blob = json.dumps({"family": entry.family, "config": entry.config.model_dump(mode="json"), "shape": list(shape),
+                       "bytes": bytes_per_element}, sort_keys=True, default=str)
+    return hashlib.sha256((blob + source_fingerprint("nn", "measure")).encode()).hexdigest()
 
 
 #: optimizer state tensors per parameter element

@@ -293,17 +293,9 @@ def profile_model(
         "macs": Metric(own.macs, "MACs", count_method, own.status),
         "flops": Metric(2 * own.macs if own.macs is not None else None, "FLOPs", "2 × MACs (emobench count)", own.status),
     }
-    from emobench.measure.counters import quiet_tracing
-
-    try:
-        with torch.no_grad(), quiet_tracing():
-            from fvcore.nn import ActivationCountAnalysis
-
-            acts = ActivationCountAnalysis(model, x).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-            acts.tracer_warnings("none")
-            metrics["activations"] = Metric(int(acts.total()), "elements", "fvcore ActivationCountAnalysis (outputs of conv/linear/matmul)")
-    except Exception as err:  # noqa: BLE001
-        metrics["activations"] = Metric(None, "elements", "fvcore ActivationCountAnalysis", "unavailable", str(err).splitlines()[0])
+    metrics["activations"] = Metric(own.activations, "elements", "emobench: elements output by convolutions and "
+                                    "matrix products (fvcore ActivationCountAnalysis's convention, one trace fewer)",
+                                    own.status)
 
     if memory:
         from emobench.measure.memory import cpu_peak_bytes, cuda_peak_bytes

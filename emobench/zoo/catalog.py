@@ -31,7 +31,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from emobench.errors import ZooError
-from emobench.paths import builtin_zoo_dir, cache_dir, source_fingerprint
+from emobench.paths import builtin_zoo_dir, read_cache, source_fingerprint, update_cache
+
+#: parameter counts of zoo entries by content key (see :func:`zoo_listing`)
+PARAMS_CACHE = "zoo_params.json"
 
 
 def _families() -> dict:
@@ -302,28 +305,6 @@ def content_key(name: str) -> str:
     return _params_key(_describe(get_zoo(), name))
 
 
-def _read_params_cache(path: Path) -> dict[str, int]:
-    import json
-
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}  # missing or damaged: counted again
-    return {k: v for k, v in data.items() if isinstance(v, int)} if isinstance(data, dict) else {}
-
-
-def _write_params_cache(path: Path, data: dict[str, int]) -> None:
-    import json
-
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(data, sort_keys=True))
-        tmp.replace(path)  # readers never see half a file
-    except OSError:
-        tmp.unlink(missing_ok=True) if tmp.parent.is_dir() else None  # an unwritable cache only costs time
-
-
 def parameter_count(name: str, fresh: bool = False) -> int:
     """Parameters of a zoo model, counted on a meta-device build (no memory, no weights); ``fresh``: from the
     files as they are now, not the entry this process has already loaded."""
@@ -347,8 +328,7 @@ def zoo_listing(names: list[str] | None = None, use_cache: bool = True) -> "pand
 
     zoo = get_zoo()
     names = zoo.names() if names is None else names
-    path = cache_dir() / "zoo_params.json"
-    cached = _read_params_cache(path) if use_cache else {}
+    cached = {k: v for k, v in read_cache(PARAMS_CACHE).items() if isinstance(v, int)} if use_cache else {}
     added = False
     rows = []
     for name in names:
@@ -362,5 +342,5 @@ def zoo_listing(names: list[str] | None = None, use_cache: bool = True) -> "pand
                      "input_c": c, "input_h": h, "input_w": w, "tags": ",".join(desc["tags"]),
                      "summary": desc["summary"]})
     if added and use_cache:
-        _write_params_cache(path, {**_read_params_cache(path), **cached})
+        update_cache(PARAMS_CACHE, cached)
     return pd.DataFrame(rows, columns=["name", "family", "params", "input_c", "input_h", "input_w", "tags", "summary"])
