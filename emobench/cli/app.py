@@ -8,7 +8,7 @@ import warnings
 import typer
 from rich.markup import escape
 
-from emobench.cli import analysis, bench, export, profile, results, sweep, tables, train, zoo
+from emobench.cli import analysis, bench, export, predict, profile, results, sweep, tables, train, zoo
 from emobench.cli.options import err_console
 from emobench.errors import EmobenchError
 
@@ -24,6 +24,7 @@ app.command("bench")(bench.bench)
 app.command("eval")(bench.evaluate)
 app.command("train-cost")(train.train_cost)
 app.command("sweep")(sweep.sweep)
+app.command("predict")(predict.predict)
 app.command("export")(export.export)
 app.add_typer(results.app, name="results")
 app.command("rf")(analysis.rf)

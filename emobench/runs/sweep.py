@@ -97,6 +97,9 @@ class MeasureSpec(BaseModel):
     rounds: int = Field(3, ge=1)
     min_time: float = Field(1.0, gt=0)
     form: str = "auto"
+    #: predict every valid point's latency on each backend from measured block tables (emobench predict), and
+    #: take the front over predicted latency (first backend), MACs and params
+    predict: bool = False
 
 
 class SweepSpec(BaseModel):
@@ -426,8 +429,6 @@ def run_sweep(spec: SweepSpec, sweep_id: str, store, workers: int | None = None,
               zoo_dirs: list[str] | None = None, progress: Callable[[str, int, int], None] | None = None) -> SweepOutcome:
     """Count every point not yet stored for ``sweep_id`` (a killed sweep resumes: a point is done once), then
     measure the front's points not yet measured; every row and record goes to ``store`` as it completes."""
-    from emobench.models.references import resolve
-
     check_fields(spec)  # a bad base or field is one line before any work
     digest = spec.digest()
     stored = {r["point"]: r for r in store.sweep_points(sweep_id)}
@@ -452,6 +453,8 @@ def run_sweep(spec: SweepSpec, sweep_id: str, store, workers: int | None = None,
     start = time.perf_counter()
     count_points(spec, todo, workers or os.cpu_count() or 1, list(zoo_dirs or []), keep)
     count_s = time.perf_counter() - start
+    if measure and spec.measure.predict:
+        _predict_points(spec, sweep_id, store, say)
     rows = [r for r in store.sweep_points(sweep_id) if r["point"] != "__spec__"]
     ok = [r for r in rows if r["status"] == "ok"]
     if not ok:
@@ -459,14 +462,41 @@ def run_sweep(spec: SweepSpec, sweep_id: str, store, workers: int | None = None,
         why = (f"no point meets the budget ({len(over)} of {len(rows)} outside it, e.g. {over[0]['reason']})" if over
                else f"no valid point ({len(rows)} invalid, e.g. {rows[0]['reason'] if rows else 'none'})")
         raise EmobenchError(f"sweep '{sweep_id}': {why}")
-    front = sorted(pareto(ok, ["macs", "params"]), key=lambda r: r["macs"])
+    keys = ["macs", "params"]
+    if spec.measure.predict:  # the first backend's predicted latency as a third objective
+        first = spec.measure.backends[0]
+        for r in ok:
+            r["predicted_ms"] = (r.get("predicted") or {}).get(first)
+        keys = ["predicted_ms", *keys]
+    front = sorted(pareto(ok, keys), key=lambda r: r["macs"])
     outcome = SweepOutcome(sweep_id, spec, rows, len(todo), count_s, [r["point"] for r in front],
                            store=str(store.path))
     if measure and spec.measure.front:
-        ranked = by_rank(ok, ["macs", "params"])  # the front first; a budget larger than it takes the next fronts
+        ranked = by_rank(ok, keys)  # the front first; a budget larger than it takes the next fronts
         outcome.measured = _measure_front(spec, sweep_id, ranked[:spec.measure.front], store, say)
         outcome.rows = [r for r in store.sweep_points(sweep_id) if r["point"] != "__spec__"]
     return outcome
+
+
+def _predict_points(spec: SweepSpec, sweep_id: str, store, say) -> None:
+    """Each valid point's predicted latency per backend, from block tables measured once per distinct piece."""
+    from emobench.runs.predict import predict
+
+    m = spec.measure
+    todo = [r for r in store.sweep_points(sweep_id)
+            if r["status"] == "ok" and any(b not in (r.get("predicted") or {}) for b in m.backends)]
+    if not todo:
+        return
+    threads = m.threads or min(torch_threads(), os.cpu_count() or 1)
+    by_ref = {r["reference"]: r for r in todo}
+    for p in predict(list(by_ref), m.backends, threads, store, m.form, progress=say):
+        store.update_sweep_point(sweep_id, by_ref[p.model]["point"], predicted={p.backend: p.predicted_ms})
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _measure_front(spec: SweepSpec, sweep_id: str, front: list[dict], store, say) -> int:
@@ -508,6 +538,8 @@ def sweep_frame(outcome: SweepOutcome):
         for b in backends:
             m = (r.get("measured") or {}).get(b) or {}
             row[f"{b} ms"] = m.get("median_ms")
+            if outcome.spec.measure.predict:
+                row[f"{b} predicted ms"] = (r.get("predicted") or {}).get(b)
         row["reason"] = r["reason"]
         row["reference"] = r["reference"]
         rows.append(row)

@@ -3,6 +3,8 @@ takes differences, attributing latency to blocks on any runtime (no profiler nee
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -55,3 +57,66 @@ class Prefix(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem.forward_stem(x) if callable(getattr(self.stem, "forward_stem", None)) else self.stem(x)
         return self.blocks(x)
+
+
+class Piece(nn.Module):
+    """One block of a formulation alone: what the network spends between cut k and cut k + 1, measured in
+    isolation for a latency table."""
+
+    def __init__(self, form: nn.Module, k: int) -> None:
+        super().__init__()
+        parts = _parts(form)
+        if parts is None:
+            raise ValueError(f"{type(form).__name__} has no stem and block sequence to cut")
+        self.block = parts[1][k]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(x)
+
+
+class Tail(nn.Module):
+    """What a formulation runs after its last block (the final norm, pooling and classifier): the network with
+    its stem and blocks taken out, on the last block's map."""
+
+    def __init__(self, form: nn.Module) -> None:
+        super().__init__()
+        if _parts(form) is None or generic_cuts(form) is not None:
+            raise ValueError(f"{type(form).__name__} has no tail emobench can separate")
+        if isinstance(form, EMO):  # its head reads only these two
+            self.norm, self.head, self.emo = form.norm, form.head, True
+            return
+        rest = copy.copy(form)  # the same parameters; its own module table, so the original keeps its blocks
+        rest._modules = dict(form._modules)
+        rest._modules["blocks"] = _Skipped(form.blocks)
+        rest.forward_stem = _identity
+        if "stem" in rest._modules:  # a form whose forward calls its stem module directly
+            rest._modules["stem"] = nn.Identity()
+        self.net, self.emo = rest, False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return EMO.forward_head(self, x) if self.emo else self.net(x)
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+class _Skipped(nn.Module):
+    """A block sequence that passes its input through; indexing still reads the blocks (a form's head may ask
+    its first block how it lays tokens out), which stay unregistered here: the tail holds none of their weights."""
+
+    def __init__(self, blocks: nn.Sequential) -> None:
+        super().__init__()
+        object.__setattr__(self, "skipped", blocks)
+
+    def __getitem__(self, index):
+        return self.skipped[index]
+
+    def __len__(self) -> int:
+        return len(self.skipped)
+
+    def __iter__(self):
+        return iter(())  # a form that loops over its blocks runs none
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x

@@ -1,0 +1,65 @@
+"""``emobench predict``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+
+from emobench.cli import options as opt
+from emobench.cli.options import (MODEL_REFS_HELP, FormatOpt, OutputOpt, ResolutionOpt, StoreOpt, ZooDirs, console,
+                                  err_console, output_format, progress_bar, resolution, zoo_scoped)
+
+
+@zoo_scoped
+def predict(
+    models: Annotated[list[str], typer.Argument(help=MODEL_REFS_HELP)],
+    backend: Annotated[str, typer.Option("--backend", "-B", help="Runtimes, comma-separated (torch, onnxruntime, openvino, executorch, litert).")] = "torch",
+    threads: Annotated[int, typer.Option("--threads", "-t", min=1, help="CPU threads the tables are measured with.")] = 1,
+    form: Annotated[str, typer.Option("--form", help="Formulation: auto (the runtime's preferred one the model has) or a name.")] = "auto",
+    measure: Annotated[bool, typer.Option("--measure", help="Also measure each whole network in the same formulation (bench's methodology) and show the prediction's error.")] = False,
+    rounds: Annotated[int, typer.Option(min=1, help="Rounds for each table row (and with --measure, each network).")] = 2,
+    min_time: Annotated[float, typer.Option(min=0, help="Seconds timed per table row and round.")] = 0.3,
+    resolution_: ResolutionOpt = None,
+    store: StoreOpt = None,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+    zoo: ZooDirs = None,
+) -> None:
+    """Latency predicted from measured block tables: each network cut into stem, blocks and tail in the
+    runtime's formulation, every distinct piece measured once in isolation (stored as `piece:…` records and
+    reused on this machine, runtime version and threads), the network = the sum of its pieces less the
+    per-call overhead. JSON schema emobench.predict/1."""
+    from emobench.report.render import emit
+    from emobench.results.store import ResultStore
+    from emobench.runs.bench import BenchPlan, run_bench
+    from emobench.runs.predict import SCHEMA, error_summary, predict as run, prediction_errors
+
+    backends = opt.backends(backend)
+    fmt_ = output_format(fmt)
+    opt.check_outputs(output, store, False)
+    with ResultStore(store) as db, progress_bar("predict", 1) as bar:
+        task = bar.add_task("predict", total=1)
+        preds = run(models, backends, threads, db, form, resolution(resolution_), rounds, min_time,
+                    lambda label, done, total: bar.update(task, description=label, completed=done, total=total))
+        records = []
+        if measure:
+            for p in preds:
+                bar.update(task, description=f"measuring {p.model} on {p.backend}")
+                records += run_bench(BenchPlan(models=[p.model], backends=[p.backend], forms=[p.form], threads=[threads],
+                                               rounds=max(rounds, 2), resolution=resolution(resolution_)), db)
+    import pandas as pd
+
+    rows = prediction_errors(preds, records)
+    for row, p in zip(rows, preds):
+        row.update(pieces=p.pieces, overhead_ms=p.overhead_ms, measured_now=p.measured_now)
+    df = pd.DataFrame(rows)
+    meta = {"schema": SCHEMA, "threads": threads, "summary": error_summary(rows) if measure else None,
+            "pieces": {f"{p.model} {p.backend}": p.rows for p in preds}}
+    emit(df, fmt_, output, title="emobench predict", meta=meta, schema=SCHEMA, console=console)
+    if measure and opt.on_screen(fmt_, output):
+        for b, s in meta["summary"].items():
+            if s["n"]:
+                err_console.print(escape(f"{b}: {s['within']} of {s['n']} within 10 %, median |error| "
+                                         f"{s['median_abs_error']:.1%}"), highlight=False)

@@ -1,0 +1,229 @@
+"""Latency predicted from measured tables: a network is cut into its stem, each block and its tail, in the
+formulation a runtime runs; every distinct piece is measured once in isolation per runtime, threads and
+environment (``bench``'s methodology, stored as records named ``piece:…``, so the table lives in the store
+and is reused); the network's prediction is the sum of its pieces less the per-call overhead the isolated
+calls add (measured the same way on an empty call).
+
+A piece's key is what decides its latency: a block's configuration (without its training-only rates), its
+input shape and the formulation; a stem's or tail's parameter shapes and input/output shapes. Networks that
+share blocks share table rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import statistics
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from emobench.errors import EmobenchError
+
+#: block configuration fields that change training, not the inference graph
+TRAINING_ONLY = ("drop_path", "drop", "attn_drop")
+SCHEMA = "emobench.predict/1"
+OVERHEAD = "piece:overhead"
+
+
+@dataclass
+class PieceSpec:
+    key: str
+    kind: str  #: stem, block, tail, overhead
+    label: str  #: where it sits in the network (stage1.0, …)
+    module: nn.Module = field(repr=False)
+    input_shape: tuple[int, ...]
+
+    @property
+    def name(self) -> str:
+        return OVERHEAD if self.kind == "overhead" else f"piece:{self.kind}:{self.key}"
+
+
+def _key(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _named(module: nn.Module, spec: PieceSpec) -> PieceSpec:
+    module.default_input_size = tuple(spec.input_shape[1:])  # what bench feeds it
+    module.model_reference = spec.name
+    return spec
+
+
+class _Overhead(nn.Module):
+    """One element added to: the cost of a call itself (dispatch, input and output copies)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + 1.0
+
+
+def overhead_piece() -> PieceSpec:
+    module = _Overhead()
+    return _named(module, PieceSpec("overhead", "overhead", "call overhead", module, (1, 1, 1, 1)))
+
+
+def form_for(backend: str, model: nn.Module, form: str = "auto") -> str:
+    """The formulation ``backend`` runs ``model`` in: ``form``, or with ``auto`` the first of the runtime's
+    preferences the model has (a table is measured in one formulation; ``bench --form auto`` may time several)."""
+    from emobench.nn.forms import candidates
+    from emobench.runtimes.backends import BACKENDS
+
+    for name, why in candidates(form, BACKENDS[backend].form_preference, model):
+        if why is None:
+            return name
+    raise EmobenchError(f"{backend}: no formulation of this model is available for '{form}'")
+
+
+def pieces_of(reference: str, form: str, resolution: tuple[int, int] | None = None) -> list[PieceSpec]:
+    """The network of ``reference`` in ``form`` as stem, blocks and tail, each a module with its input shape and
+    key (the reference's own blocks give the block configurations)."""
+    from emobench.analysis.breakdown import block_scopes
+    from emobench.models.references import build_reference, resolve
+    from emobench.nn.forms import formulate
+    from emobench.nn.forms.prefix import Piece, Prefix, Tail, block_count
+
+    ref = resolve(reference)
+    model = build_reference(ref)
+    shape = ref.input_shape(resolution, 1)
+    formed = formulate(model, form)
+    configs = [info.cfg for info in block_scopes(model).values()]
+    labels = list(block_scopes(model))
+    n = block_count(formed)
+    if n is None or n != len(configs):
+        raise EmobenchError(f"{ref.text}: cannot be cut into blocks in form {form} (predictions need M² blocks)")
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    specs = []
+
+    def shapes_of(module: nn.Module) -> list:
+        # a stem cut holds the whole form (its blocks unused): only what is not a block's decides its cost
+        return [[name, list(p.shape)] for name, p in module.named_parameters() if "blocks." not in name
+                and not name.startswith(("stages.", "stem.stages."))]
+
+    with torch.no_grad():
+        stem = Prefix(formed, 0)
+        y = stem(x)
+        specs.append(_named(stem, PieceSpec(_key({"kind": "stem", "form": form, "in": shape, "out": list(y.shape),
+                                                  "params": shapes_of(stem)}), "stem", "stem", stem, tuple(shape))))
+        for k in range(n):
+            piece = Piece(formed, k)
+            cfg = {f: v for f, v in configs[k].model_dump(mode="json").items() if f not in TRAINING_ONLY}
+            specs.append(_named(piece, PieceSpec(_key({"kind": "block", "form": form, "in": list(y.shape), "config": cfg}),
+                                                 "block", labels[k], piece, tuple(y.shape))))
+            y = piece(y)
+        tail = Tail(formed)
+        out = tail(y)
+        specs.append(_named(tail, PieceSpec(_key({"kind": "tail", "form": form, "in": list(y.shape),
+                                                  "out": list(out.shape), "params": shapes_of(tail)}),
+                                            "tail", "tail", tail, tuple(y.shape))))
+    return specs
+
+
+def _stored_medians(store, backend: str, threads: int) -> dict[str, float]:
+    """Piece medians already in the store for this machine, runtime version, torch and threads."""
+    from emobench.environment import cpu_name
+    from emobench.results.query import comparable
+    from emobench.runtimes.backends import BACKENDS
+
+    if store is None:
+        return {}
+    df = store.records()
+    if df.empty:
+        return {}
+    df = df[df["model"].astype(str).str.startswith("piece:") & (df["backend"] == backend)
+            & (df["threads"].astype(str) == str(threads)) & (df["dtype"] == "fp32")
+            & (df["machine"] == f"{socket.gethostname()} ({cpu_name()})")
+            & (df["runtime_version"].astype(str) == str(BACKENDS[backend].version()))
+            & (df["torch_version"].astype(str) == torch.__version__)]
+    df = comparable(df, ["model"])
+    return {row["model"]: float(row["median_ms"]) for _, row in df.iterrows()}
+
+
+@dataclass
+class Prediction:
+    model: str
+    backend: str
+    form: str
+    threads: int
+    predicted_ms: float
+    pieces: int
+    overhead_ms: float
+    measured_now: int  #: pieces (with the overhead) this call measured; the rest came from the store
+    rows: list[dict[str, Any]]  #: per piece: label, kind, key, ms
+
+
+def predict(references: list[str], backends: list[str], threads: int, store=None, form: str = "auto",
+            resolution: tuple[int, int] | None = None, rounds: int = 2, min_time: float = 0.3,
+            progress: Callable[[str, int, int], None] | None = None) -> list[Prediction]:
+    """Predicted latency of each reference on each backend (batch 1, fp32), measuring the table rows the store
+    does not have yet."""
+    from emobench.models.references import build_reference, resolve
+    from emobench.runs.bench import BenchPlan, run_bench
+
+    from emobench.runtimes.backends import BACKENDS
+
+    for backend in backends:
+        if backend not in BACKENDS:
+            raise EmobenchError(f"unknown backend '{backend}' (choose {', '.join(BACKENDS)})")
+        why = BACKENDS[backend].unavailable()
+        if why:
+            raise EmobenchError(f"{backend}: {why}")
+    say = progress or (lambda label, done, total: None)
+    plans: dict[tuple[str, str], tuple[str, list[PieceSpec]]] = {}
+    for ref_text in references:
+        model = build_reference(resolve(ref_text))
+        for backend in backends:
+            chosen = form_for(backend, model, form)
+            plans[(ref_text, backend)] = (chosen, pieces_of(ref_text, chosen, resolution))
+    measured_now: dict[str, int] = {}
+    tables: dict[str, dict[str, float]] = {}
+    for backend in backends:
+        table = _stored_medians(store, backend, threads)
+        wanted: dict[str, PieceSpec] = {}
+        for (ref_text, b), (_, specs) in plans.items():
+            if b == backend:
+                wanted.update({s.name: s for s in [*specs, overhead_piece()] if s.name not in table})
+        if wanted:
+            say(f"measuring {len(wanted)} table row(s) on {backend}", 0, len(wanted))
+            plan = BenchPlan(models=[s.module for s in wanted.values()], backends=[backend], forms=["reference"],
+                             threads=[threads], rounds=rounds, min_time=min_time, min_runs=10, warmup=5)
+            for rec in run_bench(plan, store):
+                if rec.status != "ok":
+                    raise EmobenchError(f"{backend}: the table row {rec.model} did not measure: {rec.error}")
+                table[rec.model] = float(rec.median_ms)
+        measured_now[backend] = len(wanted)
+        tables[backend] = table
+    out = []
+    for (ref_text, backend), (chosen, specs) in plans.items():
+        table = tables[backend]
+        overhead = table[OVERHEAD]
+        rows = [{"label": s.label, "kind": s.kind, "key": s.key, "ms": table[s.name]} for s in specs]
+        total = sum(r["ms"] for r in rows) - (len(rows) - 1) * overhead
+        out.append(Prediction(ref_text, backend, chosen, threads, total, len(rows), overhead,
+                              measured_now[backend], rows))
+    return out
+
+
+def prediction_errors(predictions: list[Prediction], records) -> list[dict[str, Any]]:
+    """Each prediction beside the whole network measured in the same formulation: the relative error."""
+    measured = {(r.model, r.backend, r.form): r for r in records if r.status == "ok"}
+    rows = []
+    for p in predictions:
+        rec = measured.get((p.model, p.backend, p.form))
+        error = None if rec is None else p.predicted_ms / rec.median_ms - 1
+        rows.append({"model": p.model, "backend": p.backend, "form": p.form, "predicted_ms": p.predicted_ms,
+                     "measured_ms": None if rec is None else rec.median_ms, "error": error,
+                     "round_spread": None if rec is None else rec.round_spread})
+    return rows
+
+
+def error_summary(rows: list[dict[str, Any]], within: float = 0.10) -> dict[str, dict[str, Any]]:
+    """Per backend: how many predictions are within ``within`` of the measurement, and the median |error|."""
+    out: dict[str, dict[str, Any]] = {}
+    for backend in dict.fromkeys(r["backend"] for r in rows):
+        errs = [abs(r["error"]) for r in rows if r["backend"] == backend and r["error"] is not None]
+        out[backend] = {"n": len(errs), "within": sum(e <= within for e in errs),
+                        "share_within": sum(e <= within for e in errs) / len(errs) if errs else None,
+                        "median_abs_error": statistics.median(errs) if errs else None}
+    return out
