@@ -34,8 +34,16 @@ def two_runs(tmp_path_factory):
     from emobench.results.store import ResultStore
 
     store = tmp_path_factory.mktemp("store") / "no-torch.sqlite"
-    with ResultStore(store) as db:  # no eager torch record (no latency chart), one breakdown (its chart)
+    with ResultStore(store) as db:  # no eager torch record (no latency chart), one breakdown (its chart), a sweep
         db.add(breakdown_record())
+        spec = {"base": "emo_tiny", "axes": {"depths[2]": [1, 2]}, "measure": {"backends": ["torch"]}}
+        db.add_sweep_point({"sweep": "tiny", "point": "__spec__", "seq": -1, "status": "spec",
+                            "values_json": {"digest": "d", "spec": spec}})
+        for seq, (depth, params, macs) in enumerate(((1, 100, 1000), (2, 120, 1500))):
+            db.add_sweep_point({"sweep": "tiny", "point": f"p{seq}", "seq": seq, "status": "ok", "params": params,
+                                "macs": macs, "activations": 10, "rf": 64, "first_global": "stage4.0",
+                                "values_json": {"depths[2]": depth}, "reference": f"emo_tiny,depths=[1, 1, {depth}, 2]",
+                                "measured": {"torch": {"median_ms": 1.0 + seq}} if seq else None})
     a = build_report(tmp_path_factory.mktemp("a"), erf_images=2, store=store)
     b = build_report(tmp_path_factory.mktemp("b"), erf_images=2, store=store)
     return a, b
@@ -65,6 +73,10 @@ def test_index_links_every_file_and_plots_open_offline(two_runs):
     assert (report.folder / "plots" / "plotly.min.js").stat().st_size > 1_000_000
     for ext in ("md", "csv", "tex", "html"):
         assert (report.folder / "tables" / f"imagenet.{ext}").exists()
+    # the stored sweep: every point in a table, its chart with the front and the measured point
+    sweep = (report.folder / "tables" / "sweep_tiny.csv").read_text().splitlines()
+    assert len(sweep) == 3 and sweep[0].startswith("point,depths[2],status,params")
+    assert "plots/sweep_tiny.html" in index and "Pareto front" in (report.folder / "plots" / "sweep_tiny.html").read_text()
 
 
 #: the committed files that do not depend on the results store or the ERF image count

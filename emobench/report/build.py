@@ -157,6 +157,25 @@ def build_report(folder: Path, erf_images: int = 50, store=None, progress=None, 
             (folder / "plots" / stale).unlink(missing_ok=True)
         report.notes.append("No breakdown chart: the results store has no `emobench bench --breakdown` record with a profiler breakdown.")
 
+    step("sweeps")
+    from emobench.report.plots import sweep_figure
+    from emobench.runs.sweep import stored_sweeps, sweep_frame
+
+    with ResultStore(store, readonly=True) as db:
+        sweeps = stored_sweeps(db)
+    for outcome in sweeps:
+        frame = sweep_frame(outcome)
+        name = "sweep_" + "".join(c if c.isalnum() or c in "-_" else "_" for c in outcome.sweep)
+        path = folder / "tables" / f"{name}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text(frame.to_csv(index=False), path)
+        report.files.append(ReportFile(path, f"sweep {outcome.sweep}: every point (counts, front, measured and "
+                                             "predicted latency)", machine_dependent=True))
+        plot(sweep_figure(frame, outcome.spec.measure.backends, f"Sweep {outcome.sweep}"), name,
+             f"sweep {outcome.sweep}: params vs MACs with the Pareto front, latency vs MACs", machine_dependent=True)
+    if not sweeps:
+        report.notes.append("No sweep charts: the results store has no `emobench sweep`.")
+
     step("ERF heatmaps")
     study = erf_study(list(ERF_MODELS), (224, 224), num_images=erf_images, seed=0)
     fig = erf_figure(study.results)

@@ -462,12 +462,7 @@ def run_sweep(spec: SweepSpec, sweep_id: str, store, workers: int | None = None,
         why = (f"no point meets the budget ({len(over)} of {len(rows)} outside it, e.g. {over[0]['reason']})" if over
                else f"no valid point ({len(rows)} invalid, e.g. {rows[0]['reason'] if rows else 'none'})")
         raise EmobenchError(f"sweep '{sweep_id}': {why}")
-    keys = ["macs", "params"]
-    if spec.measure.predict:  # the first backend's predicted latency as a third objective
-        first = spec.measure.backends[0]
-        for r in ok:
-            r["predicted_ms"] = (r.get("predicted") or {}).get(first)
-        keys = ["predicted_ms", *keys]
+    keys = front_keys(spec, ok)
     front = sorted(pareto(ok, keys), key=lambda r: r["macs"])
     outcome = SweepOutcome(sweep_id, spec, rows, len(todo), count_s, [r["point"] for r in front],
                            store=str(store.path))
@@ -476,6 +471,32 @@ def run_sweep(spec: SweepSpec, sweep_id: str, store, workers: int | None = None,
         outcome.measured = _measure_front(spec, sweep_id, ranked[:spec.measure.front], store, say)
         outcome.rows = [r for r in store.sweep_points(sweep_id) if r["point"] != "__spec__"]
     return outcome
+
+
+def front_keys(spec: SweepSpec, ok: list[dict[str, Any]]) -> list[str]:
+    """The objectives of the front: MACs and params, and the first backend's predicted latency with ``predict``
+    (set on each row as ``predicted_ms``)."""
+    if not spec.measure.predict:
+        return ["macs", "params"]
+    first = spec.measure.backends[0]
+    for r in ok:
+        r["predicted_ms"] = (r.get("predicted") or {}).get(first)
+    return ["predicted_ms", "macs", "params"]
+
+
+def stored_sweeps(store) -> list[SweepOutcome]:
+    """Every sweep in ``store`` as it stands (spec, points, front), for reports."""
+    out = []
+    for marker in [r for r in store.sweep_points() if r["point"] == "__spec__"]:
+        try:
+            spec = SweepSpec.model_validate((marker.get("values_json") or {}).get("spec"))
+        except Exception:  # noqa: BLE001 - a marker written by another version: skipped, not fatal
+            continue
+        rows = [r for r in store.sweep_points(marker["sweep"]) if r["point"] != "__spec__"]
+        ok = [r for r in rows if r["status"] == "ok"]
+        front = [r["point"] for r in sorted(pareto(ok, front_keys(spec, ok)), key=lambda r: r["macs"])]
+        out.append(SweepOutcome(marker["sweep"], spec, rows, 0, 0.0, front, store=str(store.path)))
+    return out
 
 
 def _predict_points(spec: SweepSpec, sweep_id: str, store, say) -> None:

@@ -1,0 +1,73 @@
+"""The latency predictor's error: the zoo's EMO variants, the EMO-5M ablations and random valid points of a
+sweep spec, predicted from block tables and measured whole (same formulation, same session), per backend.
+
+    python benchmarks/predictor_error.py [--backends torch,onnxruntime,openvino] [--random 10]
+        [--spec examples/sweep_emo1m.toml] [--threads 2] [--store PATH]
+
+Tables and networks go to the store (default: a fresh temporary one). Prints one row per network and backend
+and, per backend, how many predictions are within 10 % (goal: 90 %).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+from pathlib import Path
+
+VARIANTS = ["emo_1m", "emo_2m", "emo_5m", "emo_6m"]
+ABLATIONS = ["emo_5m_contiguous", "emo_5m_post", "emo_5m_parallel", "emo_5m_no_attn", "emo_5m_no_dw", "emo_5m_plain"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", default="torch,onnxruntime,openvino")
+    parser.add_argument("--random", type=int, default=10)
+    parser.add_argument("--spec", default="examples/sweep_emo1m.toml")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--store")
+    args = parser.parse_args()
+
+    from emobench.results.store import ResultStore
+    from emobench.runs.bench import BenchPlan, run_bench
+    from emobench.runs.predict import error_summary, predict, prediction_errors
+    from emobench.runs.sweep import evaluate_point, load_spec, points
+
+    spec, _ = load_spec(args.spec)
+    sampled = []
+    for p in random.Random(0).sample(points(spec), len(points(spec))):
+        row = evaluate_point(spec.base, p, spec.size, spec.constraints)
+        if row["status"] == "ok":
+            sampled.append(row["reference"])
+        if len(sampled) == args.random:
+            break
+    refs = VARIANTS + ABLATIONS + sampled
+    backends = args.backends.split(",")
+    store = Path(args.store) if args.store else Path(tempfile.mkdtemp()) / "predictor.sqlite"
+    rows = []
+    with ResultStore(store) as db:
+        preds = predict(refs, backends, args.threads, db, progress=lambda label, done, total: print(label, flush=True))
+        for backend in backends:  # whole networks, each in the formulation its prediction used
+            mine = [p for p in preds if p.backend == backend]
+            for form in sorted({p.form for p in mine}):
+                plan = BenchPlan(models=[p.model for p in mine if p.form == form], backends=[backend], forms=[form],
+                                 threads=[args.threads], rounds=args.rounds)
+                records = run_bench(plan, db)
+                rows += prediction_errors([p for p in mine if p.form == form], records)
+    for r in rows:
+        err = "–" if r["error"] is None else f"{r['error']:+.1%}"
+        measured = "–" if r["measured_ms"] is None else f"{r['measured_ms']:.2f}"
+        print(f"{r['backend']:12} {r['form']:14} {r['model'][:60]:60} predicted {r['predicted_ms']:8.2f} ms  "
+              f"measured {measured:>8} ms  error {err}")
+    for backend, s in error_summary(rows).items():
+        share = "–" if s["share_within"] is None else f"{s['share_within']:.0%}"
+        mae = "–" if s["median_abs_error"] is None else f"{s['median_abs_error']:.1%}"
+        print(f"{backend}: {s['within']} of {s['n']} within 10 % ({share}); median |error| {mae}")
+    print(f"store: {store}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
