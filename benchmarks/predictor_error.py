@@ -28,6 +28,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--store")
+    parser.add_argument("--reuse-measured", action="store_true",
+                        help="take the whole networks' medians already in --store (same machine, form, threads)")
     args = parser.parse_args()
 
     from emobench.results.store import ResultStore
@@ -49,24 +51,41 @@ def main() -> int:
     rows = []
     with ResultStore(store) as db:
         preds = predict(refs, backends, args.threads, db, progress=lambda label, done, total: print(label, flush=True))
+        stored = _stored_wholes(db, args.threads) if args.reuse_measured else []
         for backend in backends:  # whole networks, each in the formulation its prediction used
             mine = [p for p in preds if p.backend == backend]
             for form in sorted({p.form for p in mine}):
-                plan = BenchPlan(models=[p.model for p in mine if p.form == form], backends=[backend], forms=[form],
-                                 threads=[args.threads], rounds=args.rounds)
-                records = run_bench(plan, db)
-                rows += prediction_errors([p for p in mine if p.form == form], records)
+                todo = [p for p in mine if p.form == form]
+                have = {(r.model, r.backend, r.form) for r in stored}
+                missing = [p.model for p in todo if (p.model, backend, form) not in have]
+                records = list(stored)
+                if missing:
+                    records += run_bench(BenchPlan(models=missing, backends=[backend], forms=[form],
+                                                   threads=[args.threads], rounds=args.rounds), db)
+                rows += prediction_errors(todo, records)
     for r in rows:
         err = "–" if r["error"] is None else f"{r['error']:+.1%}"
         measured = "–" if r["measured_ms"] is None else f"{r['measured_ms']:.2f}"
-        print(f"{r['backend']:12} {r['form']:14} {r['model'][:60]:60} predicted {r['predicted_ms']:8.2f} ms  "
-              f"measured {measured:>8} ms  error {err}")
+        predicted = "–" if r["predicted_ms"] is None else f"{r['predicted_ms']:.2f}"
+        print(f"{r['backend']:12} {r['form']:14} {r['model'][:60]:60} predicted {predicted:>8} ms  "
+              f"measured {measured:>8} ms  error {err}{'  ' + r['note'] if r['note'] else ''}")
     for backend, s in error_summary(rows).items():
         share = "–" if s["share_within"] is None else f"{s['share_within']:.0%}"
         mae = "–" if s["median_abs_error"] is None else f"{s['median_abs_error']:.1%}"
         print(f"{backend}: {s['within']} of {s['n']} within 10 % ({share}); median |error| {mae}")
     print(f"store: {store}")
     return 0
+
+
+def _stored_wholes(db, threads: int) -> list:
+    """The newest ok whole-network records of the store at ``threads`` (the table rows are ``piece:…``)."""
+    from types import SimpleNamespace
+
+    from emobench.results.query import comparable
+
+    df = db.records()
+    df = df[~df["model"].astype(str).str.startswith("piece:") & (df["threads"].astype(str) == str(threads))]
+    return [SimpleNamespace(**row) for row in comparable(df).to_dict("records")]
 
 
 if __name__ == "__main__":

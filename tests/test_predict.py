@@ -65,12 +65,13 @@ def test_tables_are_measured_once_and_reused(table_store):
         (p,) = first
         assert p.form == "cpu-ort" and p.predicted_ms > 0 and p.overhead_ms > 0
         distinct = len({r["key"] for r in p.rows})
-        assert p.measured_now == distinct + 1  # and the empty call
-        assert p.predicted_ms == pytest.approx(sum(r["ms"] for r in p.rows) - (len(p.rows) - 1) * p.overhead_ms)
+        shapes = len({s.input_shape for s in pieces_of("emo_tiny@32", "cpu-ort")})
+        assert p.measured_now == distinct + shapes  # and an empty call per input shape
+        assert p.predicted_ms == pytest.approx(sum(r["ms"] for r in p.rows) - p.overhead_ms)
         again = predict(["emo_tiny@32"], ["onnxruntime"], 1, db, rounds=1, min_time=0.02)
         assert again[0].measured_now == 0 and again[0].predicted_ms == pytest.approx(p.predicted_ms)
         models = set(db.records()["model"])
-    assert OVERHEAD in models and all(m.startswith("piece:") for m in models)
+    assert any(m.startswith(OVERHEAD) for m in models) and all(m.startswith("piece:") for m in models)
 
 
 def test_cli_prediction_error_and_bad_backend(capsys, monkeypatch, tmp_path, table_store):
@@ -108,9 +109,23 @@ def test_a_sweep_predicts_every_point_from_the_table(table_store, tmp_path):
         before = db.count()
         outcome = run_sweep(spec, sweep_id, db, workers=1)
         assert db.count() == before  # no table row measured
+        medians = dict(zip(db.records()["model"], db.records()["median_ms"]))
     (p,) = table_store[1]
     rows = sorted(outcome.rows, key=lambda r: r["values_json"]["depths[2]"])
     two, three = (r["predicted"]["onnxruntime"] for r in rows)
     assert two == pytest.approx(p.predicted_ms)
-    repeated = next(r["ms"] for r in p.rows if r["label"] == "stage3.1")  # the block a third one repeats
-    assert three - two == pytest.approx(repeated - p.overhead_ms)
+    block = next(s for s in pieces_of("emo_tiny@32", "cpu-ort") if s.label == "stage3.1")  # what a third one repeats
+    call = medians[f"{OVERHEAD}:{'x'.join(map(str, block.input_shape))}"]
+    assert three - two == pytest.approx(medians[block.name] - call)
+
+
+def test_in_memory_modules_that_print_and_weigh_the_same_do_not_share_an_export():
+    """Blocks of emo_5m, emo_5m_post and emo_5m_parallel print alike and get the same seeded weights, but compute
+    differently (attention before or after the expansion, cascaded or parallel): their exports' cache keys differ."""
+    from emobench.runs.bench import model_identity
+    from emobench.runtimes.base import weights_fingerprint
+
+    blocks = [next(p.module for p in pieces_of(name, "reference") if p.label == "stage4.1")
+              for name in ("emo_5m", "emo_5m_post", "emo_5m_parallel")]
+    assert len({repr(b) for b in blocks}) == 1 and len({weights_fingerprint(b) for b in blocks}) == 1
+    assert len({json.dumps(model_identity(b), sort_keys=True) for b in blocks}) == 3

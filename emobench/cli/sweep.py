@@ -19,6 +19,7 @@ def sweep(
     workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=1, help="Processes counting points (default: one per core).")] = None,
     measure: Annotated[bool, typer.Option("--measure/--no-measure", help="Measure the front's points with bench's methodology after counting (the spec's [measure] says which backends and how many points).")] = True,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the Pareto chart to this HTML file (and a PNG beside it).")] = None,
+    ray: Annotated[Optional[str], typer.Option("--ray", help="Run on Ray (pip install 'emobench[ray]'): local (a private local instance), auto (the running cluster) or a cluster ADDRESS. Counting fans out over every CPU; at most one measurement runs per node (nodes offer the emobench_bench resource once); results stream into this store.", show_default=False)] = None,
     store: StoreOpt = None,
     fmt: FormatOpt = None,
     output: OutputOpt = None,
@@ -42,7 +43,8 @@ def sweep(
     with ResultStore(store) as db, progress_bar("sweep", 1) as bar:
         task = bar.add_task("sweep", total=1)
         outcome = run_sweep(parsed, sweep_id, db, workers, measure, [str(z) for z in zoo or []],
-                            lambda label, done, total: bar.update(task, description=label, completed=done, total=total))
+                            lambda label, done, total: bar.update(task, description=label, completed=done, total=total),
+                            ray=ray)
     df = sweep_frame(outcome)
     ok = int((df["status"] == "ok").sum()) if len(df) else 0
     meta = {"schema": SCHEMA, "sweep": sweep_id, "spec": parsed.model_dump(mode="json"), "points": len(df), "ok": ok,

@@ -179,10 +179,24 @@ def environment(backend: Backend, threads: int) -> dict:
 
 
 def model_identity(item: ResolvedModel | torch.nn.Module) -> dict:
-    """What names a model's architecture in an export's cache key (an in-memory module: its structure)."""
+    """What names a model's architecture in an export's cache key (an in-memory module: its structure, and the
+    settings its modules keep outside ``repr`` — a block's configuration, a window size, a flag — which change
+    what it computes without changing its printout or its weights' shapes)."""
     if isinstance(item, torch.nn.Module):
-        return {"model": type(item).__qualname__, "structure": repr(item)}
+        return {"model": type(item).__qualname__, "structure": repr(item), "settings": _module_settings(item)}
     return item.identity()
+
+
+def _module_settings(module: torch.nn.Module) -> str:
+    """A digest of every submodule's plain attributes (numbers, strings, flags, tuples, configurations)."""
+    digest = hashlib.sha256()
+    for name, sub in module.named_modules():
+        for key, value in sorted(vars(sub).items()):
+            if key.startswith("_") or isinstance(value, (torch.Tensor, torch.nn.Module)) or callable(value):
+                continue
+            text = value.model_dump_json() if hasattr(value, "model_dump_json") else repr(value)
+            digest.update(f"{name}.{key}={text};".encode())
+    return digest.hexdigest()[:16]
 
 
 def code_fingerprint() -> str:

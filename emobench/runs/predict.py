@@ -39,7 +39,7 @@ class PieceSpec:
 
     @property
     def name(self) -> str:
-        return OVERHEAD if self.kind == "overhead" else f"piece:{self.kind}:{self.key}"
+        return f"{OVERHEAD}:{self.key}" if self.kind == "overhead" else f"piece:{self.kind}:{self.key}"
 
 
 def _key(payload: dict) -> str:
@@ -59,9 +59,12 @@ class _Overhead(nn.Module):
         return x + 1.0
 
 
-def overhead_piece() -> PieceSpec:
+def overhead_piece(shape: tuple[int, ...]) -> PieceSpec:
+    """An empty call on an input of ``shape``: what an isolated piece pays that the network pays once (the call,
+    its input handed in, its output handed back)."""
     module = _Overhead()
-    return _named(module, PieceSpec("overhead", "overhead", "call overhead", module, (1, 1, 1, 1)))
+    key = "x".join(map(str, shape))
+    return _named(module, PieceSpec(key, "overhead", f"call overhead at {key}", module, tuple(shape)))
 
 
 def form_for(backend: str, model: nn.Module, form: str = "auto") -> str:
@@ -146,11 +149,12 @@ class Prediction:
     backend: str
     form: str
     threads: int
-    predicted_ms: float
+    predicted_ms: float | None
     pieces: int
-    overhead_ms: float
+    overhead_ms: float | None  #: the calls the isolated pieces paid beyond the network's one
     measured_now: int  #: pieces (with the overhead) this call measured; the rest came from the store
     rows: list[dict[str, Any]]  #: per piece: label, kind, key, ms
+    error: str | None = None  #: table rows that did not measure (then ``predicted_ms`` is None)
 
 
 def predict(references: list[str], backends: list[str], threads: int, store=None, form: str = "auto",
@@ -178,31 +182,49 @@ def predict(references: list[str], backends: list[str], threads: int, store=None
             plans[(ref_text, backend)] = (chosen, pieces_of(ref_text, chosen, resolution))
     measured_now: dict[str, int] = {}
     tables: dict[str, dict[str, float]] = {}
+    failed: dict[tuple[str, str], str] = {}
     for backend in backends:
         table = _stored_medians(store, backend, threads)
         wanted: dict[str, PieceSpec] = {}
         for (ref_text, b), (_, specs) in plans.items():
             if b == backend:
-                wanted.update({s.name: s for s in [*specs, overhead_piece()] if s.name not in table})
+                wanted.update({s.name: s for s in [*specs, *_overheads(specs)] if s.name not in table})
         if wanted:
             say(f"measuring {len(wanted)} table row(s) on {backend}", 0, len(wanted))
-            plan = BenchPlan(models=[s.module for s in wanted.values()], backends=[backend], forms=["reference"],
-                             threads=[threads], rounds=rounds, min_time=min_time, min_runs=10, warmup=5)
-            for rec in run_bench(plan, store):
-                if rec.status != "ok":
-                    raise EmobenchError(f"{backend}: the table row {rec.model} did not measure: {rec.error}")
-                table[rec.model] = float(rec.median_ms)
+            settings = dict(backends=[backend], forms=["reference"], threads=[threads], rounds=rounds,
+                            min_time=min_time, min_runs=10, warmup=5)
+            retry = []
+            for rec in run_bench(BenchPlan(models=[s.module for s in wanted.values()], **settings), store):
+                if rec.status == "ok":
+                    table[rec.model] = float(rec.median_ms)
+                else:
+                    retry.append(wanted[rec.model])
+            for spec in retry:  # once more, alone (a row that fails again makes its networks unpredictable)
+                (rec,) = run_bench(BenchPlan(models=[spec.module], **settings), store)
+                if rec.status == "ok":
+                    table[rec.model] = float(rec.median_ms)
+                else:
+                    failed[(backend, rec.model)] = f"{rec.status}: {rec.error}"
         measured_now[backend] = len(wanted)
         tables[backend] = table
     out = []
     for (ref_text, backend), (chosen, specs) in plans.items():
         table = tables[backend]
-        overhead = table[OVERHEAD]
-        rows = [{"label": s.label, "kind": s.kind, "key": s.key, "ms": table[s.name]} for s in specs]
-        total = sum(r["ms"] for r in rows) - (len(rows) - 1) * overhead
+        overheads = _overheads(specs)
+        rows = [{"label": s.label, "kind": s.kind, "key": s.key, "ms": table.get(s.name)} for s in specs]
+        missing = [f"{name} ({failed[(backend, name)]})" for name in dict.fromkeys(s.name for s in [*specs, *overheads])
+                   if (backend, name) in failed]
+        # every piece after the first pays a call (with its input and output) the network does not
+        overhead = None if missing else sum(table[_overheads([s])[0].name] for s in specs[1:])
+        total = None if missing else sum(r["ms"] for r in rows) - overhead
         out.append(Prediction(ref_text, backend, chosen, threads, total, len(rows), overhead,
-                              measured_now[backend], rows))
+                              measured_now[backend], rows, "; ".join(missing) or None))
     return out
+
+
+def _overheads(specs: list[PieceSpec]) -> list[PieceSpec]:
+    """One empty call per distinct input shape of ``specs``."""
+    return [overhead_piece(shape) for shape in dict.fromkeys(s.input_shape for s in specs)]
 
 
 def prediction_errors(predictions: list[Prediction], records) -> list[dict[str, Any]]:
@@ -211,10 +233,10 @@ def prediction_errors(predictions: list[Prediction], records) -> list[dict[str, 
     rows = []
     for p in predictions:
         rec = measured.get((p.model, p.backend, p.form))
-        error = None if rec is None else p.predicted_ms / rec.median_ms - 1
+        error = None if rec is None or p.predicted_ms is None else p.predicted_ms / rec.median_ms - 1
         rows.append({"model": p.model, "backend": p.backend, "form": p.form, "predicted_ms": p.predicted_ms,
                      "measured_ms": None if rec is None else rec.median_ms, "error": error,
-                     "round_spread": None if rec is None else rec.round_spread})
+                     "round_spread": None if rec is None else rec.round_spread, "note": p.error})
     return rows
 
 

@@ -385,9 +385,15 @@ def _chunks(items: list, n: int) -> Iterator[list]:
 
 
 def count_points(spec: SweepSpec, todo: list[Point], workers: int, zoo_dirs: list[str],
-                 on_row: Callable[[dict[str, Any]], None]) -> None:
-    """Count ``todo`` in ``workers`` processes (1: in this one), each row handed to ``on_row`` as it comes."""
+                 on_row: Callable[[dict[str, Any]], None], ray: str | None = None) -> None:
+    """Count ``todo`` in ``workers`` processes (1: in this one), or as tasks on a Ray cluster, each row handed to
+    ``on_row`` as it comes."""
     constraints = spec.constraints.model_dump()
+    if ray is not None:
+        from emobench.runs.cluster import count_on_ray
+
+        count_on_ray(ray, [(spec.base, chunk, spec.size, constraints, zoo_dirs) for chunk in _chunks(todo, 8)], on_row)
+        return
     if workers <= 1 or len(todo) < 8:
         for p in todo:
             on_row(evaluate_point(spec.base, p, spec.size, spec.constraints))
@@ -426,9 +432,12 @@ def check_fields(spec: SweepSpec) -> None:
 
 
 def run_sweep(spec: SweepSpec, sweep_id: str, store, workers: int | None = None, measure: bool = True,
-              zoo_dirs: list[str] | None = None, progress: Callable[[str, int, int], None] | None = None) -> SweepOutcome:
+              zoo_dirs: list[str] | None = None, progress: Callable[[str, int, int], None] | None = None,
+              ray: str | None = None) -> SweepOutcome:
     """Count every point not yet stored for ``sweep_id`` (a killed sweep resumes: a point is done once), then
-    measure the front's points not yet measured; every row and record goes to ``store`` as it completes."""
+    measure the front's points not yet measured; every row and record goes to ``store`` as it completes. With
+    ``ray`` (``local``, ``auto`` or an address) counting and measuring run as tasks on that cluster
+    (:mod:`emobench.runs.cluster`)."""
     check_fields(spec)  # a bad base or field is one line before any work
     digest = spec.digest()
     stored = {r["point"]: r for r in store.sweep_points(sweep_id)}
@@ -451,7 +460,7 @@ def run_sweep(spec: SweepSpec, sweep_id: str, store, workers: int | None = None,
         say("counting", done[0], len(all_points))
 
     start = time.perf_counter()
-    count_points(spec, todo, workers or os.cpu_count() or 1, list(zoo_dirs or []), keep)
+    count_points(spec, todo, workers or os.cpu_count() or 1, list(zoo_dirs or []), keep, ray)
     count_s = time.perf_counter() - start
     if measure and spec.measure.predict:
         _predict_points(spec, sweep_id, store, say)
@@ -468,7 +477,7 @@ def run_sweep(spec: SweepSpec, sweep_id: str, store, workers: int | None = None,
                            store=str(store.path))
     if measure and spec.measure.front:
         ranked = by_rank(ok, keys)  # the front first; a budget larger than it takes the next fronts
-        outcome.measured = _measure_front(spec, sweep_id, ranked[:spec.measure.front], store, say)
+        outcome.measured = _measure_front(spec, sweep_id, ranked[:spec.measure.front], store, say, ray)
         outcome.rows = [r for r in store.sweep_points(sweep_id) if r["point"] != "__spec__"]
     return outcome
 
@@ -520,9 +529,11 @@ def torch_threads() -> int:
     return torch.get_num_threads()
 
 
-def _measure_front(spec: SweepSpec, sweep_id: str, front: list[dict], store, say) -> int:
+def _measure_front(spec: SweepSpec, sweep_id: str, front: list[dict], store, say, ray: str | None = None) -> int:
     """Each front point not yet measured on a backend, with ``bench``'s methodology (rounds interleaved, parity
-    first); the records are stored like any bench record and each point notes its record per backend."""
+    first); the records are stored like any bench record and each point notes its record per backend. On Ray,
+    one task per point, at most one measuring per node, each record stored as its task completes."""
+    from emobench.results.record import BenchRecord
     from emobench.runs.bench import BenchPlan, run_bench
 
     m = spec.measure
@@ -530,16 +541,36 @@ def _measure_front(spec: SweepSpec, sweep_id: str, front: list[dict], store, say
     if not wanted:
         return 0
     say(f"measuring {len(wanted)} front point(s)", 0, len(wanted))
-    plan = BenchPlan(models=[r["reference"] for r in wanted], backends=m.backends, forms=[m.form],
-                     rounds=m.rounds, min_time=m.min_time, **({"threads": [m.threads]} if m.threads else {}))
-    plan.validate()
-    records = run_bench(plan, store)
+    settings = dict(backends=m.backends, forms=[m.form], rounds=m.rounds, min_time=m.min_time,
+                    **({"threads": [m.threads]} if m.threads else {}))
     by_ref = {r["reference"]: r for r in wanted}
-    for rec in records:
-        row = by_ref.get(rec.model)
-        if row is not None and rec.backend in m.backends:
+    done = [0]
+
+    def keep(records: list[BenchRecord], stored: bool = False) -> None:
+        for rec in records:
+            row = by_ref.get(rec.model)
+            if row is None or rec.backend not in m.backends:
+                continue
+            current = store.sweep_points(sweep_id, row["point"])[0].get("measured") or {}
+            if rec.backend in current:
+                continue  # a retried task's second result: the point is stored once
+            if not stored:
+                store.add(rec)
             store.update_sweep_point(sweep_id, row["point"], measured={rec.backend: {
-                "uuid": rec.uuid, "status": rec.status, "median_ms": rec.median_ms, "form": rec.form}})
+                "uuid": rec.uuid, "status": rec.status, "median_ms": rec.median_ms, "form": rec.form,
+                "machine": rec.machine}})
+        done[0] += 1
+        say(f"measuring {len(wanted)} front point(s)", done[0], len(wanted))
+
+    if ray is not None:
+        from emobench.runs.cluster import measure_on_ray
+
+        BenchPlan(models=list(by_ref), **settings).validate()  # a bad setting is one line before any task
+        measure_on_ray(ray, list(by_ref), settings, lambda dicts: keep([BenchRecord(**d) for d in dicts]))
+        return len(wanted)
+    plan = BenchPlan(models=list(by_ref), **settings)
+    plan.validate()
+    keep(run_bench(plan, store), stored=True)  # run_bench stores each record as its last round ends
     return len(wanted)
 
 
