@@ -22,10 +22,9 @@ from pathlib import Path
 RAY = [sys.executable, "-m", "ray.scripts.scripts"]
 
 
-def ray_start(*args: str, temp: str) -> None:
-    subprocess.run([*RAY, "start", *args, "--resources", '{"emobench_bench": 1}', "--num-cpus", "1",
-                    "--include-dashboard", "false", f"--temp-dir={temp}"] if "--head" in args else
-                   [*RAY, "start", *args, "--resources", '{"emobench_bench": 1}', "--num-cpus", "1"],
+def ray_start(*args: str) -> None:
+    """One node of the cluster: 1 CPU and one measurement slot."""
+    subprocess.run([*RAY, "start", *args, "--num-cpus", "1", "--resources", '{"emobench_bench": 1}'],
                    check=True, capture_output=True)
 
 
@@ -38,9 +37,9 @@ def main() -> int:
     port = "6390"
     os.environ["RAY_ADDRESS"] = f"127.0.0.1:{port}"
     subprocess.run([*RAY, "stop", "--force"], capture_output=True)
-    ray_start("--head", f"--port={port}", "--node-ip-address=127.0.0.1", temp=str(tmp / "ray"))
+    ray_start("--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--include-dashboard=false")
     before = {p.pid for p in _ray_processes()}
-    ray_start(f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", temp=str(tmp / "ray"))
+    ray_start(f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1")
     worker_pids = {p.pid for p in _ray_processes()} - before
     try:
         local, ray_store = tmp / "local.sqlite", tmp / "ray.sqlite"

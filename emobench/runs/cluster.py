@@ -48,10 +48,8 @@ def nodes_env(ray) -> list[dict[str, Any]]:
 
 def _remote_count(ray):
     @ray.remote(num_cpus=1, max_retries=RETRIES)
-    def count(args: tuple) -> list[dict[str, Any]]:
-        from emobench.runs.sweep import _count_chunk
-
-        return _count_chunk(args)
+    def count(fn: Callable[[tuple], list[dict[str, Any]]], args: tuple) -> list[dict[str, Any]]:
+        return fn(args)  # ``fn`` travels by reference (its module and name), imported on the node
 
     return count
 
@@ -83,9 +81,11 @@ def run_tasks(ray, remote, jobs: list[tuple], on_result: Callable[[Any], None]) 
         raise
 
 
-def count_on_ray(address: str, jobs: list[tuple], on_row: Callable[[dict[str, Any]], None]) -> None:
+def count_on_ray(address: str, count: Callable[[tuple], list[dict[str, Any]]], jobs: list[tuple],
+                 on_row: Callable[[dict[str, Any]], None]) -> None:
+    """``count(job)`` for every job as a task on the cluster, each returned row handed to ``on_row``."""
     ray = connect(address)
-    run_tasks(ray, _remote_count(ray), [(job,) for job in jobs], lambda rows: [on_row(r) for r in rows])
+    run_tasks(ray, _remote_count(ray), [(count, job) for job in jobs], lambda rows: [on_row(r) for r in rows])
 
 
 def measure_on_ray(address: str, references: list[str], plan: dict[str, Any],

@@ -392,7 +392,8 @@ def count_points(spec: SweepSpec, todo: list[Point], workers: int, zoo_dirs: lis
     if ray is not None:
         from emobench.runs.cluster import count_on_ray
 
-        count_on_ray(ray, [(spec.base, chunk, spec.size, constraints, zoo_dirs) for chunk in _chunks(todo, 8)], on_row)
+        count_on_ray(ray, _count_chunk, [(spec.base, chunk, spec.size, constraints, zoo_dirs)
+                                         for chunk in _chunks(todo, 8)], on_row)
         return
     if workers <= 1 or len(todo) < 8:
         for p in todo:
