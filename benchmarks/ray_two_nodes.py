@@ -36,7 +36,8 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp())
     port = "6390"
     os.environ["RAY_ADDRESS"] = f"127.0.0.1:{port}"
-    subprocess.run([*RAY, "stop", "--force"], capture_output=True)
+    os.environ["RAY_AUTH_MODE"] = "disabled"  # loopback only: the nodes and the driver of this machine
+    started = {p.pid for p in _ray_processes()}
     ray_start("--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--include-dashboard=false")
     before = {p.pid for p in _ray_processes()}
     ray_start(f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1")
@@ -71,8 +72,13 @@ def main() -> int:
         print(f"points: local {len(a)}, ray {len(b)}; counts equal: {key(a) == key(b)}; stored once: "
               f"{all(n == 1 for _, n in rows)} ({len(rows) - 1} points); killed mid-sweep: {killed}")
         return 0 if key(a) == key(b) and all(n == 1 for _, n in rows) else 1
-    finally:
-        subprocess.run([*RAY, "stop", "--force"], capture_output=True)
+    finally:  # only the nodes this script started
+        for p in _ray_processes():
+            if p.pid not in started:
+                try:
+                    p.kill()
+                except Exception:  # noqa: BLE001 - already gone
+                    pass
 
 
 def _ray_processes():
