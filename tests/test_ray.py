@@ -31,8 +31,9 @@ threads = 1
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray.init(num_cpus=2, resources={BENCH_RESOURCE: 1}, include_dashboard=False, log_to_driver=False,
-             configure_logging=False)
+    # address "local": a private instance even where a `ray start` cluster was left on this machine
+    ray.init(address="local", num_cpus=2, resources={BENCH_RESOURCE: 1}, include_dashboard=False,
+             log_to_driver=False, configure_logging=False)
     yield
     ray.shutdown()
 

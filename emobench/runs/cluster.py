@@ -31,7 +31,7 @@ def connect(address: str):
         return ray
     try:
         if address == "local":
-            ray.init(resources={BENCH_RESOURCE: 1}, include_dashboard=False, log_to_driver=False,
+            ray.init(address="local", resources={BENCH_RESOURCE: 1}, include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
         else:
             ray.init(address=address, log_to_driver=False, configure_logging=False)
