@@ -84,6 +84,13 @@ def environment(threads: int | None = None, cuda: bool = False) -> dict[str, Any
     }
 
 
+def default_threads() -> int:
+    """Threads a measurement uses when none are asked for: torch's, at most the core count."""
+    import torch
+
+    return min(torch.get_num_threads(), os.cpu_count() or 1)
+
+
 def check_thread_counts(threads) -> None:
     """Refuse thread counts below 1 or above the core count (those would time the scheduler, not the model)."""
     from emobench.errors import EmobenchError

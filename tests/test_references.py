@@ -147,3 +147,17 @@ def test_a_factory_that_reads_tensor_values_while_building_is_built_normally(tmp
     ref = resolve(f"{path}:net")
     assert ref.meta_module() is not None and ref.input_shape() == (1, *FALLBACK_INPUT)
     assert sum(p.numel() for p in build_model(ref).parameters()) == 3 * (3 * 3 * 9 + 3)
+
+
+@pytest.mark.parametrize("text, kwargs, size, expected", [
+    ("emo_1m", {"depths": [2, 2, 10, 3]}, (64, 64), "emo_1m,depths=[2, 2, 10, 3]@64x64"),
+    ("emo_1m,window='contiguous'@96", {"window": "grid", "qkv_bias": False}, (64, 64),
+     "emo_1m,window='grid',qkv_bias=False@96x96"),
+    ("timm:edgenext_xx_small", {}, None, "timm:edgenext_xx_small"),
+    ("my_pkg.nets:make_net,width=32", {"depth": 2}, None, "my_pkg.nets:make_net,width=32,depth=2"),
+])
+def test_a_reference_written_back_with_more_keywords_parses_to_them(text, kwargs, size, expected):
+    written = parse_reference(text).with_kwargs(kwargs, size)
+    assert written == expected
+    again = parse_reference(written)
+    assert again.kwargs == {**parse_reference(text).kwargs, **kwargs} and again.size == (parse_reference(text).size or size)

@@ -78,10 +78,11 @@ def train_cost(
                     bar.update(task, description=f"[{i + 1}/{len(models)}] {label}", completed=done, total=total)
 
                 cost = run(model, resolution(resolution_), batch, optimizer, dtype, checkpointing, compile_, steps,
-                           warmup, threads, depth, counts_only, recipe, str(checkpoint) if checkpoint else None, step)
+                           warmup, threads, depth, counts_only, recipe, str(checkpoint) if checkpoint else None, step,
+                           preflight=False)  # check_models did it, for every model before the first
                 costs.append(cost)
                 if db is not None:
-                    db.add(train_record(cost, threads or environment()["threads"]))
+                    db.add(train_record(cost))
     finally:
         if db is not None:
             db.close()

@@ -18,9 +18,9 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
-from emobench.measure.dispatch import DispatchMode
 
 from emobench.measure import formulas
+from emobench.measure.dispatch import DispatchMode
 
 aten = torch.ops.aten
 
@@ -59,6 +59,16 @@ def _base_name(name: str) -> str:
 def _is_free(name: str) -> bool:
     name = _base_name(name)
     return name in ELEMENTWISE or name in DATA_MOVEMENT
+
+
+def tally_uncharged(name: str, by_convention: set[str], uncounted: set[str]) -> None:
+    """An operator no formula charges: element-wise (not counted by convention), data movement (nothing to
+    count), or arithmetic still uncounted (the total is then a lower bound)."""
+    base = _base_name(name)
+    if base in ELEMENTWISE:
+        by_convention.add(name)
+    elif base not in DATA_MOVEMENT:
+        uncounted.add(name)
 
 
 def _opname(func) -> str:
@@ -190,10 +200,7 @@ class _OwnCounter(DispatchMode):
             first = out[0] if isinstance(out, (tuple, list)) else out
             self.sequence.append((self.stack[-1] if self.stack else "", name, int(fn(args, first)) if fn else 0))
         if fn is None:
-            if _base_name(name) in ELEMENTWISE:
-                self.elementwise.add(name)
-            elif _base_name(name) not in DATA_MOVEMENT:
-                self.uncounted.add(name)
+            tally_uncharged(name, self.elementwise, self.uncounted)
             return out
         first = out[0] if isinstance(out, (tuple, list)) else out
         n = int(fn(args, first))

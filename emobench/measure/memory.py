@@ -12,8 +12,9 @@ import weakref
 
 import torch
 from torch import nn
-from emobench.measure.dispatch import DispatchMode
 from torch.utils._pytree import tree_leaves
+
+from emobench.measure.dispatch import DispatchMode
 
 
 class LiveTensorBytes(DispatchMode):
@@ -24,6 +25,9 @@ class LiveTensorBytes(DispatchMode):
         self.live = 0
         self.peak = 0
         self._tracked: set[int] = set()
+        #: the ids (``_cdata``) of every storage an operation created while active (what a training step's
+        #: saved tensors are checked against: parameters and the input were not created here)
+        self.created: set[int] = set()
 
     def _release(self, key: int, nbytes: int) -> None:
         self._tracked.discard(key)
@@ -37,6 +41,7 @@ class LiveTensorBytes(DispatchMode):
             if not isinstance(t, torch.Tensor) or t.device.type == "meta":
                 continue
             storage = t.untyped_storage()
+            self.created.add(storage._cdata)
             key = storage.data_ptr()
             if key in self._tracked or storage.nbytes() == 0:
                 continue  # a view of a storage already counted

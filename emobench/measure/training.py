@@ -20,11 +20,11 @@ from typing import Callable, Iterator
 
 import torch
 from torch import nn
-from emobench.measure.dispatch import DispatchMode
 from torch.utils._pytree import tree_leaves
 
 from emobench.measure import formulas
-from emobench.measure.counters import DATA_MOVEMENT, ELEMENTWISE, _OWN_PACKETS, _base_name, _opname
+from emobench.measure.counters import _OWN_PACKETS, _opname, tally_uncharged
+from emobench.measure.dispatch import DispatchMode
 from emobench.measure.memory import LiveTensorBytes
 
 OPTIMIZERS = ("adamw", "sgd")
@@ -166,11 +166,7 @@ class _TrainCounter(DispatchMode):
         fn = _OWN_PACKETS.get(func._overloadpacket)
         name = _opname(func)
         if fn is None:
-            base = _base_name(name)
-            if base in ELEMENTWISE:
-                count.not_counted_by_convention.add(name)
-            elif base not in DATA_MOVEMENT and name not in ("_to_copy", "detach", "ones_like", "zeros_like"):
-                count.uncounted.add(name)
+            tally_uncharged(name, count.not_counted_by_convention, count.uncounted)
             return out
         first = out[0] if isinstance(out, (tuple, list)) else out
         n = int(fn(args, first))
@@ -222,37 +218,19 @@ def tensor_bytes(tensors) -> int:
 
 
 @contextlib.contextmanager
-def saved_tensors(created: set[int] | None = None) -> Iterator[dict[int, int]]:
-    """The storages autograd saves for backward while active, as {storage id: bytes}; with ``created``, only
-    storages in it (those the forward created: parameters and the input are not activations)."""
+def saved_tensors(keep: Callable[[int], bool] = lambda key: True) -> Iterator[dict[int, int]]:
+    """The storages autograd saves for backward while active, as {storage id: bytes}, those whose id ``keep``
+    accepts (parameters and the input are not activations)."""
     saved: dict[int, int] = {}
 
     def pack(t: torch.Tensor):
         storage = t.untyped_storage()
-        key = storage._cdata
-        if created is None or key in created:
-            saved[key] = storage.nbytes()
+        if keep(storage._cdata):
+            saved[storage._cdata] = storage.nbytes()
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         yield saved
-
-
-class _CreatedStorages(LiveTensorBytes):
-    """:class:`LiveTensorBytes` that also remembers the ids of the storages it saw created."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.created: set[int] = set()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = super().__torch_dispatch__(func, types, args, kwargs)
-        if any(r.alias_info is not None for r in func._schema.returns):
-            return out
-        for t in tree_leaves(out):
-            if isinstance(t, torch.Tensor) and t.device.type != "meta":
-                self.created.add(t.untyped_storage()._cdata)
-        return out
 
 
 @dataclass
@@ -291,9 +269,9 @@ def train_memory(model: nn.Module, x: torch.Tensor, target: torch.Tensor | None,
     opt.step()
     opt.zero_grad(set_to_none=True)
     state = tensor_bytes(t for s in opt.state.values() for t in s.values())
-    tracker = _CreatedStorages()
+    tracker = LiveTensorBytes()
     with tracker:
-        with saved_tensors(tracker.created) as saved:
+        with saved_tensors(tracker.created.__contains__) as saved:
             output, loss = forward()
         activations = tracker.live
         output_and_loss = sum(b for k, b in _storages((output, loss)).items() if k not in saved)
@@ -317,17 +295,9 @@ def saved_bytes_estimate(model: nn.Module, shape: tuple[int, ...]) -> int:
     """Bytes autograd saves for backward in one forward of ``model`` (built on the meta device) for an input
     of ``shape``: the activation memory of a training step, estimated without allocating anything."""
     x = torch.empty(shape, device="meta")
-    static = {t.untyped_storage()._cdata for t in (*model.parameters(), *model.buffers())}
+    given = {t.untyped_storage()._cdata for t in (x, *model.parameters(), *model.buffers())}
     model.train()
-    saved: dict[int, int] = {}
-
-    def pack(t: torch.Tensor):
-        storage = t.untyped_storage()
-        if storage._cdata not in static and storage._cdata != x.untyped_storage()._cdata:
-            saved[storage._cdata] = storage.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with saved_tensors(lambda key: key not in given) as saved:
         model(x)
     return sum(saved.values())
 

@@ -96,6 +96,15 @@ class ModelReference:
     def is_zoo(self) -> bool:
         return self.kind == "zoo"
 
+    def with_kwargs(self, kwargs: dict[str, Any], size: tuple[int, int] | None = None) -> str:
+        """The reference text with its keyword arguments and then ``kwargs`` (which win), and its ``@HxW`` or else
+        ``size``: what :func:`parse_reference` reads back (values written as Python literals)."""
+        head = {"zoo": self.target, "timm": f"timm:{self.target}", "torchvision": f"torchvision:{self.target}"}.get(
+            self.kind, f"{self.target}:{self.attribute}")
+        hw = self.size or size
+        return head + "".join(f",{k}={v!r}" for k, v in {**self.kwargs, **kwargs}.items()) + (
+            f"@{hw[0]}x{hw[1]}" if hw else "")
+
     def factory(self):
         """The callable that builds the module (imports timm, torchvision, the module or the file)."""
         if self.kind == "timm":

@@ -38,7 +38,7 @@ import torch
 
 from emobench.paths import source_fingerprint
 from emobench.version import __version__
-from emobench.environment import check_thread_counts, cpu_name
+from emobench.environment import check_thread_counts, cpu_name, default_threads
 from emobench.environment import environment as machine_environment
 from emobench.errors import EmobenchError, first_line
 from emobench.runtimes.spec import ArtifactSpec, ModelSpec, WorkerSpec
@@ -68,7 +68,7 @@ class BenchPlan:
     models: list[str]
     backends: list[str] = field(default_factory=lambda: ["torch"])
     batches: list[int] = field(default_factory=lambda: [1])
-    threads: list[int] = field(default_factory=lambda: [min(torch.get_num_threads(), os.cpu_count() or 1)])
+    threads: list[int] = field(default_factory=lambda: [default_threads()])
     resolution: tuple[int, int] | None = None
     #: one dtype, or several comma-separated ("fp32,int8"): measured interleaved in one run, like backends
     dtype: str = "fp32"

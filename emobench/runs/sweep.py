@@ -259,17 +259,6 @@ def _set(current, steps, k, value, path):
 
 # --- counting a point -----------------------------------------------------------------------------------------
 
-def _reference_text(base, overrides: dict[str, Any], resolution: tuple[int, int] | None) -> str:
-    """The point as a model reference (``base,key=value…@HxW``), what ``bench`` and ``profile`` take: the base's
-    own keyword arguments, then the point's (which win); the base's input size, else the sweep's."""
-    ref = base.reference
-    head = {"zoo": ref.target, "timm": f"timm:{ref.target}", "torchvision": f"torchvision:{ref.target}"}.get(
-        ref.kind, f"{ref.target}:{ref.attribute}")
-    hw = ref.size or resolution
-    size = f"@{hw[0]}x{hw[1]}" if hw else ""
-    return head + "".join(f",{k}={v!r}" for k, v in {**ref.kwargs, **overrides}.items()) + size
-
-
 def evaluate_point(base: str, point: Point, resolution: tuple[int, int] | None, constraints: Constraints) -> dict[str, Any]:
     """One point validated and counted: params, MACs and activations (emobench's counter on the meta device), the
     exact receptive field where the family has a layout; a point the family refuses is ``invalid`` with the
@@ -286,7 +275,7 @@ def evaluate_point(base: str, point: Point, resolution: tuple[int, int] | None, 
             overrides = overrides_for(base_ref.entry.config.model_dump(mode="json"), point.values)
         else:  # a factory: the axes are its keyword arguments
             overrides = dict(point.values)
-        text = _reference_text(base_ref, overrides, resolution)
+        text = base_ref.reference.with_kwargs(overrides, resolution)
         row["reference"] = text
         ref = resolve(text)
         config = ref.entry.config.model_dump(mode="json") if ref.entry is not None else dict(ref.reference.kwargs)
@@ -303,8 +292,8 @@ def evaluate_point(base: str, point: Point, resolution: tuple[int, int] | None, 
             check_input(ref.entry, shape)
         count = count_fast(ref.meta_module(), shape)
     except (EmobenchError, KeyError, ValueError, TypeError, RuntimeError) as err:
-        text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-        row.update(status="invalid", reason=" ".join(str(text).split()))
+        why = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        row.update(status="invalid", reason=" ".join(str(why).split()))
         return row
     row.update(params=count.params, macs=count.macs, activations=count.activations)
     if ref.entry is not None and has_exact_reach(ref.entry.family):
@@ -332,8 +321,9 @@ def _count_chunk(args: tuple) -> list[dict[str, Any]]:
     base, chunk, resolution, constraints, zoo_dirs = args
     from emobench.zoo.catalog import extra_zoo_dirs
 
+    limits = Constraints.model_validate(constraints)
     with extra_zoo_dirs(zoo_dirs):
-        return [evaluate_point(base, p, resolution, Constraints.model_validate(constraints)) for p in chunk]
+        return [evaluate_point(base, p, resolution, limits) for p in chunk]
 
 
 # --- the front --------------------------------------------------------------------------------------------------
@@ -511,6 +501,7 @@ def stored_sweeps(store) -> list[SweepOutcome]:
 
 def _predict_points(spec: SweepSpec, sweep_id: str, store, say) -> None:
     """Each valid point's predicted latency per backend, from block tables measured once per distinct piece."""
+    from emobench.environment import default_threads
     from emobench.runs.predict import predict
 
     m = spec.measure
@@ -518,16 +509,10 @@ def _predict_points(spec: SweepSpec, sweep_id: str, store, say) -> None:
             if r["status"] == "ok" and any(b not in (r.get("predicted") or {}) for b in m.backends)]
     if not todo:
         return
-    threads = m.threads or min(torch_threads(), os.cpu_count() or 1)
+    threads = m.threads or default_threads()
     by_ref = {r["reference"]: r for r in todo}
     for p in predict(list(by_ref), m.backends, threads, store, m.form, progress=say):
         store.update_sweep_point(sweep_id, by_ref[p.model]["point"], predicted={p.backend: p.predicted_ms})
-
-
-def torch_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
 
 
 def _measure_front(spec: SweepSpec, sweep_id: str, front: list[dict], store, say, ray: str | None = None) -> int:

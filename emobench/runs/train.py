@@ -179,24 +179,25 @@ def _memory(model, x, target, optimizer: str, dtype: str) -> dict[str, Metric]:
 
 
 def _times(model, x, target, optimizer: str, dtype: str, steps: int, warmup: int, threads: int | None,
-           compile_: bool, progress) -> tuple[dict[str, Metric], TimingStats]:
+           compile_: bool, progress) -> tuple[dict[str, Metric], TimingStats, int]:
+    """The step's phases timed on a copy: their metrics, the whole step's statistics, the threads it ran with."""
     m = copy.deepcopy(model)
     if compile_:
         m = torch.compile(m)
     times = training.time_steps(m, x, target, optimizer, dtype, steps, warmup, threads, progress)
     how = f"median of {steps} timed steps after {warmup} untimed, {times.threads} threads" + (", torch.compile" if compile_ else "")
-    metrics = {}
+    metrics, stats = {}, {}
     for phase in ("step", "forward", "backward", "optimizer"):
         values = getattr(times, phase)
-        stats = summarize(values)
+        stats[phase] = summary = summarize(values)
         spread = relative_range(values)
-        metrics[f"{phase}_ms"] = Metric(stats.median_ms, "ms", how + ("" if phase == "step" else f" ({phase} part)"),
-                                        note=f"IQR {stats.iqr_ms:.3f} ms, range {spread:.0%} of the median" if spread is not None else "")
+        metrics[f"{phase}_ms"] = Metric(summary.median_ms, "ms", how + ("" if phase == "step" else f" ({phase} part)"),
+                                        note=f"IQR {summary.iqr_ms:.3f} ms, range {spread:.0%} of the median" if spread is not None else "")
     batch = x.shape[0]
     metrics["throughput"] = Metric(batch / (metrics["step_ms"].value / 1e3), "images/s", "batch / median step time")
     metrics["first_step_s"] = Metric(times.first_step_s, "s", "the first step, untimed above" +
                                      (" (compilation included)" if compile_ else ""))
-    return metrics, summarize(times.step)
+    return metrics, stats["step"], times.threads
 
 
 def _estimate(metrics: dict[str, Metric], batch: int, recipe: Recipe) -> dict[str, Any]:
@@ -238,9 +239,10 @@ def train_cost(ref_text: str, resolution: tuple[int, int] | None = None, batch: 
                dtype: str = "fp32", checkpointing: bool = False, compile_: bool = False, steps: int = 10,
                warmup: int = 3, threads: int | None = None, depth: int = 1, counts_only: bool = False,
                recipe: Recipe = Recipe(), checkpoint: str | None = None,
-               progress: Callable[[str, int, int], None] | None = None) -> TrainCost:
+               progress: Callable[[str, int, int], None] | None = None, *, preflight: bool = True) -> TrainCost:
     """The training-step cost of one model reference (see the module docstring); ``progress(label, done,
-    total)`` as it goes (count, memory, then each step)."""
+    total)`` as it goes (count, memory, then each step). ``preflight=False``: the caller has already checked that
+    the step fits (:func:`check_models`)."""
     from emobench.models.budget import check_train_fits
     from emobench.models.references import resolve
 
@@ -260,10 +262,11 @@ def train_cost(ref_text: str, resolution: tuple[int, int] | None = None, batch: 
     say = progress or (lambda label, done, total: None)
     ref = resolve(ref_text)
     shape = ref.input_shape(resolution, batch)
-    check_train_fits(ref, shape, optimizer)
+    if preflight:
+        check_train_fits(ref, shape, optimizer)
     model = ref.build(checkpoint)
     settings: dict[str, Any] = {"optimizer": optimizer, "dtype": dtype, "checkpointing": None, "compile": compile_,
-                                "steps": steps, "warmup": warmup, "batch": batch}
+                                "steps": steps, "warmup": warmup, "batch": batch, "threads": None}
     if checkpointing:
         try:
             settings["checkpointing"] = training.enable_checkpointing(model)
@@ -286,8 +289,8 @@ def train_cost(ref_text: str, resolution: tuple[int, int] | None = None, batch: 
         say(f"memory of {ref.text}", 1, total)
         metrics.update(_memory(model, x, target, optimizer, dtype))
         say(f"timing {ref.text}", 2, total)
-        timed, stats = _times(model, x, target, optimizer, dtype, steps, warmup, threads, compile_,
-                              lambda done: say(f"timing {ref.text}", 2 + done, total))
+        timed, stats, settings["threads"] = _times(model, x, target, optimizer, dtype, steps, warmup, threads,
+                                                   compile_, lambda done: say(f"timing {ref.text}", 2 + done, total))
         metrics.update(timed)
     else:
         stats = None
@@ -304,10 +307,12 @@ def _fvcore_forward(model, x, own_forward: int) -> dict[str, Metric]:
     return {"fvcore_forward_macs": Metric(fv.macs, "MACs", fv.method, fv.status, fv.error or note)}
 
 
-def train_record(cost: TrainCost, threads: int) -> BenchRecord:
+def train_record(cost: TrainCost) -> BenchRecord:
     """The store's record of a timed training step: backend torch, form ``train:OPTIMIZER[+checkpointing]
-    [+compile]`` (``form_requested`` "train", so no inference table takes it), the whole cost in ``train``."""
+    [+compile]`` (``form_requested`` "train", so no inference table takes it), the whole cost in ``train``, at
+    the threads the steps ran with."""
     s = cost.settings
+    threads = s["threads"]
     form = "train:" + s["optimizer"] + ("+checkpointing" if s["checkpointing"] else "") + ("+compile" if s["compile"] else "")
     stats = cost.step_stats
     return BenchRecord(
