@@ -151,6 +151,57 @@ def test_prefix_summary_takes_differences_with_their_noise(tiny):
         prefix_summary([[1.0, 2.0]], model, x, headline_ms=2.0)
 
 
+@pytest.mark.parametrize("form", ["mobile", "mobile-tokens"])
+def test_block_cuts_stop_after_each_m2_part(tiny, form):
+    """The mobile forms' blocks stop after any of their parts: the last cut is the block, every earlier one
+    returns what is live there, the cut shares the block's weights and leaves it whole."""
+    from emobench.nn.forms.prefix import part_cuts
+
+    model, x, _ = tiny
+    f = formulate(model, form)
+    groups = part_cuts(f, x)
+    assert sorted(k for g in groups for k in g.blocks) == list(range(block_count(f)))
+    attention = [g for g in groups if g.block.cfg.attention is not None]
+    assert attention, "emo_tiny has attention blocks"
+    for g in groups:
+        block = f.blocks[g.blocks[0]]
+        with torch.no_grad():
+            outs = [g.cut(tap)(g.input) for tap in range(1, len(g.parts) + 1)]
+            assert torch.equal(outs[-1], block(g.input).reshape(-1)[:1]) and block.stop is None
+            assert all(o.dim() == 1 and len(o) <= 4 for o in outs)  # one element of each live tensor
+        assert g.parts[-1] == ("residual" if block.cfg.has_skip else "MLP_s")
+        assert "MLP_s" in g.parts and ("local DW-conv" in g.parts) == (block.cfg.dw_kernel is not None)
+        assert g.cut(1).block.proj_weight is block.proj_weight  # no copy of the weights
+    for g in attention:
+        wanted = {"attention: Q/K projection", "layout", "attention: scores + softmax", "attention: weighted sum"}
+        assert wanted <= set(g.parts)
+        order = [g.parts.index(p) for p in ("attention: Q/K projection", "attention: scores + softmax",
+                                            "attention: weighted sum")]
+        assert order == sorted(order)
+    assert part_cuts(formulate(model, "cpu-ort"), x) is None  # taps only in the mobile forms
+
+
+def test_prefix_summary_splits_blocks_into_parts_by_their_cuts(tiny):
+    """Hand-made passes: a block's in-network time is split in the proportions of its isolated cut
+    differences (less the empty call), and the parts add up to it exactly."""
+    model, x, _ = tiny
+    n = block_count(model)
+    names = ["norm", "MLP_e", "MLP_s", "residual"]
+    cuts = [0.5, 1.0, 2.0, 4.5, 5.0]  # empty call, then the cuts: isolated parts 0.5, 1.0, 2.5, 0.5 (sum 4.5)
+    passes = [[1.0 + 2 * k for k in range(n + 1)] + [2 * n + 1.5] + cuts] * 2
+    result = prefix_summary(passes, model, x, headline_ms=2 * n + 1.5, parts=[([0, 2], names)])
+    rows = result["rows"]
+    split = [r for r in rows if r.get("isolated_ms") is not None]
+    assert [r["part"] for r in split] == names * 2
+    assert [r["ms"] for r in split[:4]] == pytest.approx([2.0 * t / 4.5 for t in (0.5, 1.0, 2.5, 0.5)])
+    assert sum(r["ms"] for r in split[:4]) == pytest.approx(2.0)
+    assert len(rows) == n + 2 - 2 + 8 and result["m2"] and result["closes"]
+    assert result["attributed_ms"] == pytest.approx(2 * n + 1.5)
+    assert set(rollup(result, "part")["group"]) >= {"stem", "head", *names}
+    with pytest.raises(ValueError, match="in-block cuts"):
+        prefix_summary(passes, model, x, headline_ms=1.0, parts=[([0], names + ["SE"])])
+
+
 @pytest.mark.parametrize("form", ["reference", "fused", "official", "mobile", "cpu-ort"])
 def test_prefix_cuts_compute_the_network_up_to_the_block(tiny, form):
     model, x, _ = tiny
@@ -243,20 +294,27 @@ def test_bench_breakdown_on_the_command_line(capsys, monkeypatch, tmp_path):
 
 
 def test_prefix_differencing_through_bench(tmp_path):
-    """A runtime without a profiler emobench reads: the network cut after each block, timed interleaved."""
+    """A runtime without a profiler emobench reads: the network cut after each block, and each distinct block
+    of a mobile form cut after each M² part on its own input, timed interleaved in one worker."""
     from emobench.runs.bench import BenchPlan, run_bench
 
     if BACKENDS["onnxruntime"].unavailable():
         pytest.skip(BACKENDS["onnxruntime"].unavailable())
-    plan = BenchPlan(models=["emo_tiny"], backends=["onnxruntime"], forms=["cpu-ort"], threads=[1], rounds=2,
+    ref = "emo_tiny,depths=[1, 1, 1, 2]"  # the last stage's second block: attention and a residual
+    plan = BenchPlan(models=[ref], backends=["onnxruntime"], forms=["mobile"], threads=[1], rounds=2,
                      min_time=0.02, min_runs=3, warmup=1, breakdown="prefix", resolution=(64, 64))
     (rec,) = run_bench(plan)
     result = rec.breakdown["prefix"]
-    n = sum(isinstance(m, M2Block) for m in create_model("emo_tiny").modules())
-    assert len(result["rows"]) == n + 2 and result["runs"] == 2
+    assert "error" not in result, result.get("error")
+    blocks = {r["block"] for r in result["rows"]} - {"stem", "head"}
+    assert len(blocks) == 6 and result["runs"] == 2 and result["m2"] and "M² parts" in result["source"]
     assert all(math.isfinite(r["ms"]) and r["noise_ms"] >= 0 for r in result["rows"])
+    assert all(r["ms"] >= 0 and r["part"] for r in result["rows"] if r.get("isolated_ms") is not None)
     assert result["headline_ms"] == rec.median_ms and math.isfinite(result["closure"])
     assert sum(result["macs"]["block"].values()) == result["total_macs"]
+    parts = set(rollup(result, "part")["group"])
+    assert {"stem", "attention: Q/K projection", "attention: scores + softmax", "attention: weighted sum", "layout",
+            "MLP_e", "local DW-conv", "SE", "MLP_s", "residual", "head", UNATTRIBUTED} <= parts
 
 
 def test_a_model_outside_the_zoo_is_broken_down_by_module(capsys, monkeypatch, tmp_path):

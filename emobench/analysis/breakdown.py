@@ -356,20 +356,23 @@ def _closure(attributed_ms: float, headline_ms: float | None, beside_ms: float |
 
 
 def prefix_summary(passes: list[list[float]], model: nn.Module, example: torch.Tensor, *, headline_ms: float | None,
-                   reference: nn.Module | None = None) -> dict:
+                   reference: nn.Module | None = None, parts: list[tuple[list[int], list[str]]] | None = None) -> dict:
     """The breakdown by prefix differencing: ``passes`` holds, per interleaved pass, the median ms of the network
     cut after 0, 1, …, N blocks and of the whole network (N + 2 figures). A block's time is the difference of
     consecutive cuts, the stem's the first cut, the head's the whole network minus the last cut; each is the
-    median over the passes, with the passes' range as its noise. No operator is seen, so there is no M² part
-    and no operator type: stage and block roll-ups only."""
+    median over the passes, with the passes' range as its noise. No operator is seen, so there is no operator
+    type: stage and block roll-ups, and M² parts where ``parts`` gives in-block cuts (see :func:`_split_parts`)."""
     import statistics
 
     from emobench.nn.forms.prefix import generic_cuts
 
     stages = generic_cuts(model)  # a model outside the families: cut after each of its stages
     blocks = [(p, p, p) for p in stages] if stages else [(b.path, b.label, b.stage) for b in block_scopes(model, reference).values()]
-    if not passes or any(len(p) != len(blocks) + 2 for p in passes):
-        raise ValueError(f"expected {len(blocks) + 2} timings per pass (stem, {len(blocks)} blocks, whole network)")
+    parts = parts or []
+    expected = len(blocks) + 2 + sum(len(names) + 1 for _, names in parts)
+    if not passes or any(len(p) != expected for p in passes):
+        raise ValueError(f"expected {expected} timings per pass (stem, {len(blocks)} blocks, whole network"
+                         + (", each distinct block's empty cut and in-block cuts)" if parts else ")"))
     labels = [("stem", "stem", "stem")] + blocks + [("head", "head", "head")]
     rows = []
     for j, (path, label, stage) in enumerate(labels):
@@ -379,17 +382,48 @@ def prefix_summary(passes: list[list[float]], model: nn.Module, example: torch.T
                      "part": "stem" if j == 0 else "head" if j == len(labels) - 1 else None,
                      "ms": statistics.median(diffs), "macs": None,
                      "noise_ms": max(diffs) - min(diffs) if len(diffs) > 1 else None})
+    if parts:
+        rows = _split_parts(rows, [p[len(blocks) + 2:] for p in passes], parts)
     counted = attribute(counted_ops(model, example), model, reference)
-    whole = statistics.median(p[-1] for p in passes)
-    macs = {by: macs_by(counted.rows, by) for by in ("block", "stage")}
+    whole = statistics.median(p[len(blocks) + 1] for p in passes)
+    macs = {by: macs_by(counted.rows, by) for by in ("part", "block", "stage") if by != "part" or parts}
     if stages:  # by the module paths the cuts follow: the stem module, each stage, and the rest is the head
         per_cut = {c: sum(int(r["macs"] or 0) for r in counted.rows if r["module"] and _inside(r["module"], c))
                    for c in ("stem", *stages)}
         per_cut["head"] = sum(int(r["macs"] or 0) for r in counted.rows) - sum(per_cut.values())
         macs = {"block": per_cut, "stage": dict(per_cut)}
+    source = "prefix differencing (the network cut after each " + ("stage" if stages else "block") + ", timed in interleaved passes"
+    if parts:
+        source += "; M² parts: each distinct block cut after each part, timed in the same passes on its own input, " \
+                  "its in-network time split by those differences"
     return {
-        "schema": SCHEMA, "source": "prefix differencing (the network cut after each " + ("stage" if stages else "block")
-        + ", timed in interleaved passes)",
+        "schema": SCHEMA, "source": source + ")",
         "runs": len(passes), "profiled_ms": whole, **_closure(sum(r["ms"] for r in rows), headline_ms, whole),
-        "m2": False, "total_macs": sum(int(r["macs"] or 0) for r in counted.rows), "macs": macs, "rows": rows,
+        "m2": bool(parts), "total_macs": sum(int(r["macs"] or 0) for r in counted.rows), "macs": macs, "rows": rows,
     }
+
+
+def _split_parts(rows: list[dict], passes: list[list[float]], parts: list[tuple[list[int], list[str]]]) -> list[dict]:
+    """Block rows (``rows[k + 1]`` is block k) split into M² parts. ``passes`` holds, per pass, for each distinct
+    block in turn: an empty cut on its input, then the block cut after each of its parts (the last: the whole
+    block). A part's isolated time is the median over passes of the difference between consecutive cuts (the
+    first: less the empty cut); the block's in-network time is split in proportion (a negative difference
+    counts as none), so the parts add up to the block exactly; each row keeps its isolated figure and noise."""
+    import statistics
+
+    out = list(rows)
+    at = 0
+    for blocks, names in parts:
+        cols = [[p[at + j] for p in passes] for j in range(len(names) + 1)]
+        at += len(names) + 1
+        diffs = [[b - a for a, b in zip(cols[j], cols[j + 1])] for j in range(len(names))]
+        isolated = [statistics.median(d) for d in diffs]
+        total = sum(max(t, 0.0) for t in isolated)
+        for k in blocks if total > 0 else ():  # no part measured above zero: the block stays whole
+            row = rows[k + 1]
+            scale = row["ms"] / total
+            out[k + 1] = [{**row, "name": f"{row['block']}: {name}", "op": "in-block cut difference", "part": name,
+                           "ms": max(t, 0.0) * scale, "isolated_ms": t,
+                           "noise_ms": (max(d) - min(d)) * abs(scale) if len(d) > 1 else None}
+                          for name, t, d in zip(names, isolated, diffs)]
+    return [r for item in out for r in (item if isinstance(item, list) else [item])]

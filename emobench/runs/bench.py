@@ -457,15 +457,18 @@ def _export(slot: _Slot, form: str) -> Artifact | None:
     return _export_module(slot, formulate(slot.reference, form), form, slot.entry)
 
 
-def _export_module(slot: _Slot, module: torch.nn.Module, form: str, identity: dict) -> Artifact:
-    """Export ``module`` (formulation ``form`` of the slot's model, or a part of it named by ``identity``) for
-    the slot's backend, cached under a key of everything that decides the artifact."""
+def _export_module(slot: _Slot, module: torch.nn.Module, form: str, identity: dict,
+                   shape: tuple[int, ...] | None = None) -> Artifact:
+    """Export ``module`` (formulation ``form`` of the slot's model, or a part of it named by ``identity``, which
+    takes an input of ``shape``, default the model's) for the slot's backend, cached under a key of everything
+    that decides the artifact."""
     model = copy.deepcopy(module)  # converters may leave state on what they convert
-    x = torch.randn(slot.shape, generator=torch.Generator().manual_seed(1))
+    shape = tuple(shape or slot.shape)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
     if slot.calibration is not None:  # an int8 export depends on what it was calibrated on
         calibrated = hashlib.sha256(np.ascontiguousarray(slot.calibration).tobytes()).hexdigest()[:16]
         identity = {**identity, "dtype": "int8", "calibration": calibrated}
-    key = _artifact_key(identity, form, slot.shape, slot.backend, slot.fingerprint)
+    key = _artifact_key(identity, form, shape, slot.backend, slot.fingerprint)
     return slot.backend.prepare(model, x.to(slot.backend.device), key, calibration=slot.calibration)
 
 
@@ -514,15 +517,26 @@ def _breakdown(slot: _Slot, threads: int, workdir: Path, headline_ms: float | No
                                    profile_runs=max(plan.min_runs, 10))
         return run_worker(spec, workdir, plan.timeout)
 
-    def time_prefixes(cuts: list[Artifact]) -> dict:
-        spec = dataclasses.replace(_spec(slot, slot.chosen, slot.artifact, threads), time=False,
-                                   prefixes=[_artifact_spec(a) for a in [*cuts, slot.artifact]],
+    def time_prefixes(cuts: list[tuple[Artifact | None, np.ndarray | None]]) -> dict:
+        """The cuts (None: the measured network) timed in interleaved passes, each on its input (None: the network's)."""
+        folder = Path(tempfile.mkdtemp(prefix="cuts-", dir=workdir))
+        specs, saved = [], {}
+        for artifact, x in cuts:
+            spec = _artifact_spec(artifact or slot.artifact)
+            if x is not None:  # the cuts of one block share its input: one file
+                if id(x) not in saved:
+                    saved[id(x)] = str(folder / f"input-{len(saved)}.npy")
+                    np.save(saved[id(x)], x, allow_pickle=False)
+                spec.input = saved[id(x)]
+            specs.append(spec)
+        spec = dataclasses.replace(_spec(slot, slot.chosen, slot.artifact, threads), time=False, prefixes=specs,
                                    prefix_rounds=plan.rounds, min_time=plan.min_time / 2)
         return run_worker(spec, workdir, plan.timeout * plan.rounds)
 
     return breakdowns.measure(plan.breakdown, slot.backend, slot.reference, slot.chosen, slot.inputs["input"],
                               headline_ms, profile=profile, time_prefixes=time_prefixes,
-                              export=lambda cut, k: _export_module(slot, cut, slot.chosen, {**slot.entry, "cut_after_block": k}))
+                              export=lambda cut, identity, shape: _export_module(slot, cut, slot.chosen,
+                                                                                 {**slot.entry, **identity}, shape))
 
 
 def _tolerance(plan: BenchPlan) -> float:

@@ -5,7 +5,8 @@ Two methods. ``profiler``: the runtime's own per-operator profiler (torch.profil
 profiler, OpenVINO's performance counters), operators attributed to modules and M² parts
 (:mod:`emobench.analysis.breakdown`). ``prefix``: prefix differencing, for any runtime that loads files (the
 network cut after every block, exported like the measured artifact and timed in interleaved passes in one
-worker), by block and stage. ``auto`` takes the profiler where the runtime has one, else prefix differencing;
+worker), by block and stage, and on the mobile forms also by M² part (each distinct block cut after every part,
+timed in the same passes on the block's own input). ``auto`` takes the profiler where the runtime has one, else prefix differencing;
 ``both`` runs the two, so each cross-checks the other.
 """
 
@@ -19,7 +20,7 @@ import torch
 from emobench.analysis.breakdown import OpTime, prefix_summary, summarise
 from emobench.errors import EmobenchError, first_line
 from emobench.nn.forms import formulate
-from emobench.nn.forms.prefix import Prefix, block_count
+from emobench.nn.forms.prefix import EmptyCut, Prefix, block_count, part_cuts
 from emobench.runtimes.base import Artifact, Backend
 
 METHODS = ("auto", "profiler", "prefix", "both")
@@ -52,10 +53,12 @@ def _ok(result: dict) -> dict:
 
 def measure(method: str, backend: Backend, reference: torch.nn.Module, form_name: str, x_path: str,
             headline_ms: float | None, *, profile: Callable[[], dict],
-            time_prefixes: Callable[[list[Artifact]], dict], export: Callable[[torch.nn.Module, int], Artifact]) -> dict:
+            time_prefixes: Callable[[list[tuple[Artifact, np.ndarray | None]]], dict],
+            export: Callable[[torch.nn.Module, dict, tuple[int, ...] | None], Artifact]) -> dict:
     """Every breakdown ``method`` asks for, by name; a method that cannot run or fails gets ``error`` (the
-    record's measurement stands either way). ``profile`` runs the profiling worker; ``export(module, k)`` writes
-    the cut after ``k`` blocks; ``time_prefixes`` runs the worker timing the cuts (the last one the whole network)."""
+    record's measurement stands either way). ``profile`` runs the profiling worker; ``export(module, identity,
+    shape)`` writes a cut (``identity`` says which; ``shape`` its input's, None: the network's);
+    ``time_prefixes`` runs the worker timing the cuts, each on its input (None: the network's)."""
     form = formulate(reference, form_name)
     x = torch.from_numpy(np.load(x_path, allow_pickle=False))
     out: dict[str, dict] = {}
@@ -70,8 +73,17 @@ def measure(method: str, backend: Backend, reference: torch.nn.Module, form_name
                 out[name] = summarise(ops, form, x, source=prof["source"], headline_ms=headline_ms, reference=reference,
                                       beside_ms=prof.get("plain_ms"), profiled_ms=prof["wall_ms"], runs=prof["runs"])
             else:
-                cuts = [export(Prefix(form, k), k) for k in range(block_count(form) + 1)]
-                out[name] = prefix_summary(_ok(time_prefixes(cuts))["prefix_times"], form, x, headline_ms=headline_ms, reference=reference)
+                cuts = [(export(Prefix(form, k), {"cut_after_block": k}, None), None) for k in range(block_count(form) + 1)]
+                groups = part_cuts(form, x) or []
+                for g in groups:  # an empty cut on its input, then the block cut after each part
+                    shape, arr = tuple(g.input.shape), g.input.numpy()
+                    cuts.append((export(EmptyCut(), {"empty_cut": list(shape)}, shape), arr))
+                    cuts += [(export(g.cut(tap), {"block_cut": g.blocks[0], "tap": tap}, shape), arr)
+                             for tap in range(1, len(g.parts) + 1)]
+                whole = len(cuts) - sum(len(g.parts) + 1 for g in groups)  # where the whole network goes
+                cuts.insert(whole, (None, None))
+                out[name] = prefix_summary(_ok(time_prefixes(cuts))["prefix_times"], form, x, headline_ms=headline_ms,
+                                           reference=reference, parts=[(g.blocks, g.parts) for g in groups])
         except Exception as err:  # noqa: BLE001 - a failed breakdown is said in the record, never a crash
             out[name] = {"error": first_line(err)}
     return out

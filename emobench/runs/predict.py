@@ -22,9 +22,8 @@ import torch
 from torch import nn
 
 from emobench.errors import EmobenchError
+from emobench.nn.forms.prefix import CallOverhead, inference_config
 
-#: block configuration fields that change training, not the inference graph
-TRAINING_ONLY = ("drop_path", "drop", "attn_drop")
 SCHEMA = "emobench.predict/1"
 OVERHEAD = "piece:overhead"
 
@@ -52,17 +51,10 @@ def _named(module: nn.Module, spec: PieceSpec) -> PieceSpec:
     return spec
 
 
-class _Overhead(nn.Module):
-    """One element added to: the cost of a call itself (dispatch, input and output copies)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + 1.0
-
-
 def overhead_piece(shape: tuple[int, ...]) -> PieceSpec:
     """An empty call on an input of ``shape``: what an isolated piece pays that the network pays once (the call,
     its input handed in, its output handed back)."""
-    module = _Overhead()
+    module = CallOverhead()
     key = "x".join(map(str, shape))
     return _named(module, PieceSpec(key, "overhead", f"call overhead at {key}", module, tuple(shape)))
 
@@ -111,7 +103,7 @@ def pieces_of(reference: str, form: str, resolution: tuple[int, int] | None = No
                                                   "params": shapes_of(stem)}), "stem", "stem", stem, tuple(shape))))
         for k in range(n):
             piece = Piece(formed, k)
-            cfg = {f: v for f, v in configs[k].model_dump(mode="json").items() if f not in TRAINING_ONLY}
+            cfg = inference_config(configs[k])
             specs.append(_named(piece, PieceSpec(_key({"kind": "block", "form": form, "in": list(y.shape), "config": cfg}),
                                                  "block", labels[k], piece, tuple(y.shape))))
             y = piece(y)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from collections import Counter
 from pathlib import Path
@@ -13,6 +14,43 @@ from torch import nn
 
 from emobench.runtimes.base import Artifact, FileBackend, OpProfile, Session, _outputs, explain_counts, median_per_call
 from emobench.runtimes.pt2e import _batches
+
+
+_TORCHLIB_REGISTRIES: dict = {}
+
+
+def export_onnx(model: nn.Module, example: torch.Tensor, path: Path | str) -> None:
+    """``torch.onnx.export`` (dynamo, opset 18, one file), with its registry of torchlib functions built once
+    per process: the exporter rebuilds it on every call (about 1 s of parsing onnxscript sources here, more than
+    exporting a block takes), and emobench exports many small cuts. Each export gets its own copy."""
+    with _registry_built_once():
+        torch.onnx.export(model, (example,), str(path), dynamo=True, opset_version=18, external_data=False)
+
+
+@contextlib.contextmanager
+def _registry_built_once():
+    try:
+        from torch.onnx._internal.exporter import _registration
+        build = _registration.ONNXRegistry.__dict__["from_torchlib"]
+    except (ImportError, AttributeError, KeyError):  # another torch: its exporter as it is
+        yield
+        return
+    cls = _registration.ONNXRegistry
+
+    def from_torchlib(_cls, opset_version=18):
+        if opset_version not in _TORCHLIB_REGISTRIES:
+            _TORCHLIB_REGISTRIES[opset_version] = build.__func__(cls, opset_version=opset_version)
+        built = _TORCHLIB_REGISTRIES[opset_version]
+        copy = cls()
+        copy._opset_version = built._opset_version
+        copy.functions = {op: list(metas) for op, metas in built.functions.items()}
+        return copy
+
+    cls.from_torchlib = classmethod(from_torchlib)
+    try:
+        yield
+    finally:
+        cls.from_torchlib = build
 
 
 def _onnx_op_counts(path: str) -> Counter:
@@ -36,7 +74,7 @@ class OnnxRuntime(FileBackend):
         importlib.import_module("onnxruntime")  # the exporter (onnx, onnxscript) is the parent's business
 
     def write(self, model, example, path):
-        torch.onnx.export(model, (example,), str(path), dynamo=True, opset_version=18, external_data=False)
+        export_onnx(model, example, path)
         return None
 
     def _options(self, threads: int):
@@ -187,7 +225,7 @@ def write_onnx(model: nn.Module, example: torch.Tensor, path: Path, calibration:
 
     with tempfile.TemporaryDirectory() as tmp:
         fp32, pre = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx"
-        torch.onnx.export(model, (example,), str(fp32), dynamo=True, opset_version=18, external_data=False)
+        export_onnx(model, example, fp32)
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
         name = onnx.load(str(pre), load_external_data=False).graph.input[0].name
         feeds = iter([{name: x.numpy()} for x in _batches(calibration, example.shape[0])])

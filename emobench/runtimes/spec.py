@@ -26,6 +26,7 @@ class ArtifactSpec:
     cached: bool = True
     companions: list[str] = field(default_factory=list)  #: files beside it (OpenVINO's .bin)
     explain: dict | None = None
+    input: str | None = None  #: what it is timed on (.npy), when not the spec's input: a block's cut takes the block's
 
 
 @dataclass

@@ -119,12 +119,17 @@ def _time_prefixes(backend, spec: WorkerSpec, x) -> list[list[float]]:
 
     from emobench.measure.timing import time_calls
 
+    import numpy as np
+
     sessions = [backend.session(loaded(backend, art), spec.threads, spec.dtype) for art in spec.prefixes]
+    inputs = [x if art.input is None else torch.from_numpy(np.load(art.input, allow_pickle=False)).to(backend.device)
+              for art in spec.prefixes]
     passes = []
     with torch.inference_mode():
         for _ in range(spec.prefix_rounds):
-            passes.append([statistics.median(time_calls(lambda s=s: s.run(x), spec.warmup, spec.min_time, spec.min_runs)) * 1e3
-                           for s in sessions])
+            passes.append([statistics.median(time_calls(lambda s=s, x=x: s.run(x), spec.warmup, spec.min_time,
+                                                        spec.min_runs)) * 1e3
+                           for s, x in zip(sessions, inputs)])
     return passes
 
 

@@ -39,14 +39,17 @@ class _ChannelNorm(nn.Module):
         return channel_norm(x, self.mean_weight, self.var_bias)
 
 
-def local_nchw(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def local_nchw(block: nn.Module, x: torch.Tensor, tap=None) -> torch.Tensor:
     """The local operator on an NCHW map: depth-wise conv (BatchNorm folded) → activation → squeeze-excite
     (``mean`` over H, W with keepdim: XNNPACK's global average pool), from what :func:`.folding.fold_local`
-    gave ``block``, and its ``dw_act``."""
+    gave ``block``, and its ``dw_act``; ``tap(part, *live)`` marks where the DW-conv ends (see
+    :meth:`MobileM2Block.cut_at`)."""
     if block.dw_weight is not None:
         x = F.conv2d(x, block.dw_weight, block.dw_bias, **block.dw_args)
         if block.dw_act is not None:
             x = block.dw_act(x)
+        if tap is not None and block.se:
+            tap("local DW-conv", x)
     if block.se:
         s = F.conv2d(x.mean((2, 3), keepdim=True), block.se_w1, block.se_b1)
         s = block.se_act(s) if block.se_act is not None else s
@@ -54,18 +57,44 @@ def local_nchw(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def local_and_proj_nchw(block: nn.Module, x: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
+def local_and_proj_nchw(block: nn.Module, x: torch.Tensor, shortcut: torch.Tensor, tap=None) -> torch.Tensor:
     """The rest of a cascaded block on NCHW maps, after its attention or MLP_e: the local operator (with its
-    skip), MLP_s (``proj_weight``, ``proj_bias``) and the block's residual."""
+    skip), MLP_s (``proj_weight``, ``proj_bias``) and the block's residual; ``tap`` as in :func:`local_nchw`."""
     cfg = block.cfg
     local_skip = cfg.has_skip and cfg.local_skip and cfg.dw_kernel is not None
-    x = x + local_nchw(block, x) if local_skip else local_nchw(block, x)
+    if cfg.dw_kernel is not None or block.se:
+        x = x + local_nchw(block, x, tap) if local_skip else local_nchw(block, x, tap)
+        if tap is not None:
+            tap("SE" if block.se else "local DW-conv", x)
     x = F.conv2d(x, block.proj_weight, block.proj_bias)
+    if tap is not None and cfg.has_skip:
+        tap("MLP_s", x)
     return shortcut + x if cfg.has_skip else x
 
 
+class _Cut(Exception):
+    """Raised at the tap a block cut stops at, carrying what it returns."""
+
+    def __init__(self, live: torch.Tensor) -> None:
+        super().__init__()
+        self.live = live
+
+
+def _first_elements(*live: torch.Tensor) -> torch.Tensor:
+    """One element of each tensor live at a cut: the runtime must compute them all (no runtime here computes
+    part of a convolution or matmul for part of its output), but hands back a few bytes, so consecutive cuts
+    differ by the part's computation, not by the size of what they return."""
+    return torch.cat([t.reshape(-1)[:1] for t in live])
+
+
 class MobileM2Block(nn.Module):
-    """An eval-mode cascaded :class:`M2Block` on NCHW maps, in delegable ops."""
+    """An eval-mode cascaded :class:`M2Block` on NCHW maps, in delegable ops.
+
+    Taps mark where each M² part ends (norm, Q/K projection, MLP_e, layout changes, scores + softmax, weighted
+    sum, DW-conv, SE, MLP_s; the residual ends at the output): :meth:`parts` lists them in execution order and
+    :meth:`cut_at` gives the block stopped after one, returning one element of each tensor live there (the whole
+    block: of its output), so that every tensor the part computes is computed. Prefix differencing times
+    the cuts of a block one after another to split its time into parts on runtimes without a profiler."""
 
     def __init__(self, block: M2Block, tokens: bool = False) -> None:
         super().__init__()
@@ -101,6 +130,33 @@ class MobileM2Block(nn.Module):
         fold_local(self, block, act_fn(cfg.act))
         w, b = proj_of(block)
         self.proj_weight, self.proj_bias = frozen(w), frozen(b)
+        self._taps: list[str] | None = None  #: parts passed so far in a cut's or a listing's forward
+        self.stop: int | None = None  #: a cut: stop at this tap (1 = the first)
+
+    def _tap(self, part: str, *live: torch.Tensor) -> None:
+        if self._taps is None:
+            return
+        self._taps.append(part)
+        if len(self._taps) == self.stop:
+            raise _Cut(_first_elements(*live))
+
+    def parts(self, x: torch.Tensor) -> list[str]:
+        """The parts this block computes on ``x``, in order: the part ending at each tap, then the last part
+        (the residual, or MLP_s in a block without skip), which ends at the output."""
+        self._taps = []
+        try:
+            with torch.no_grad():
+                self.forward(x)
+            return [*self._taps, "residual" if self.cfg.has_skip else "MLP_s"]
+        finally:
+            self._taps = None
+
+    def cut_at(self, tap: int) -> "MobileM2Block":
+        """This block stopped after its ``tap``-th part (1-based; ``len(parts)``: the whole block), sharing its
+        weights; it returns one element of each tensor live at that tap."""
+        cut = copy.copy(self)
+        cut.stop = tap
+        return cut
 
     def _expand(self, x: torch.Tensor, raw: bool = False) -> torch.Tensor:
         w, b = (self.v_weight_raw, self.v_bias_raw) if raw else (self.v_weight, self.v_bias)
@@ -122,9 +178,11 @@ class MobileM2Block(nn.Module):
         else:
             q = F.conv2d(x, self.q_weight, self.q_bias)
             k = F.conv2d(x, self.k_weight, self.k_bias)
+        self._tap("attention: Q/K projection", q, k)
         v = x
         if not self.attn_pre and self.v_weight is not None:
             v = self._expand(x, raw)
+            self._tap("MLP_e", q, k, v)
         bare_values = v is x and not raw  # values before the pre-affine, which must still be applied
         hp, wp = h + pad_b, w + pad_r
         n1, n2 = hp // wh, wp // ww
@@ -136,8 +194,12 @@ class MobileM2Block(nn.Module):
             q = q.reshape(bh, d, n).transpose(1, 2)
             k = k.reshape(bh, d, n)
             v = v.reshape(bh, dv, n).transpose(1, 2)
+            self._tap("layout", q, k, v)
             out = torch.softmax(torch.bmm(q, k), dim=-1)
-            out = torch.bmm(out, v).transpose(1, 2).reshape(b, heads * dv, hp, wp)
+            self._tap("attention: scores + softmax", out, v)
+            out = torch.bmm(out, v)
+            self._tap("attention: weighted sum", out)
+            out = out.transpose(1, 2).reshape(b, heads * dv, hp, wp)
         else:
             g = n1 * n2 * bh
             if self.grid:  # 'b c (h1 n1) (w1 n2)': window (i, j) holds rows i, i+n1, …
@@ -151,13 +213,20 @@ class MobileM2Block(nn.Module):
             q = split(q, d).permute(to_rows).reshape(g, n, d)
             k = split(k, d).permute(to_cols).reshape(g, d, n)
             v = split(v, dv).permute(to_rows).reshape(g, n, dv)
+            self._tap("layout", q, k, v)
             out = torch.softmax(torch.bmm(q, k), dim=-1)
-            out = torch.bmm(out, v).reshape(n1, n2, bh, wh, ww, dv).permute(back)
+            self._tap("attention: scores + softmax", out, v)
+            out = torch.bmm(out, v)
+            self._tap("attention: weighted sum", out)
+            out = out.reshape(n1, n2, bh, wh, ww, dv).permute(back)
             out = out.reshape(b, heads * dv, hp, wp)
         if raw:
             out = out[:, :, :h, :w]
+        self._tap("layout", out)
         if self.attn_pre and self.v_weight is not None:
-            return self._expand(out, raw)  # the pre-affine of the values is folded into MLP_e
+            out = self._expand(out, raw)  # the pre-affine of the values is folded into MLP_e
+            self._tap("MLP_e", out)
+            return out
         if bare_values and self.pre_scale is not None:
             out = out * self.pre_scale + self.pre_shift  # values were the map before its affine part
         return out
@@ -174,6 +243,7 @@ class MobileM2Block(nn.Module):
         if self.ln is not None and self.ln_tokens:  # LayerNorm over the last axis: MEAN ops (XNNPACK reduce)
             t = t - t.mean(-1, keepdim=True)
             t = t * torch.rsqrt((t * t).mean(-1, keepdim=True) + self.ln.var_bias)
+            self._tap("norm", t)
         if raw:
             if self.pre_scale is not None:
                 t = t * self.pre_scale.reshape(-1) + self.pre_shift.reshape(-1)
@@ -183,9 +253,11 @@ class MobileM2Block(nn.Module):
         else:
             q = token_linear(t, self.q_weight.flatten(1), self.q_bias)
             k = token_linear(t, self.k_weight.flatten(1), self.k_bias)
+        self._tap("attention: Q/K projection", q, k)
         v = t
         if not self.attn_pre and self.v_weight is not None:
             v = self._expand_tokens(t, raw)
+            self._tap("MLP_e", q, k, v)
         bare_values = v is t and not raw
         hp, wp = h + pad_b, w + pad_r
         n1, n2 = hp // wh, wp // ww
@@ -198,7 +270,7 @@ class MobileM2Block(nn.Module):
             q = split(q, d).permute(1, 3, 4, 0, 2, 5).reshape(g, n, d)
             k = split(k, d).permute(1, 3, 4, 5, 0, 2).reshape(g, d, n)
             v = split(v, dv).permute(1, 3, 4, 0, 2, 5).reshape(g, n, dv)
-            out = torch.bmm(torch.softmax(torch.bmm(q, k), dim=-1), v)
+            out = self._scores_and_sum(q, k, v)
             out = out.reshape(n1, n2, heads, wh, ww, dv).permute(3, 0, 4, 1, 2, 5).reshape(1, hp, wp, heads * dv)
         else:
             mode = "grid" if self.grid else "contiguous"
@@ -207,16 +279,29 @@ class MobileM2Block(nn.Module):
             q = q.reshape(g, n, heads, d).permute(0, 2, 1, 3).reshape(g * heads, n, d)
             k = k.reshape(g, n, heads, d).permute(0, 2, 3, 1).reshape(g * heads, d, n)
             v = v.reshape(g, n, heads, dv).permute(0, 2, 1, 3).reshape(g * heads, n, dv)
-            out = torch.bmm(torch.softmax(torch.bmm(q, k), dim=-1), v)
+            out = self._scores_and_sum(q, k, v)
             out = out.reshape(g, heads, n, dv).permute(0, 2, 1, 3).reshape(g, n, heads * dv)
             out = unpartition(out, b, hp, wp, wh, ww, mode)
         if raw:
             out = out[:, :h, :w]
         if self.attn_pre and self.v_weight is not None:
+            self._tap("layout", out)
             out = self._expand_tokens(out, raw)
+            self._tap("MLP_e", out)
         elif bare_values and self.pre_scale is not None:
             out = out * self.pre_scale.reshape(-1) + self.pre_shift.reshape(-1)
-        return out.permute(0, 3, 1, 2)
+        out = out.permute(0, 3, 1, 2)
+        self._tap("layout", out)
+        return out
+
+    def _scores_and_sum(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """softmax(q·k) · v on (groups, N, d) operands, tapped after the head split, the scores and the sum."""
+        self._tap("layout", q, k, v)
+        out = torch.softmax(torch.bmm(q, k), dim=-1)
+        self._tap("attention: scores + softmax", out, v)
+        out = torch.bmm(out, v)
+        self._tap("attention: weighted sum", out)
+        return out
 
     def _expand_tokens(self, t: torch.Tensor, raw: bool = False) -> torch.Tensor:
         w, b = (self.v_weight_raw, self.v_bias_raw) if raw else (self.v_weight, self.v_bias)
@@ -224,18 +309,31 @@ class MobileM2Block(nn.Module):
         return self.act(t) if self.act is not None else t
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stop is None:
+            return self._forward(x)
+        self._taps = []
+        try:
+            return _first_elements(self._forward(x))  # a stop past the last tap: the whole block
+        except _Cut as cut:
+            return cut.live
+        finally:
+            self._taps = None
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
         shortcut = x
         if self.ln is not None and not (self.ln_tokens and cfg.attention is not None):
             x = self.ln(x)
+            self._tap("norm", x)
         if cfg.attention is not None:
             x = self._attend_tokens(x) if self.tokens else self._attend(x)
         else:
             if self.v_weight is not None:
                 x = self._expand(x)  # the pre-affine is folded into MLP_e
+                self._tap("MLP_e", x)
             elif self.pre_scale is not None:
                 x = x * self.pre_scale + self.pre_shift
-        return local_and_proj_nchw(self, x, shortcut)
+        return local_and_proj_nchw(self, x, shortcut, self._tap if self._taps is not None else None)
 
 
 class MobileEMO(nn.Module):

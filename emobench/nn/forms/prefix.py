@@ -4,6 +4,8 @@ takes differences, attributing latency to blocks on any runtime (no profiler nee
 from __future__ import annotations
 
 import copy
+import json
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -72,6 +74,75 @@ class Piece(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.block(x)
+
+
+class CallOverhead(nn.Module):
+    """One element added to: the cost of a call itself (dispatch, input and output copies), which a piece timed
+    in isolation pays and the network around it does not."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + 1.0
+
+
+#: block configuration fields that change training, not the inference graph
+TRAINING_ONLY = ("drop_path", "drop", "attn_drop")
+
+
+def inference_config(cfg) -> dict:
+    """A block configuration without its training-only rates: what decides the block's inference graph."""
+    return {f: v for f, v in cfg.model_dump(mode="json").items() if f not in TRAINING_ONLY}
+
+
+@dataclass
+class PartCuts:
+    """A distinct block of a formulation (configuration and input shape), which ``blocks`` of the network share:
+    its ``parts`` in execution order and, through :meth:`cut`, the block stopped after each (the last cut is
+    the whole block), returning one element of each tensor live there (:class:`EmptyCut` pays the rest)."""
+
+    blocks: list[int]
+    input: torch.Tensor
+    parts: list[str]
+    block: nn.Module = field(repr=False)
+
+    def cut(self, tap: int) -> nn.Module:
+        """The block stopped after its ``tap``-th part (1-based)."""
+        return _Stopped(self.block.cut_at(tap))
+
+
+class EmptyCut(nn.Module):
+    """What every in-block cut pays besides the block's parts: its input handed in, one element handed back."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(-1)[:1] + 1.0
+
+
+class _Stopped(nn.Module):
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.block = block
+
+    def forward(self, x: torch.Tensor):
+        return self.block(x)
+
+
+@torch.no_grad()
+def part_cuts(form: nn.Module, x: torch.Tensor) -> list[PartCuts] | None:
+    """The distinct blocks of ``form`` on input ``x``, each with its in-block cuts; None when the form's blocks
+    have no taps (only the mobile forms mark where their M² parts end)."""
+    found = _parts(form)
+    if found is None or not found[1] or not all(callable(getattr(b, "cut_at", None)) for b in found[1]):
+        return None
+    stem, blocks = found
+    y = Prefix(form, 0)(x)
+    groups: dict[str, PartCuts] = {}
+    for k, block in enumerate(blocks):
+        key = json.dumps([inference_config(block.cfg), list(y.shape), type(block).__name__,
+                          bool(getattr(block, "tokens", False))], sort_keys=True)
+        if key not in groups:
+            groups[key] = PartCuts([], y, block.parts(y), block)
+        groups[key].blocks.append(k)
+        y = block(y)
+    return list(groups.values())
 
 
 class Tail(nn.Module):
