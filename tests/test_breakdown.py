@@ -171,7 +171,7 @@ def test_block_cuts_stop_after_each_m2_part(tiny, form):
             assert all(o.dim() == 1 and len(o) <= 4 for o in outs)  # one element of each live tensor
         assert g.parts[-1] == ("residual" if block.cfg.has_skip else "MLP_s")
         assert "MLP_s" in g.parts and ("local DW-conv" in g.parts) == (block.cfg.dw_kernel is not None)
-        assert g.cut(1).block.proj_weight is block.proj_weight  # no copy of the weights
+        assert g.cut(1).proj_weight is block.proj_weight  # no copy of the weights
     for g in attention:
         wanted = {"attention: Q/K projection", "layout", "attention: scores + softmax", "attention: weighted sum"}
         assert wanted <= set(g.parts)

@@ -74,14 +74,13 @@ def measure(method: str, backend: Backend, reference: torch.nn.Module, form_name
                                       beside_ms=prof.get("plain_ms"), profiled_ms=prof["wall_ms"], runs=prof["runs"])
             else:
                 cuts = [(export(Prefix(form, k), {"cut_after_block": k}, None), None) for k in range(block_count(form) + 1)]
+                cuts.append((None, None))  # the whole network, after the cuts of the blocks
                 groups = part_cuts(form, x) or []
                 for g in groups:  # an empty cut on its input, then the block cut after each part
                     shape, arr = tuple(g.input.shape), g.input.numpy()
                     cuts.append((export(EmptyCut(), {"empty_cut": list(shape)}, shape), arr))
                     cuts += [(export(g.cut(tap), {"block_cut": g.blocks[0], "tap": tap}, shape), arr)
                              for tap in range(1, len(g.parts) + 1)]
-                whole = len(cuts) - sum(len(g.parts) + 1 for g in groups)  # where the whole network goes
-                cuts.insert(whole, (None, None))
                 out[name] = prefix_summary(_ok(time_prefixes(cuts))["prefix_times"], form, x, headline_ms=headline_ms,
                                            reference=reference, parts=[(g.blocks, g.parts) for g in groups])
         except Exception as err:  # noqa: BLE001 - a failed breakdown is said in the record, never a crash

@@ -115,15 +115,15 @@ def _time_prefixes(backend, spec: WorkerSpec, x) -> list[list[float]]:
     loaded first, so the passes alternate between them and drift hits all alike."""
     import statistics
 
+    import numpy as np
     import torch
 
     from emobench.measure.timing import time_calls
 
-    import numpy as np
-
     sessions = [backend.session(loaded(backend, art), spec.threads, spec.dtype) for art in spec.prefixes]
-    inputs = [x if art.input is None else torch.from_numpy(np.load(art.input, allow_pickle=False)).to(backend.device)
-              for art in spec.prefixes]
+    own = {art.input: torch.from_numpy(np.load(art.input, allow_pickle=False)).to(backend.device)
+           for art in spec.prefixes if art.input is not None}  # a block's cuts share one input file
+    inputs = [x if art.input is None else own[art.input] for art in spec.prefixes]
     passes = []
     with torch.inference_mode():
         for _ in range(spec.prefix_rounds):

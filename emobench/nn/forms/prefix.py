@@ -106,7 +106,7 @@ class PartCuts:
 
     def cut(self, tap: int) -> nn.Module:
         """The block stopped after its ``tap``-th part (1-based)."""
-        return _Stopped(self.block.cut_at(tap))
+        return self.block.cut_at(tap)
 
 
 class EmptyCut(nn.Module):
@@ -116,15 +116,6 @@ class EmptyCut(nn.Module):
         return x.reshape(-1)[:1] + 1.0
 
 
-class _Stopped(nn.Module):
-    def __init__(self, block: nn.Module) -> None:
-        super().__init__()
-        self.block = block
-
-    def forward(self, x: torch.Tensor):
-        return self.block(x)
-
-
 @torch.no_grad()
 def part_cuts(form: nn.Module, x: torch.Tensor) -> list[PartCuts] | None:
     """The distinct blocks of ``form`` on input ``x``, each with its in-block cuts; None when the form's blocks
@@ -132,7 +123,7 @@ def part_cuts(form: nn.Module, x: torch.Tensor) -> list[PartCuts] | None:
     found = _parts(form)
     if found is None or not found[1] or not all(callable(getattr(b, "cut_at", None)) for b in found[1]):
         return None
-    stem, blocks = found
+    blocks = found[1]
     y = Prefix(form, 0)(x)
     groups: dict[str, PartCuts] = {}
     for k, block in enumerate(blocks):
