@@ -126,6 +126,7 @@ def test_summary_closure_and_unattributed_row(tiny):
         assert table["ms"].sum() == pytest.approx(attributed / 0.8)  # parts + remainder = the headline
     parts = rollup(result, "part")
     assert set(parts["group"]) - {UNATTRIBUTED} <= set(PARTS)
+    assert parts["ops"].dropna().sum() == len(ops)  # a profiler's operators, each counted once
     assert parts["macs"].sum() == sum(o.macs for o in ops)  # every counted MAC lands in one part
     assert summarise(ops, model, x, source="s", headline_ms=attributed * 1.05)["closes"]
     # measured beside the profiled calls, the unprofiled network is the basis; the headline is compared too
@@ -197,7 +198,9 @@ def test_prefix_summary_splits_blocks_into_parts_by_their_cuts(tiny):
     assert sum(r["ms"] for r in split[:4]) == pytest.approx(2.0)
     assert len(rows) == n + 2 - 2 + 8 and result["m2"] and result["closes"]
     assert result["attributed_ms"] == pytest.approx(2 * n + 1.5)
-    assert set(rollup(result, "part")["group"]) >= {"stem", "head", *names}
+    parts = rollup(result, "part")
+    assert set(parts["group"]) >= {"stem", "head", *names}
+    assert parts["ops"].isna().all()  # differences of cuts: no runtime operator is counted
     with pytest.raises(ValueError, match="in-block cuts"):
         prefix_summary(passes, model, x, headline_ms=1.0, parts=[([0], names + ["SE"])])
 

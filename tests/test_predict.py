@@ -13,7 +13,7 @@ from emobench.models.references import resolve
 from emobench.nn.forms import FORMULATIONS, formulate
 from emobench.nn.forms.prefix import Piece, Prefix, Tail, block_count
 from emobench.results.store import ResultStore
-from emobench.runs.predict import OVERHEAD, error_summary, pieces_of, predict
+from emobench.runs.predict import OVERHEAD, error_summary, pair_piece, pieces_of, predict, rows_needed
 from emobench.runtimes.backends import BACKENDS
 from tests.test_cli import assert_user_error, run
 
@@ -61,15 +61,23 @@ def table_store(tmp_path_factory):
 
 def test_tables_are_measured_once_and_reused(table_store):
     path, first = table_store
+    specs = pieces_of("emo_tiny@32", "cpu-ort")
     with ResultStore(path) as db:
         (p,) = first
-        assert p.form == "cpu-ort" and p.predicted_ms > 0 and p.overhead_ms > 0
-        distinct = len({r["key"] for r in p.rows})
-        shapes = len({s.input_shape for s in pieces_of("emo_tiny@32", "cpu-ort")})
-        assert p.measured_now == distinct + shapes  # and an empty call per input shape
-        assert p.predicted_ms == pytest.approx(sum(r["ms"] for r in p.rows) - p.overhead_ms)
+        assert p.form == "cpu-ort" and p.method == "pairs" and p.predicted_ms > 0 and p.overhead_ms is None
+        # every piece but the stem alone, every adjacent pair: the distinct ones, once
+        assert p.measured_now == len({s.name for s in rows_needed(specs, "pairs")})
+        medians = dict(zip(db.records()["model"], db.records()["median_ms"]))
+        # the pairs telescope: Σ [T(p_i → p_i+1) − T(p_i+1)] + T(tail)
+        chained = sum(medians[pair_piece(a, b).name] - medians[b.name] for a, b in zip(specs, specs[1:]))
+        assert p.predicted_ms == pytest.approx(chained + medians[specs[-1].name])
+        assert p.predicted_ms == pytest.approx(sum(r["ms"] for r in p.rows))
         again = predict(["emo_tiny@32"], ["onnxruntime"], 1, db, rounds=1, min_time=0.02)
         assert again[0].measured_now == 0 and again[0].predicted_ms == pytest.approx(p.predicted_ms)
+        # the isolated estimator shares the single pieces: only the stem alone and an empty call per input shape are new
+        (iso,) = predict(["emo_tiny@32"], ["onnxruntime"], 1, db, rounds=1, min_time=0.02, method="isolated")
+        assert iso.measured_now == 1 + len({s.input_shape for s in specs})
+        assert iso.predicted_ms == pytest.approx(sum(r["ms"] for r in iso.rows) - iso.overhead_ms) and iso.overhead_ms > 0
         models = set(db.records()["model"])
     assert any(m.startswith(OVERHEAD) for m in models) and all(m.startswith("piece:") for m in models)
 
@@ -81,12 +89,16 @@ def test_cli_prediction_error_and_bad_backend(capsys, monkeypatch, tmp_path, tab
     assert code == 0, err
     doc = json.loads(out.read_text())
     (row,) = doc["rows"]
-    assert row["measured_now"] == 0  # the table came from the store
-    assert doc["meta"]["schema"] == "emobench.predict/1"
+    # --measure re-times every row the network needs in the same passes as the network, stored ones included
+    assert row["measured_now"] == len({s.name for s in rows_needed(pieces_of("emo_tiny@32", "cpu-ort"), "pairs")})
+    assert doc["meta"]["schema"] == "emobench.predict/2" and row["method"] == "pairs"
     assert row["measured_ms"] > 0 and row["error"] == pytest.approx(row["predicted_ms"] / row["measured_ms"] - 1)
     assert doc["meta"]["summary"]["onnxruntime"]["n"] == 1
     code, _, err = run(capsys, monkeypatch, "predict", "emo_tiny@32", "-B", "nosuch", "--store", str(store))
     assert_user_error(code, err, "unknown backend 'nosuch'")
+    code, _, err = run(capsys, monkeypatch, "predict", "emo_tiny@32", "-B", "onnxruntime", "--method", "nosuch",
+                       "--store", str(store))
+    assert_user_error(code, err, "unknown prediction method 'nosuch'")
 
 
 def test_error_summary():
@@ -97,12 +109,15 @@ def test_error_summary():
 
 
 def test_a_sweep_predicts_every_point_from_the_table(table_store, tmp_path):
-    """A deeper stage 3 repeats a block the table already has: predicted without measuring anything more, and
-    exactly that row (less one call's overhead) slower."""
+    """A stage 3 one block shorter needs only rows the deeper network's table has: predicted without measuring
+    anything, and the deeper one slower by exactly the repeated block chained to itself, less it alone."""
     from emobench.runs.sweep import load_spec, run_sweep
 
+    base = "emo_tiny,depths=[1, 1, 3, 2]@32"
+    with ResultStore(table_store[0]) as db:
+        (deeper,) = predict([base], ["onnxruntime"], 1, db, rounds=1, min_time=0.02)
     path = tmp_path / "deeper.toml"
-    path.write_text('base = "emo_tiny@32"\n[axes]\n"depths[2]" = [2, 3]\n'
+    path.write_text(f'base = "{base}"\n[axes]\n"depths[2]" = [2, 3]\n'
                     '[measure]\nbackends = ["onnxruntime"]\nthreads = 1\nfront = 0\npredict = true\n')
     spec, sweep_id = load_spec(path)
     with ResultStore(table_store[0]) as db:
@@ -110,13 +125,11 @@ def test_a_sweep_predicts_every_point_from_the_table(table_store, tmp_path):
         outcome = run_sweep(spec, sweep_id, db, workers=1)
         assert db.count() == before  # no table row measured
         medians = dict(zip(db.records()["model"], db.records()["median_ms"]))
-    (p,) = table_store[1]
     rows = sorted(outcome.rows, key=lambda r: r["values_json"]["depths[2]"])
     two, three = (r["predicted"]["onnxruntime"] for r in rows)
-    assert two == pytest.approx(p.predicted_ms)
-    block = next(s for s in pieces_of("emo_tiny@32", "cpu-ort") if s.label == "stage3.1")  # what a third one repeats
-    call = medians[f"{OVERHEAD}:{'x'.join(map(str, block.input_shape))}"]
-    assert three - two == pytest.approx(medians[block.name] - call)
+    assert three == pytest.approx(deeper.predicted_ms)
+    block = next(s for s in pieces_of(base, "cpu-ort") if s.label == "stage3.2")  # what the third one repeats
+    assert three - two == pytest.approx(medians[pair_piece(block, block).name] - medians[block.name])
 
 
 def test_in_memory_modules_that_print_and_weigh_the_same_do_not_share_an_export():
@@ -129,3 +142,40 @@ def test_in_memory_modules_that_print_and_weigh_the_same_do_not_share_an_export(
               for name in ("emo_5m", "emo_5m_post", "emo_5m_parallel")]
     assert len({repr(b) for b in blocks}) == 1 and len({weights_fingerprint(b) for b in blocks}) == 1
     assert len({json.dumps(model_identity(b), sort_keys=True) for b in blocks}) == 3
+
+
+class _Unexportable(torch.nn.Module):
+    def forward(self, x):
+        if torch.compiler.is_exporting() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            raise RuntimeError("this module refuses to be exported")
+        return x * 2
+
+
+class _Constant(torch.nn.Module):
+    """Exports, but computes something else than eager torch (a buffer changed after the export is cached is
+    not it; a module whose export is made on another input is): parity catches it."""
+
+    def forward(self, x):
+        return x * 2 if torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export() else x * 3
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_modules_timed_together_in_one_worker(backend):
+    """Every module loaded in one worker and timed in each pass; one that cannot export, or whose export computes
+    something else, is its own failure."""
+    from emobench.runs.bench import time_together
+
+    if BACKENDS[backend].unavailable():
+        pytest.skip(BACKENDS[backend].unavailable())
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+    modules = {"conv": (conv, (1, 3, 16, 16)), "bad": (_Unexportable(), (1, 3, 16, 16)),
+               "wrong": (_Constant(), (1, 3, 8, 8)),
+               "linear": (torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 4)), (1, 3, 4, 4))}
+    timing = time_together(modules, backend, 1, rounds=2, min_time=0.01, warmup=1, min_runs=3)
+    assert timing.error is None and set(timing.failed) == {"bad", "wrong"}
+    assert timing.failed["bad"].startswith("export:") and timing.failed["wrong"].startswith("parity-failed")
+    assert set(timing.passes) == {"conv", "linear"} and all(len(v) == 2 and min(v) > 0 for v in timing.passes.values())
+    rec = timing.to_record("linear", (1, 3, 4, 4))
+    assert rec.status == "ok" and rec.rounds == 2 and rec.resolution == "4x4" and rec.backend == backend
+    assert rec.median_ms == pytest.approx(timing.median_ms("linear")) and rec.parity_max_abs < 1e-4
+    assert timing.to_record("bad", (1, 3, 16, 16)).status == "error"

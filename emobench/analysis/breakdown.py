@@ -300,16 +300,21 @@ def rollup(result: dict, by: str) -> pd.DataFrame:
         order = [p for p in PARTS if p in groups or p in macs] + [p for p in groups if p not in PARTS]
     else:
         order = list(groups)
+    # prefix differencing times cuts, not the runtime's operators: no operator count to give
+    differenced = str(result.get("source", "")).startswith("prefix differencing")
     table = []
     for key in order:
         ms, n, noise = groups.get(key, [0.0, 0, None])
         m = macs.get(key)
         note = None
-        if n == 0:  # the form computes it, the runtime ran no operator of its own for it
+        if n == 0 and differenced:
+            note = "no cut ends after it (timed with its neighbours)"
+        elif n == 0:  # the form computes it, the runtime ran no operator of its own for it
             note = "in the fused attention core" if key in macs and m is None else "fused by the runtime"
         table.append({"group": key, "ms": ms, "time_share": ms / headline if headline else None, "macs": m,
                       "macs_share": m / total_macs if m is not None and total_macs else None,
-                      "gmacs_per_s": m / (ms * 1e6) if m and ms > 0 else None, "ops": n, "note": note,
+                      "gmacs_per_s": m / (ms * 1e6) if m and ms > 0 else None, "ops": None if differenced else n,
+                      "note": note,
                       "noise_ms": noise})
     rest = result["unattributed_ms"]
     table.append({"group": UNATTRIBUTED, "ms": rest, "time_share": rest / headline if headline else None,

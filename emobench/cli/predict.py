@@ -18,9 +18,10 @@ def predict(
     backend: Annotated[str, typer.Option("--backend", "-B", help="Runtimes, comma-separated (torch, onnxruntime, openvino, executorch, litert).")] = "torch",
     threads: Annotated[int, typer.Option("--threads", "-t", min=1, help="CPU threads the tables are measured with.")] = 1,
     form: Annotated[str, typer.Option("--form", help="Formulation: auto (the runtime's preferred one the model has) or a name.")] = "auto",
-    measure: Annotated[bool, typer.Option("--measure", help="Also measure each whole network in the same formulation (bench's methodology) and show the prediction's error.")] = False,
-    rounds: Annotated[int, typer.Option(min=1, help="Rounds for each table row (and with --measure, each network).")] = 2,
-    min_time: Annotated[float, typer.Option(min=0, help="Seconds timed per table row and round.")] = 0.3,
+    method: Annotated[str, typer.Option("--method", help="pairs: each piece timed followed by the next, less the next alone (a call's borders cancel; the sum telescopes to one call); isolated: each piece alone, less an empty call per piece.")] = "pairs",
+    measure: Annotated[bool, typer.Option("--measure", help="Also time each whole network in the same formulation, in the same worker's interleaved passes as every table row it needs (re-timed, stored ones included), and show the prediction's error.")] = False,
+    rounds: Annotated[int, typer.Option(min=1, help="Interleaved passes over the table rows (and with --measure, the networks): many short passes outlast the host's slow spells.")] = 10,
+    min_time: Annotated[float, typer.Option(min=0, help="Seconds timed per table row (and network) in each pass.")] = 0.05,
     resolution_: ResolutionOpt = None,
     store: StoreOpt = None,
     fmt: FormatOpt = None,
@@ -28,12 +29,11 @@ def predict(
     zoo: ZooDirs = None,
 ) -> None:
     """Latency predicted from measured block tables: each network cut into stem, blocks and tail in the
-    runtime's formulation, every distinct piece measured once in isolation (stored as `piece:…` records and
-    reused on this machine, runtime version and threads), the network = the sum of its pieces less the
-    per-call overhead. JSON schema emobench.predict/1."""
+    runtime's formulation, every distinct table row measured once (stored as `piece:…` records and reused on
+    this machine, runtime version and threads). By default (--method pairs) a piece costs what it adds when
+    followed by the next one; the sum over the network telescopes to one call. JSON schema emobench.predict/2."""
     from emobench.report.render import emit
     from emobench.results.store import ResultStore
-    from emobench.runs.bench import BenchPlan, run_bench
     from emobench.runs.predict import SCHEMA, error_summary, predict as run, prediction_errors
 
     backends = opt.backends(backend)
@@ -42,18 +42,13 @@ def predict(
     with ResultStore(store) as db, progress_bar("predict", 1) as bar:
         task = bar.add_task("predict", total=1)
         preds = run(models, backends, threads, db, form, resolution(resolution_), rounds, min_time,
-                    lambda label, done, total: bar.update(task, description=label, completed=done, total=total))
-        records = []
-        if measure:
-            for p in preds:
-                bar.update(task, description=f"measuring {p.model} on {p.backend}")
-                records += run_bench(BenchPlan(models=[p.model], backends=[p.backend], forms=[p.form], threads=[threads],
-                                               rounds=max(rounds, 2), resolution=resolution(resolution_)), db)
+                    lambda label, done, total: bar.update(task, description=label, completed=done, total=total), method,
+                    measure=measure)
     import pandas as pd
 
-    rows = prediction_errors(preds, records)
+    rows = prediction_errors(preds)
     for row, p in zip(rows, preds):
-        row.update(pieces=p.pieces, overhead_ms=p.overhead_ms, measured_now=p.measured_now)
+        row.update(method=p.method, pieces=p.pieces, overhead_ms=p.overhead_ms, measured_now=p.measured_now)
     df = pd.DataFrame(rows)
     meta = {"schema": SCHEMA, "threads": threads, "summary": error_summary(rows) if measure else None,
             "pieces": {f"{p.model} {p.backend}": p.rows for p in preds}}

@@ -539,6 +539,110 @@ def _breakdown(slot: _Slot, threads: int, workdir: Path, headline_ms: float | No
                                                                                  {**slot.entry, **identity}, shape))
 
 
+@dataclass
+class TogetherTiming:
+    """What :func:`time_together` measured: per module, its median ms in each interleaved pass (empty when the
+    worker failed, ``error`` saying why) and its parity against eager torch; the record fields of the run
+    (machine, environment, settings) for whoever stores the figures."""
+
+    passes: dict[str, list[float]]
+    error: str | None
+    parity: dict[str, float]  #: per module timed: max |Δ| against eager torch on its input
+    record: dict
+    failed: dict[str, str] = field(default_factory=dict)  #: modules that did not export: name → why
+
+    def median_ms(self, name: str) -> float:
+        return statistics.median(self.passes[name])
+
+    def to_record(self, name: str, shape: tuple[int, ...]) -> BenchRecord:
+        """The figures of module ``name`` as a record (``rounds`` = passes, ``round_spread`` their range)."""
+        fields = dict(model=name, form="reference", form_requested="reference", batch=shape[0],
+                      resolution=f"{shape[2]}x{shape[3]}" if len(shape) == 4 else "x".join(map(str, shape[1:])),
+                      **{**self.record, "params": {**self.record["params"], "input_shape": list(shape)}})
+        if name not in self.passes:
+            return BenchRecord(**fields, status="error", error=self.failed.get(name) or self.error)
+        median = self.median_ms(name)
+        return BenchRecord(**fields, status="ok", median_ms=median, rounds=len(self.passes[name]),
+                           round_spread=relative_range(self.passes[name]), throughput=shape[0] / (median / 1e3),
+                           parity_max_abs=self.parity[name], parity_ok=True)
+
+
+def time_together(modules: dict[str, tuple[torch.nn.Module, tuple[int, ...]]], backend_name: str, threads: int, *,
+                  rounds: int = 3, min_time: float = 0.2, warmup: int = 5, min_runs: int = 10,
+                  timeout: float = 60.0) -> TogetherTiming:
+    """Every module of ``modules`` (name → (module, input shape)) on ``backend_name`` in ONE worker process, all
+    loaded first and timed in ``rounds`` interleaved passes (each a median of ``time_calls`` per module), each on
+    a seeded input of its shape: the host's drift hits all of them alike, so their ratios and differences are
+    from one run (latency tables, predictions judged against whole networks). File backends time the export
+    (cached like ``bench``'s); eager torch the modules' ``torch.export`` programs. The worker checks every
+    module's parity against eager fp32 torch on its own input before the passes; one that fails (or does not
+    export) is in ``failed``, the others are timed. ``timeout`` is per module."""
+    from emobench.models.forward import output_tensors
+
+    backend = BACKENDS[backend_name]
+    why = backend.unavailable()
+    if why:
+        raise EmobenchError(f"{backend_name}: {why}")
+    check_thread_counts(threads)
+    if not modules:
+        raise EmobenchError("time_together: no modules to time")
+    settings = {"warmup": warmup, "min_time": min_time, "min_runs": min_runs, "rounds": rounds,
+                "method": "interleaved passes in one worker"}
+    refused: dict[str, str] = {}
+    record = dict(backend=backend.name, threads=threads, dtype="fp32", created=time.time(),
+                  machine=f"{socket.gethostname()} ({cpu_name()})", env=environment(backend, threads),
+                  params=settings, tolerance=TOLERANCE["fp32"])
+    with _interruptible(), _workdir() as workdir:
+        specs, names, first = [], [], None
+        for index, (name, (module, shape)) in enumerate(modules.items()):
+            module = copy.deepcopy(module).eval()
+            x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+            stem = workdir / f"together{index}"
+            np.save(f"{stem}-x.npy", x.numpy(), allow_pickle=False)
+            try:
+                if backend.suffix is None:
+                    program = _program_for_worker(module, x, f"{stem}.pt2")
+                    if "program_error" in program:
+                        raise RuntimeError(program["program_error"])
+                    spec = ArtifactSpec(program["program"])
+                else:
+                    key = _artifact_key(model_identity(module), "reference", shape, backend, weights_fingerprint(module))
+                    spec = _artifact_spec(backend.prepare(copy.deepcopy(module), x.to(backend.device), key))
+            except Exception as err:  # noqa: BLE001 - one module that does not export is its own failure
+                refused[name] = f"export: {first_line(err)}"
+                continue
+            with torch.inference_mode():
+                outs = output_tensors(module(x), name)
+            np.savez(f"{stem}-y.npz", **{f"out_{i}": o.float().numpy() for i, o in enumerate(outs)})
+            spec.input, spec.expected = f"{stem}-x.npy", f"{stem}-y.npz"
+            specs.append(spec)
+            names.append(name)
+            first = first or (name, spec)
+        if first is None:
+            return TogetherTiming({}, "nothing exported", {}, record, refused)
+        name, spec = first
+        # the worker's own parity step (on the first module) only checks shapes: each module's parity is checked
+        # in the prefix step, so one that fails is its own failure
+        worker = WorkerSpec(
+            backend=f"{type(backend).__module__}:{type(backend).__qualname__}", dtype="fp32", threads=threads,
+            input=spec.input, expected=spec.expected, model=ModelSpec(name, "reference"), tolerance=None,
+            warmup=warmup, min_time=min_time, min_runs=min_runs, time=False,
+            artifact=spec if backend.suffix is not None else None, program=spec.path if backend.suffix is None else None,
+            prefixes=specs, prefix_rounds=rounds)
+        result = run_worker(worker, workdir, timeout * len(specs) * max(rounds, 1))
+    record["precision"] = result.get("precision")
+    if result.get("status") != "ok":
+        return TogetherTiming({}, f"{result.get('status')}: {result.get('error')}", {}, record, refused)
+    passes, checked = result["prefix_times"], result["prefix_parity"]
+    timed = {}
+    for i, name in enumerate(names):
+        if not checked[i] <= TOLERANCE["fp32"]:  # NaN and a shape mismatch (inf) fail too
+            refused[name] = f"parity-failed: max |Δ| {checked[i]:.3g} > tolerance {TOLERANCE['fp32']}"
+        else:
+            timed[name] = [p[i] for p in passes]
+    return TogetherTiming(timed, None, {n: checked[i] for i, n in enumerate(names) if n in timed}, record, refused)
+
+
 def _tolerance(plan: BenchPlan) -> float:
     """The parity tolerance at ``plan``'s (one) dtype."""
     return plan.tolerance if plan.tolerance is not None else TOLERANCE[plan.dtype]

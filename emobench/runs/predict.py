@@ -1,8 +1,13 @@
 """Latency predicted from measured tables: a network is cut into its stem, each block and its tail, in the
-formulation a runtime runs; every distinct piece is measured once in isolation per runtime, threads and
-environment (``bench``'s methodology, stored as records named ``piece:…``, so the table lives in the store
-and is reused); the network's prediction is the sum of its pieces less the per-call overhead the isolated
-calls add (measured the same way on an empty call).
+formulation a runtime runs; every distinct table row is measured once per runtime, threads and environment
+(``bench``'s methodology, stored as records named ``piece:…``, so the table lives in the store and is reused).
+
+Two estimators. ``pairs`` (the default): each piece is timed followed by the next one and the next one alone;
+the difference is the piece's cost *inside a chain* — the call, the input handed in, the output handed back
+and any layout conversion at the call's borders cancel — and the sum over the network telescopes to exactly
+one call: ``Σ_i [T(p_i → p_i+1) − T(p_i+1)] + T(tail)``. ``isolated``: each piece alone, the network the sum of
+its pieces less one empty call (``x + 1`` on the piece's input) per piece after the first; an empty call costs
+what a piece's borders cost only roughly, and that error enters once per piece.
 
 A piece's key is what decides its latency: a block's configuration (without its training-only rates), its
 input shape and the formulation; a stem's or tail's parameter shapes and input/output shapes. Networks that
@@ -24,14 +29,16 @@ from torch import nn
 from emobench.errors import EmobenchError
 from emobench.nn.forms.prefix import CallOverhead, inference_config
 
-SCHEMA = "emobench.predict/1"
+#: /2: ``method`` (pairs, isolated) per prediction
+SCHEMA = "emobench.predict/2"
 OVERHEAD = "piece:overhead"
+METHODS = ("pairs", "isolated")
 
 
 @dataclass
 class PieceSpec:
     key: str
-    kind: str  #: stem, block, tail, overhead
+    kind: str  #: stem, block, tail, overhead, pair
     label: str  #: where it sits in the network (stage1.0, …)
     module: nn.Module = field(repr=False)
     input_shape: tuple[int, ...]
@@ -57,6 +64,32 @@ def overhead_piece(shape: tuple[int, ...]) -> PieceSpec:
     module = CallOverhead()
     key = "x".join(map(str, shape))
     return _named(module, PieceSpec(key, "overhead", f"call overhead at {key}", module, tuple(shape)))
+
+
+class Chained(nn.Module):
+    """One piece followed by the next: what the pairs estimator times beside the next piece alone."""
+
+    def __init__(self, first: nn.Module, then: nn.Module) -> None:
+        super().__init__()
+        self.first, self.then = first, then
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.then(self.first(x))
+
+
+def pair_piece(first: PieceSpec, then: PieceSpec) -> PieceSpec:
+    """``first`` followed by ``then`` as one table row, keyed by the two pieces' keys (networks that chain the
+    same two pieces share it)."""
+    module = Chained(first.module, then.module)
+    return _named(module, PieceSpec(_key({"kind": "pair", "first": first.key, "then": then.key}), "pair",
+                                    f"{first.label} → {then.label}", module, first.input_shape))
+
+
+def rows_needed(specs: list[PieceSpec], method: str) -> list[PieceSpec]:
+    """The table rows ``method`` predicts the network of ``specs`` from."""
+    if method == "pairs":  # every piece but the stem alone, every piece but the tail followed by the next
+        return [*specs[1:], *(pair_piece(a, b) for a, b in zip(specs, specs[1:]))]
+    return [*specs, *_overheads(specs)]
 
 
 def form_for(backend: str, model: nn.Module, form: str = "auto") -> str:
@@ -143,22 +176,46 @@ class Prediction:
     threads: int
     predicted_ms: float | None
     pieces: int
-    overhead_ms: float | None  #: the calls the isolated pieces paid beyond the network's one
-    measured_now: int  #: pieces (with the overhead) this call measured; the rest came from the store
-    rows: list[dict[str, Any]]  #: per piece: label, kind, key, ms
+    overhead_ms: float | None  #: isolated: the calls the isolated pieces paid beyond the network's one (pairs: None)
+    measured_now: int  #: table rows this call measured; the rest came from the store
+    rows: list[dict[str, Any]]  #: per piece: label, kind, key, ms (its share of the prediction)
     error: str | None = None  #: table rows that did not measure (then ``predicted_ms`` is None)
+    method: str = "pairs"
+    #: with ``measure``: the whole network timed in the same interleaved passes as its table rows
+    measured: Any = None
+
+
+def _estimate(specs: list[PieceSpec], table: dict[str, float], method: str) -> tuple[list[float], float | None]:
+    """Each piece's share of the prediction under ``method`` (they sum to it), and for ``isolated`` the
+    overhead taken off (its shares are the pieces' isolated times, the overhead subtracted from their sum)."""
+    if method == "pairs":
+        shares = [table[pair_piece(a, b).name] - table[b.name] for a, b in zip(specs, specs[1:])]
+        return [*shares, table[specs[-1].name]], None
+    # every piece after the first pays a call (with its input and output) the network does not
+    return [table[s.name] for s in specs], sum(table[_overheads([s])[0].name] for s in specs[1:])
 
 
 def predict(references: list[str], backends: list[str], threads: int, store=None, form: str = "auto",
-            resolution: tuple[int, int] | None = None, rounds: int = 2, min_time: float = 0.3,
-            progress: Callable[[str, int, int], None] | None = None) -> list[Prediction]:
-    """Predicted latency of each reference on each backend (batch 1, fp32), measuring the table rows the store
-    does not have yet."""
+            resolution: tuple[int, int] | None = None, rounds: int = 10, min_time: float = 0.05,
+            progress: Callable[[str, int, int], None] | None = None, method: str = "pairs",
+            measure: bool = False) -> list[Prediction]:
+    """Predicted latency of each reference on each backend (batch 1, fp32) by ``method`` (:data:`METHODS`, or
+    several comma-separated: one prediction each, from one table),
+    measuring the table rows the store does not have yet — per backend, all of them in one worker's
+    interleaved passes (:func:`~emobench.runs.bench.time_together`), each stored as a ``piece:…`` record.
+
+    ``measure``: each whole network too (``Prediction.measured``), in the same passes as every table row it
+    needs, all re-timed (rows already stored included), so that prediction and measurement are from one run."""
     from emobench.models.references import build_reference, resolve
-    from emobench.runs.bench import BenchPlan, run_bench
+    from emobench.nn.forms import formulate
+    from emobench.runs.bench import time_together
 
     from emobench.runtimes.backends import BACKENDS
 
+    methods = list(dict.fromkeys(m.strip() for m in method.split(",")))
+    for m in methods:
+        if m not in METHODS:
+            raise EmobenchError(f"unknown prediction method '{m}' (choose {', '.join(METHODS)})")
     for backend in backends:
         if backend not in BACKENDS:
             raise EmobenchError(f"unknown backend '{backend}' (choose {', '.join(BACKENDS)})")
@@ -175,42 +232,47 @@ def predict(references: list[str], backends: list[str], threads: int, store=None
     measured_now: dict[str, int] = {}
     tables: dict[str, dict[str, float]] = {}
     failed: dict[tuple[str, str], str] = {}
+    wholes: dict[tuple[str, str], Any] = {}
     for backend in backends:
-        table = _stored_medians(store, backend, threads)
+        table = {} if measure else _stored_medians(store, backend, threads)
         wanted: dict[str, PieceSpec] = {}
-        for (ref_text, b), (_, specs) in plans.items():
+        networks: dict[str, tuple[nn.Module, tuple[int, ...]]] = {}
+        for (ref_text, b), (chosen, specs) in plans.items():
             if b == backend:
-                wanted.update({s.name: s for s in [*specs, *_overheads(specs)] if s.name not in table})
-        if wanted:
-            say(f"measuring {len(wanted)} table row(s) on {backend}", 0, len(wanted))
-            settings = dict(backends=[backend], forms=["reference"], threads=[threads], rounds=rounds,
-                            min_time=min_time, min_runs=10, warmup=5)
-            retry = []
-            for rec in run_bench(BenchPlan(models=[s.module for s in wanted.values()], **settings), store):
+                for m in methods:
+                    wanted.update({s.name: s for s in rows_needed(specs, m) if s.name not in table})
+                if measure:
+                    networks[f"whole:{ref_text}"] = (formulate(build_reference(resolve(ref_text)), chosen),
+                                                     specs[0].input_shape)
+        if wanted or networks:
+            say(f"measuring {len(wanted)} table row(s){f' and {len(networks)} network(s)' if networks else ''} "
+                f"on {backend} in one worker's interleaved passes", 0, len(wanted) + len(networks))
+            timing = time_together({**{n: (s.module, s.input_shape) for n, s in wanted.items()}, **networks},
+                                   backend, threads, rounds=rounds, min_time=min_time)
+            for name, spec in wanted.items():
+                rec = timing.to_record(name, spec.input_shape)
+                if store is not None:
+                    store.add(rec)
                 if rec.status == "ok":
-                    table[rec.model] = float(rec.median_ms)
+                    table[name] = float(rec.median_ms)
                 else:
-                    retry.append(wanted[rec.model])
-            for spec in retry:  # once more, alone (a row that fails again makes its networks unpredictable)
-                (rec,) = run_bench(BenchPlan(models=[spec.module], **settings), store)
-                if rec.status == "ok":
-                    table[rec.model] = float(rec.median_ms)
-                else:
-                    failed[(backend, rec.model)] = f"{rec.status}: {rec.error}"
+                    failed[(backend, name)] = f"{rec.status}: {rec.error}"
+            for name, (_, shape) in networks.items():
+                wholes[(name.removeprefix("whole:"), backend)] = timing.to_record(name, shape)
         measured_now[backend] = len(wanted)
         tables[backend] = table
     out = []
     for (ref_text, backend), (chosen, specs) in plans.items():
-        table = tables[backend]
-        overheads = _overheads(specs)
-        rows = [{"label": s.label, "kind": s.kind, "key": s.key, "ms": table.get(s.name)} for s in specs]
-        missing = [f"{name} ({failed[(backend, name)]})" for name in dict.fromkeys(s.name for s in [*specs, *overheads])
-                   if (backend, name) in failed]
-        # every piece after the first pays a call (with its input and output) the network does not
-        overhead = None if missing else sum(table[_overheads([s])[0].name] for s in specs[1:])
-        total = None if missing else sum(r["ms"] for r in rows) - overhead
-        out.append(Prediction(ref_text, backend, chosen, threads, total, len(rows), overhead,
-                              measured_now[backend], rows, "; ".join(missing) or None))
+        table, whole = tables[backend], wholes.get((ref_text, backend))
+        for m in methods:
+            missing = [f"{s.name} ({failed[(backend, s.name)]})" for s in rows_needed(specs, m)
+                       if (backend, s.name) in failed]
+            shares, overhead = ([None] * len(specs), None) if missing else _estimate(specs, table, m)
+            rows = [{"label": s.label, "kind": s.kind, "key": s.key, "ms": ms} for s, ms in zip(specs, shares)]
+            total = None if missing else sum(shares) - (overhead or 0.0)
+            out.append(Prediction(ref_text, backend, chosen, threads, total, len(rows), overhead,
+                                  measured_now[backend], rows, "; ".join(dict.fromkeys(missing)) or None, m,
+                                  whole if whole is not None and whole.status == "ok" else None))
     return out
 
 
@@ -219,12 +281,13 @@ def _overheads(specs: list[PieceSpec]) -> list[PieceSpec]:
     return [overhead_piece(shape) for shape in dict.fromkeys(s.input_shape for s in specs)]
 
 
-def prediction_errors(predictions: list[Prediction], records) -> list[dict[str, Any]]:
-    """Each prediction beside the whole network measured in the same formulation: the relative error."""
+def prediction_errors(predictions: list[Prediction], records=()) -> list[dict[str, Any]]:
+    """Each prediction beside the whole network measured in the same formulation (its own ``measured``, timed in
+    the passes of its table, else the one of ``records``): the relative error."""
     measured = {(r.model, r.backend, r.form): r for r in records if r.status == "ok"}
     rows = []
     for p in predictions:
-        rec = measured.get((p.model, p.backend, p.form))
+        rec = p.measured or measured.get((p.model, p.backend, p.form))
         error = None if rec is None or p.predicted_ms is None else p.predicted_ms / rec.median_ms - 1
         rows.append({"model": p.model, "backend": p.backend, "form": p.form, "predicted_ms": p.predicted_ms,
                      "measured_ms": None if rec is None else rec.median_ms, "error": error,

@@ -27,6 +27,7 @@ class ArtifactSpec:
     companions: list[str] = field(default_factory=list)  #: files beside it (OpenVINO's .bin)
     explain: dict | None = None
     input: str | None = None  #: what it is timed on (.npy), when not the spec's input: a block's cut takes the block's
+    expected: str | None = None  #: eager torch's outputs on ``input`` (.npz, out_0 …): checked before timing
 
 
 @dataclass

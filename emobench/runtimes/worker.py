@@ -103,16 +103,24 @@ def _score_images(session, x, images: ImagesSpec, result: dict) -> bool:
 
 
 def loaded(backend, art: ArtifactSpec):
-    """The artifact the parent exported, loaded by ``backend``."""
+    """The artifact the parent exported, loaded by ``backend``; for a backend with no file of its own (eager
+    torch), the parent's ``torch.export`` program (``.pt2``), prepared here on the artifact's input."""
     from emobench.runtimes.base import Artifact
 
     path = Path(art.path)
+    if backend.suffix is None and path.suffix == ".pt2":
+        import numpy as np
+        import torch
+
+        example = torch.from_numpy(np.load(art.input, allow_pickle=False)).to(backend.device)
+        return backend.prepare(torch.export.load(str(path)).module(), example, "")
     return Artifact(backend.load(path), path, art.export_s, art.cached, tuple(art.companions), art.explain)
 
 
-def _time_prefixes(backend, spec: WorkerSpec, x) -> list[list[float]]:
+def _time_prefixes(backend, spec: WorkerSpec, x) -> tuple[list[list[float]], list[float | None]]:
     """Median ms per prefix (in the spec's order) in each of ``spec.prefix_rounds`` passes; every prefix is
-    loaded first, so the passes alternate between them and drift hits all alike."""
+    loaded first, so the passes alternate between them and drift hits all alike. Also each prefix's parity
+    (max |Δ| against its ``expected`` outputs; None where it has none), from its first call."""
     import statistics
 
     import numpy as np
@@ -124,13 +132,22 @@ def _time_prefixes(backend, spec: WorkerSpec, x) -> list[list[float]]:
     own = {art.input: torch.from_numpy(np.load(art.input, allow_pickle=False)).to(backend.device)
            for art in spec.prefixes if art.input is not None}  # a block's cuts share one input file
     inputs = [x if art.input is None else own[art.input] for art in spec.prefixes]
+    checked: list[float | None] = []
+    with torch.inference_mode():
+        for art, s, x_ in zip(spec.prefixes, sessions, inputs):
+            if art.expected is None:
+                checked.append(None)
+                continue
+            with np.load(art.expected, allow_pickle=False) as saved:
+                diff, mismatch = parity(s.run(x_), [saved[f"out_{i}"] for i in range(len(saved.files))])
+            checked.append(float("inf") if mismatch else diff)
     passes = []
     with torch.inference_mode():
         for _ in range(spec.prefix_rounds):
             passes.append([statistics.median(time_calls(lambda s=s, x=x: s.run(x), spec.warmup, spec.min_time,
                                                         spec.min_runs)) * 1e3
                            for s, x in zip(sessions, inputs)])
-    return passes
+    return passes, checked
 
 
 def measure(spec: WorkerSpec) -> dict:
@@ -207,7 +224,7 @@ def measure(spec: WorkerSpec) -> dict:
             result["status"] = "ok"
         elif spec.prefixes:  # prefix differencing: every cut of the network, timed in interleaved passes
             stage = "prefixes"
-            result["prefix_times"] = _time_prefixes(backend, spec, x)
+            result["prefix_times"], result["prefix_parity"] = _time_prefixes(backend, spec, x)
             result["status"] = "ok"
         elif not spec.time:  # eval: accuracy only
             result["status"] = "ok"
