@@ -299,7 +299,7 @@ def test_bench_breakdown_on_the_command_line(capsys, monkeypatch, tmp_path):
 def test_prefix_differencing_through_bench(tmp_path):
     """A runtime without a profiler emobench reads: the network cut after each block, and each distinct block
     of a mobile form cut after each M² part on its own input, timed interleaved in one worker."""
-    from emobench.runs.bench import BenchPlan, run_bench
+    from emobench.runs.bench import PASSES_PER_ROUND, BenchPlan, run_bench
 
     if BACKENDS["onnxruntime"].unavailable():
         pytest.skip(BACKENDS["onnxruntime"].unavailable())
@@ -310,7 +310,7 @@ def test_prefix_differencing_through_bench(tmp_path):
     result = rec.breakdown["prefix"]
     assert "error" not in result, result.get("error")
     blocks = {r["block"] for r in result["rows"]} - {"stem", "head"}
-    assert len(blocks) == 6 and result["runs"] == 2 and result["m2"] and "M² parts" in result["source"]
+    assert len(blocks) == 6 and result["runs"] == 2 * PASSES_PER_ROUND and result["m2"] and "M² parts" in result["source"]
     assert all(math.isfinite(r["ms"]) and r["noise_ms"] >= 0 for r in result["rows"])
     split = [r for r in result["rows"] if r.get("isolated_ms") is not None]
     assert split and all(r["part"] for r in split)

@@ -55,7 +55,7 @@ def table_store(tmp_path_factory):
         pytest.skip(BACKENDS["onnxruntime"].unavailable())
     path = tmp_path_factory.mktemp("predict") / "s.sqlite"
     with ResultStore(path) as db:
-        first = predict(["emo_tiny@32"], ["onnxruntime"], 1, db, rounds=1, min_time=0.02)
+        first = predict(["emo_tiny@32"], ["onnxruntime"], 1, db, rounds=1, min_time=0.02, method="pairs")
     return path, first
 
 
@@ -72,7 +72,7 @@ def test_tables_are_measured_once_and_reused(table_store):
         chained = sum(medians[pair_piece(a, b).name] - medians[b.name] for a, b in zip(specs, specs[1:]))
         assert p.predicted_ms == pytest.approx(chained + medians[specs[-1].name])
         assert p.predicted_ms == pytest.approx(sum(r["ms"] for r in p.rows))
-        again = predict(["emo_tiny@32"], ["onnxruntime"], 1, db, rounds=1, min_time=0.02)
+        again = predict(["emo_tiny@32"], ["onnxruntime"], 1, db, rounds=1, min_time=0.02, method="pairs")
         assert again[0].measured_now == 0 and again[0].predicted_ms == pytest.approx(p.predicted_ms)
         # the isolated estimator shares the single pieces: only the stem alone and an empty call per input shape are new
         (iso,) = predict(["emo_tiny@32"], ["onnxruntime"], 1, db, rounds=1, min_time=0.02, method="isolated")
@@ -90,8 +90,8 @@ def test_cli_prediction_error_and_bad_backend(capsys, monkeypatch, tmp_path, tab
     doc = json.loads(out.read_text())
     (row,) = doc["rows"]
     # --measure re-times every row the network needs in the same passes as the network, stored ones included
-    assert row["measured_now"] == len({s.name for s in rows_needed(pieces_of("emo_tiny@32", "cpu-ort"), "pairs")})
-    assert doc["meta"]["schema"] == "emobench.predict/2" and row["method"] == "pairs"
+    assert row["measured_now"] == len({s.name for s in rows_needed(pieces_of("emo_tiny@32", "cpu-ort"), "isolated")})
+    assert doc["meta"]["schema"] == "emobench.predict/2" and row["method"] == "isolated"
     assert row["measured_ms"] > 0 and row["error"] == pytest.approx(row["predicted_ms"] / row["measured_ms"] - 1)
     assert doc["meta"]["summary"]["onnxruntime"]["n"] == 1
     code, _, err = run(capsys, monkeypatch, "predict", "emo_tiny@32", "-B", "nosuch", "--store", str(store))
@@ -110,12 +110,15 @@ def test_error_summary():
 
 def test_a_sweep_predicts_every_point_from_the_table(table_store, tmp_path):
     """A stage 3 one block shorter needs only rows the deeper network's table has: predicted without measuring
-    anything, and the deeper one slower by exactly the repeated block chained to itself, less it alone."""
+    anything. With the default estimator the deeper one is slower by exactly the repeated block less one empty
+    call at its input; with pairs, by the block chained to itself less the block alone."""
     from emobench.runs.sweep import load_spec, run_sweep
 
     base = "emo_tiny,depths=[1, 1, 3, 2]@32"
     with ResultStore(table_store[0]) as db:
-        (deeper,) = predict([base], ["onnxruntime"], 1, db, rounds=1, min_time=0.02)
+        deeper = predict([base], ["onnxruntime"], 1, db, rounds=1, min_time=0.02, method="isolated,pairs")
+        shorter = predict([base.replace("3, 2", "2, 2")], ["onnxruntime"], 1, db, method="isolated,pairs")
+        assert {p.measured_now for p in shorter} == {0}
     path = tmp_path / "deeper.toml"
     path.write_text(f'base = "{base}"\n[axes]\n"depths[2]" = [2, 3]\n'
                     '[measure]\nbackends = ["onnxruntime"]\nthreads = 1\nfront = 0\npredict = true\n')
@@ -127,9 +130,12 @@ def test_a_sweep_predicts_every_point_from_the_table(table_store, tmp_path):
         medians = dict(zip(db.records()["model"], db.records()["median_ms"]))
     rows = sorted(outcome.rows, key=lambda r: r["values_json"]["depths[2]"])
     two, three = (r["predicted"]["onnxruntime"] for r in rows)
-    assert three == pytest.approx(deeper.predicted_ms)
+    assert (two, three) == (pytest.approx(shorter[0].predicted_ms), pytest.approx(deeper[0].predicted_ms))
     block = next(s for s in pieces_of(base, "cpu-ort") if s.label == "stage3.2")  # what the third one repeats
-    assert three - two == pytest.approx(medians[pair_piece(block, block).name] - medians[block.name])
+    call = medians[f"{OVERHEAD}:{'x'.join(map(str, block.input_shape))}"]
+    assert three - two == pytest.approx(medians[block.name] - call)
+    assert deeper[1].method == "pairs" and deeper[1].predicted_ms - shorter[1].predicted_ms == pytest.approx(
+        medians[pair_piece(block, block).name] - medians[block.name])
 
 
 def test_in_memory_modules_that_print_and_weigh_the_same_do_not_share_an_export():

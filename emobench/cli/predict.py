@@ -18,7 +18,7 @@ def predict(
     backend: Annotated[str, typer.Option("--backend", "-B", help="Runtimes, comma-separated (torch, onnxruntime, openvino, executorch, litert).")] = "torch",
     threads: Annotated[int, typer.Option("--threads", "-t", min=1, help="CPU threads the tables are measured with.")] = 1,
     form: Annotated[str, typer.Option("--form", help="Formulation: auto (the runtime's preferred one the model has) or a name.")] = "auto",
-    method: Annotated[str, typer.Option("--method", help="pairs: each piece timed followed by the next, less the next alone (a call's borders cancel; the sum telescopes to one call); isolated: each piece alone, less an empty call per piece.")] = "pairs",
+    method: Annotated[str, typer.Option("--method", help="isolated: each piece alone, less an empty call per piece; pairs: each piece timed followed by the next, less the next alone (a call's borders cancel; the sum telescopes to one call); both: 'isolated,pairs'.")] = "isolated",
     measure: Annotated[bool, typer.Option("--measure", help="Also time each whole network in the same formulation, in the same worker's interleaved passes as every table row it needs (re-timed, stored ones included), and show the prediction's error.")] = False,
     rounds: Annotated[int, typer.Option(min=1, help="Interleaved passes over the table rows (and with --measure, the networks): many short passes outlast the host's slow spells.")] = 10,
     min_time: Annotated[float, typer.Option(min=0, help="Seconds timed per table row (and network) in each pass.")] = 0.05,
@@ -30,8 +30,9 @@ def predict(
 ) -> None:
     """Latency predicted from measured block tables: each network cut into stem, blocks and tail in the
     runtime's formulation, every distinct table row measured once (stored as `piece:…` records and reused on
-    this machine, runtime version and threads). By default (--method pairs) a piece costs what it adds when
-    followed by the next one; the sum over the network telescopes to one call. JSON schema emobench.predict/2."""
+    this machine, runtime version and threads), measured per runtime in one worker's interleaved passes; the
+    network = the sum of its pieces less an empty call per piece (--method isolated), or each piece's cost when
+    followed by the next (--method pairs). JSON schema emobench.predict/2."""
     from emobench.report.render import emit
     from emobench.results.store import ResultStore
     from emobench.runs.predict import SCHEMA, error_summary, predict as run, prediction_errors

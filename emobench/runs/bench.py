@@ -504,6 +504,10 @@ def _resolve(slot: _Slot, threads: int, workdir: Path) -> dict | None:
     return None
 
 
+#: interleaved passes over the cuts of a prefix breakdown per timed round of the plan
+PASSES_PER_ROUND = 4
+
+
 def _artifact_spec(artifact: Artifact) -> ArtifactSpec:
     return ArtifactSpec(str(artifact.path), artifact.export_s, artifact.cached, list(artifact.companions), artifact.explain)
 
@@ -529,8 +533,12 @@ def _breakdown(slot: _Slot, threads: int, workdir: Path, headline_ms: float | No
                     np.save(saved[id(x)], x, allow_pickle=False)
                 spec.input = saved[id(x)]
             specs.append(spec)
+        # the time of the old `rounds` passes of min_time / 2 in PASSES_PER_ROUND × as many shorter ones: the
+        # host's slow spells last seconds, and a cut's median over many short passes sits outside them
         spec = dataclasses.replace(_spec(slot, slot.chosen, slot.artifact, threads), time=False, prefixes=specs,
-                                   prefix_rounds=plan.rounds, min_time=plan.min_time / 2)
+                                   prefix_rounds=plan.rounds * PASSES_PER_ROUND,
+                                   min_time=plan.min_time / (2 * PASSES_PER_ROUND),
+                                   min_runs=max(3, plan.min_runs // PASSES_PER_ROUND))
         return run_worker(spec, workdir, plan.timeout * plan.rounds)
 
     return breakdowns.measure(plan.breakdown, slot.backend, slot.reference, slot.chosen, slot.inputs["input"],
@@ -549,7 +557,7 @@ class TogetherTiming:
     error: str | None
     parity: dict[str, float]  #: per module timed: max |Δ| against eager torch on its input
     record: dict
-    failed: dict[str, str] = field(default_factory=dict)  #: modules that did not export: name → why
+    failed: dict[str, str] = field(default_factory=dict)  #: modules that did not export or failed parity: name → why
 
     def median_ms(self, name: str) -> float:
         return statistics.median(self.passes[name])
@@ -568,15 +576,16 @@ class TogetherTiming:
 
 
 def time_together(modules: dict[str, tuple[torch.nn.Module, tuple[int, ...]]], backend_name: str, threads: int, *,
-                  rounds: int = 3, min_time: float = 0.2, warmup: int = 5, min_runs: int = 10,
-                  timeout: float = 60.0) -> TogetherTiming:
+                  rounds: int = 10, min_time: float = 0.05, warmup: int = 5, min_runs: int = 10,
+                  timeout: float = 20.0) -> TogetherTiming:
     """Every module of ``modules`` (name → (module, input shape)) on ``backend_name`` in ONE worker process, all
     loaded first and timed in ``rounds`` interleaved passes (each a median of ``time_calls`` per module), each on
     a seeded input of its shape: the host's drift hits all of them alike, so their ratios and differences are
     from one run (latency tables, predictions judged against whole networks). File backends time the export
     (cached like ``bench``'s); eager torch the modules' ``torch.export`` programs. The worker checks every
     module's parity against eager fp32 torch on its own input before the passes; one that fails (or does not
-    export) is in ``failed``, the others are timed. ``timeout`` is per module."""
+    export) is in ``failed``, the others are timed. ``timeout``: seconds per module to load and check it (the
+    worker is given that plus a generous allowance per call of each pass, and killed beyond)."""
     from emobench.models.forward import output_tensors
 
     backend = BACKENDS[backend_name]
@@ -629,7 +638,7 @@ def time_together(modules: dict[str, tuple[torch.nn.Module, tuple[int, ...]]], b
             warmup=warmup, min_time=min_time, min_runs=min_runs, time=False,
             artifact=spec if backend.suffix is not None else None, program=spec.path if backend.suffix is None else None,
             prefixes=specs, prefix_rounds=rounds)
-        result = run_worker(worker, workdir, timeout * len(specs) * max(rounds, 1))
+        result = run_worker(worker, workdir, len(specs) * (timeout + rounds * (min_time + 2.0)))
     record["precision"] = result.get("precision")
     if result.get("status") != "ok":
         return TogetherTiming({}, f"{result.get('status')}: {result.get('error')}", {}, record, refused)
