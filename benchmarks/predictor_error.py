@@ -68,8 +68,7 @@ def main() -> int:
             for attempt in range(2 if args.repeat else 1):
                 preds = predict(refs, [backend], args.threads, db, method=",".join(methods), rounds=args.rounds,
                                 min_time=args.min_time, progress=say, measure=True)
-                runs.append([{**r, "method": p.method, "run": attempt}
-                             for p, r in zip(preds, prediction_errors(preds))])
+                runs.append([{**r, "run": attempt} for r in prediction_errors(preds)])
     rows = [r for run in runs for r in run if r["run"] == 0]
     for r in rows:
         err = "–" if r["error"] is None else f"{r['error']:+.1%}"

@@ -49,7 +49,7 @@ def predict(
 
     rows = prediction_errors(preds)
     for row, p in zip(rows, preds):
-        row.update(method=p.method, pieces=p.pieces, overhead_ms=p.overhead_ms, measured_now=p.measured_now)
+        row.update(pieces=p.pieces, overhead_ms=p.overhead_ms, measured_now=p.measured_now)
     df = pd.DataFrame(rows)
     meta = {"schema": SCHEMA, "threads": threads, "summary": error_summary(rows) if measure else None,
             "pieces": {f"{p.model} {p.backend}": p.rows for p in preds}}

@@ -41,7 +41,7 @@ from emobench.version import __version__
 from emobench.environment import check_thread_counts, cpu_name, default_threads
 from emobench.environment import environment as machine_environment
 from emobench.errors import EmobenchError, first_line
-from emobench.runtimes.spec import ArtifactSpec, ModelSpec, WorkerSpec
+from emobench.runtimes.spec import ArtifactSpec, ModelSpec, WorkerSpec, save_outputs
 from emobench.runtimes.backends import BACKENDS, TOLERANCE, Artifact, Backend, weights_fingerprint
 from emobench.runtimes.parity import CALIBRATION_IMAGES, MIN_LOGIT_COSINE, MIN_TOP1_AGREEMENT
 from emobench.measure.images import scan_image_folder
@@ -602,7 +602,7 @@ def time_together(modules: dict[str, tuple[torch.nn.Module, tuple[int, ...]]], b
                   machine=f"{socket.gethostname()} ({cpu_name()})", env=environment(backend, threads),
                   params=settings, tolerance=TOLERANCE["fp32"])
     with _interruptible(), _workdir() as workdir:
-        specs, names, first = [], [], None
+        specs, names = [], []
         for index, (name, (module, shape)) in enumerate(modules.items()):
             module = copy.deepcopy(module).eval()
             x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
@@ -622,14 +622,13 @@ def time_together(modules: dict[str, tuple[torch.nn.Module, tuple[int, ...]]], b
                 continue
             with torch.inference_mode():
                 outs = output_tensors(module(x), name)
-            np.savez(f"{stem}-y.npz", **{f"out_{i}": o.float().numpy() for i, o in enumerate(outs)})
+            save_outputs(f"{stem}-y.npz", outs)
             spec.input, spec.expected = f"{stem}-x.npy", f"{stem}-y.npz"
             specs.append(spec)
             names.append(name)
-            first = first or (name, spec)
-        if first is None:
+        if not specs:
             return TogetherTiming({}, "nothing exported", {}, record, refused)
-        name, spec = first
+        name, spec = names[0], specs[0]
         # the worker's own parity step (on the first module) only checks shapes: each module's parity is checked
         # in the prefix step, so one that fails is its own failure
         worker = WorkerSpec(
@@ -717,7 +716,7 @@ def run_bench(plan: BenchPlan, store: ResultStore | None = None, progress: Progr
                 if in_memory and any(BACKENDS[b].suffix is None for b in plan.backends):
                     common.update(_program_for_worker(reference, x, f"{stem}.pt2"))
                 np.save(common["input"], x.numpy(), allow_pickle=False)
-                np.savez(common["expected"], **{f"out_{i}": o.float().numpy() for i, o in enumerate(outs)})
+                save_outputs(common["expected"], outs)
                 for dtype in plan.dtypes:  # several dtypes: one more dimension of the interleaved sweep
                     at_dtype = dataclasses.replace(plan, dtype=dtype)
                     scored = prepare_image_inputs(at_dtype, index, reference, shape, workdir, report)

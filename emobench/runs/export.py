@@ -28,6 +28,7 @@ import torch
 from emobench.errors import EmobenchError
 from emobench.paths import check_output
 from emobench.runtimes.backends import BACKENDS, weights_fingerprint
+from emobench.runtimes.spec import save_outputs
 from emobench.runs.bench import BenchPlan, _input_shape, _resolve, _Slot, _tolerance, _workdir, model_identity
 from emobench.runs.inputs import prepare_image_inputs
 from emobench.version import __version__
@@ -162,7 +163,7 @@ def export_artifact(model, backend: str, path: str | os.PathLike, form: str = "a
         stem = workdir / f"model0-b{batch}"
         inputs = {"input": f"{stem}-x.npy", "expected": f"{stem}-y.npz"}
         np.save(inputs["input"], x.numpy(), allow_pickle=False)
-        np.savez(inputs["expected"], **{f"out_{i}": o.float().numpy() for i, o in enumerate(outs)})
+        save_outputs(inputs["expected"], outs)
         scored = prepare_image_inputs(plan, 0, reference, shape, workdir, lambda *a: None)
         if scored.images is not None:
             inputs["images"] = scored.images

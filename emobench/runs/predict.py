@@ -3,6 +3,10 @@ formulation a runtime runs; every distinct table row is measured once per runtim
 (all of a call's rows in one worker's interleaved passes, stored as records named ``piece:…``, so the table
 lives in the store and is reused).
 
+A piece's key is what decides its latency: a block's configuration (without its training-only rates), its
+input shape and the formulation; a stem's or tail's parameter shapes and input/output shapes. Networks that
+share blocks share table rows.
+
 Two estimators. ``isolated`` (the default): each piece alone, the network the sum of its pieces less one empty
 call (``x + 1`` on the piece's input) per piece after the first. ``pairs``: each piece is timed followed by the
 next one and the next one alone; the difference is the piece's cost *inside a chain* — the call, the input
@@ -65,21 +69,10 @@ def overhead_piece(shape: tuple[int, ...]) -> PieceSpec:
     return _named(module, PieceSpec(key, "overhead", f"call overhead at {key}", module, tuple(shape)))
 
 
-class Chained(nn.Module):
-    """One piece followed by the next: what the pairs estimator times beside the next piece alone."""
-
-    def __init__(self, first: nn.Module, then: nn.Module) -> None:
-        super().__init__()
-        self.first, self.then = first, then
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.then(self.first(x))
-
-
 def pair_piece(first: PieceSpec, then: PieceSpec) -> PieceSpec:
     """``first`` followed by ``then`` as one table row, keyed by the two pieces' keys (networks that chain the
     same two pieces share it)."""
-    module = Chained(first.module, then.module)
+    module = nn.Sequential(first.module, then.module)
     return _named(module, PieceSpec(_key({"kind": "pair", "first": first.key, "then": then.key}), "pair",
                                     f"{first.label} → {then.label}", module, first.input_shape))
 
@@ -191,7 +184,7 @@ def _estimate(specs: list[PieceSpec], table: dict[str, float], method: str) -> t
         shares = [table[pair_piece(a, b).name] - table[b.name] for a, b in zip(specs, specs[1:])]
         return [*shares, table[specs[-1].name]], None
     # every piece after the first pays a call (with its input and output) the network does not
-    return [table[s.name] for s in specs], sum(table[_overheads([s])[0].name] for s in specs[1:])
+    return [table[s.name] for s in specs], sum(table[overhead_piece(s.input_shape).name] for s in specs[1:])
 
 
 def predict(references: list[str], backends: list[str], threads: int, store=None, form: str = "auto",
@@ -223,8 +216,9 @@ def predict(references: list[str], backends: list[str], threads: int, store=None
             raise EmobenchError(f"{backend}: {why}")
     say = progress or (lambda label, done, total: None)
     plans: dict[tuple[str, str], tuple[str, list[PieceSpec]]] = {}
+    models: dict[str, nn.Module] = {}
     for ref_text in references:
-        model = build_reference(resolve(ref_text))
+        model = models[ref_text] = build_reference(resolve(ref_text))
         for backend in backends:
             chosen = form_for(backend, model, form)
             plans[(ref_text, backend)] = (chosen, pieces_of(ref_text, chosen, resolution))
@@ -241,8 +235,7 @@ def predict(references: list[str], backends: list[str], threads: int, store=None
                 for m in methods:
                     wanted.update({s.name: s for s in rows_needed(specs, m) if s.name not in table})
                 if measure:
-                    networks[f"whole:{ref_text}"] = (formulate(build_reference(resolve(ref_text)), chosen),
-                                                     specs[0].input_shape)
+                    networks[f"whole:{ref_text}"] = (formulate(models[ref_text], chosen), specs[0].input_shape)
         if wanted or networks:
             say(f"measuring {len(wanted)} table row(s){f' and {len(networks)} network(s)' if networks else ''} "
                 f"on {backend} in one worker's interleaved passes", 0, len(wanted) + len(networks))
@@ -288,7 +281,8 @@ def prediction_errors(predictions: list[Prediction], records=()) -> list[dict[st
     for p in predictions:
         rec = p.measured or measured.get((p.model, p.backend, p.form))
         error = None if rec is None or p.predicted_ms is None else p.predicted_ms / rec.median_ms - 1
-        rows.append({"model": p.model, "backend": p.backend, "form": p.form, "predicted_ms": p.predicted_ms,
+        rows.append({"model": p.model, "backend": p.backend, "form": p.form, "method": p.method,
+                     "predicted_ms": p.predicted_ms,
                      "measured_ms": None if rec is None else rec.median_ms, "error": error,
                      "round_spread": None if rec is None else rec.round_spread, "note": p.error})
     return rows

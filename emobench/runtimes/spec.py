@@ -7,6 +7,21 @@ import json
 from dataclasses import asdict, dataclass, field
 
 
+def save_outputs(path: str, outs) -> None:
+    """Eager torch's output tensors as the ``.npz`` a worker checks parity against (``out_0``, ``out_1``, …)."""
+    import numpy as np
+
+    np.savez(path, **{f"out_{i}": o.float().numpy() for i, o in enumerate(outs)})
+
+
+def load_outputs(path: str) -> list:
+    """The arrays :func:`save_outputs` wrote, in output order."""
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as saved:
+        return [saved[f"out_{i}"] for i in range(len(saved.files))]
+
+
 @dataclass
 class ModelSpec:
     """How the worker rebuilds the model when it exports in-process (eager backends)."""

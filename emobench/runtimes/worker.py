@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from emobench.errors import first_line
-from emobench.runtimes.spec import ArtifactSpec, ImagesSpec, WorkerSpec
+from emobench.runtimes.spec import ArtifactSpec, ImagesSpec, WorkerSpec, load_outputs
 
 
 def _current_rss_mb() -> float:
@@ -138,8 +138,7 @@ def _time_prefixes(backend, spec: WorkerSpec, x) -> tuple[list[list[float]], lis
             if art.expected is None:
                 checked.append(None)
                 continue
-            with np.load(art.expected, allow_pickle=False) as saved:
-                diff, mismatch = parity(s.run(x_), [saved[f"out_{i}"] for i in range(len(saved.files))])
+            diff, mismatch = parity(s.run(x_), load_outputs(art.expected))
             checked.append(float("inf") if mismatch else diff)
     passes = []
     with torch.inference_mode():
@@ -168,8 +167,7 @@ def measure(spec: WorkerSpec) -> dict:
         backend.import_runtime()
         result["import_s"] = time.perf_counter() - start
         x = torch.from_numpy(np.load(spec.input, allow_pickle=False)).to(backend.device)
-        with np.load(spec.expected, allow_pickle=False) as saved:  # out_0, out_1, … (every model output)
-            expected = [saved[f"out_{i}"] for i in range(len(saved.files))]
+        expected = load_outputs(spec.expected)  # every model output
         result["rss_base_mb"] = _current_rss_mb()
 
         stage = "load"
