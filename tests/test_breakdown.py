@@ -268,7 +268,7 @@ def test_bench_breakdown_on_the_command_line(capsys, monkeypatch, tmp_path):
     assert code == 0, err
     records = json.loads(out)["rows"]
     torch_rec = next(r for r in records if r["backend"] == "torch")
-    assert torch_rec["breakdown"]["prefix"] == {"error": "torch exports no file to cut (prefix differencing needs a file artifact)"}
+    assert "no stem and block sequence to cut" in torch_rec["breakdown"]["prefix"]["error"]  # one block alone
     profiler = torch_rec["breakdown"]["profiler"]
     assert profiler["schema"] == "breakdown/1" and profiler["headline_ms"] == torch_rec["median_ms"]  # same run
     assert profiler["basis_ms"] > 0 and profiler["basis_ms"] != profiler["headline_ms"]  # timed beside the profiler
@@ -321,6 +321,23 @@ def test_prefix_differencing_through_bench(tmp_path):
     parts = set(rollup(result, "part")["group"])
     assert {"stem", "attention: Q/K projection", "attention: scores + softmax", "attention: weighted sum", "layout",
             "MLP_e", "local DW-conv", "SE", "MLP_s", "residual", "head", UNATTRIBUTED} <= parts
+
+
+def test_prefix_differencing_on_eager_torch(tmp_path):
+    """Eager torch has no file of its own: its cuts and the whole network are torch.export programs, timed in
+    one worker's interleaved passes like a runtime's files; by block (the fused form marks no parts)."""
+    from emobench.runs.bench import PASSES_PER_ROUND, BenchPlan, run_bench
+
+    plan = BenchPlan(models=["emo_tiny,depths=[1, 1, 1, 2]"], backends=["torch"], forms=["fused"], threads=[1],
+                     rounds=2, min_time=0.02, min_runs=3, warmup=1, breakdown="prefix", resolution=(64, 64))
+    (rec,) = run_bench(plan)
+    result = rec.breakdown["prefix"]
+    assert "error" not in result, result.get("error")
+    assert "torch.export programs" in result["source"] and result["runs"] == 2 * PASSES_PER_ROUND
+    assert {r["block"] for r in result["rows"]} - {"stem", "head"} == {r for r in result["macs"]["block"]} - {"stem", "head"}
+    assert len({r["block"] for r in result["rows"]} - {"stem", "head"}) == 6 and not result["m2"]  # the stem's block (stage0.1) and 1, 1, 1, 2
+    assert result["headline_ms"] == rec.median_ms and math.isfinite(result["closure"]) and result["basis_ms"] > 0
+    assert sum(result["macs"]["block"].values()) == result["total_macs"]
 
 
 def test_a_model_outside_the_zoo_is_broken_down_by_module(capsys, monkeypatch, tmp_path):

@@ -99,3 +99,39 @@ def test_unwritable_output_and_bad_format(capsys, monkeypatch, tmp_path):
 def test_usage_errors_exit_2(capsys, monkeypatch):
     code, _, err = run(capsys, monkeypatch, "zoo", "frobnicate")
     assert code == 2 and "Traceback" not in err
+
+
+def _console(tmp_path, *args: str, prelude: str = "", pipe_closed: bool = False):
+    """``emobench ARGS`` through the console entry point (:func:`emobench.cli.run`) in a fresh process."""
+    import os
+    import subprocess
+
+    code = f"import sys\n{prelude}\nsys.argv = ['emobench', *{list(args)!r}]\nfrom emobench.cli import run\nrun()\n"
+    env = {**os.environ, "EMOBENCH_CACHE": str(tmp_path / "cache"), "EMOBENCH_STORE": str(tmp_path / "s.sqlite")}
+    if pipe_closed:  # the reader is gone before the command writes (as `emobench … | head -c 0`)
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=env, cwd=tmp_path)
+        proc.stdout.close()
+        return proc.wait(timeout=300), "", proc.stderr.read().decode()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
+                          timeout=300)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_the_console_entry_point_keeps_outputs_exit_codes_and_atexit_handlers(tmp_path):
+    """``run`` leaves without Python's module teardown: what it writes is complete, its exit codes are main's,
+    atexit handlers still run, a closed pipe is no traceback."""
+    out_file = tmp_path / "p.json"
+    code, _, err = _console(tmp_path, "profile", "ffn", "--counts-only", "-o", str(out_file))
+    assert code == 0, err
+    assert json.loads(out_file.read_text())["profiles"][0]["model"] == "ffn"
+    code, out, err = _console(tmp_path, "zoo", "list", "-f", "json")
+    assert code == 0 and any(row["name"] == "emo_1m" for row in json.loads(out)["rows"])
+    code, _, err = _console(tmp_path, "profile", "no_such_model")
+    assert_user_error(code, err, "unknown model")
+    marker = tmp_path / "atexit-ran"
+    code, _, err = _console(tmp_path, "zoo", "list", prelude=f"import atexit, pathlib\n"
+                            f"atexit.register(pathlib.Path({str(marker)!r}).write_text, 'yes')")
+    assert code == 0 and marker.read_text() == "yes", err
+    code, _, err = _console(tmp_path, "zoo", "list", "-f", "json", pipe_closed=True)
+    assert "Traceback" not in err

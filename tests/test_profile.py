@@ -87,3 +87,39 @@ def test_cli_profile_json_and_table(capsys, monkeypatch, tmp_path):
 def test_cli_profile_bad_input(capsys, monkeypatch, args, needle):
     code, _, err = run(capsys, monkeypatch, *args)
     assert_user_error(code, err, needle)
+
+
+def test_crosscheck_counts_of_a_zoo_model_are_reused_and_said_to_be(monkeypatch, tmp_path):
+    """fvcore's and ptflops' counts of a zoo model are kept by configuration, input, form, code and versions:
+    a second profile reads them (its method says so) and they equal the counted ones; a damaged cache, another
+    input or the fused form count afresh; a module given as an object is never cached."""
+    from torch import nn
+
+    from emobench.paths import read_cache
+    from emobench.runs.profile import CACHED_NOTE, CROSSCHECK_CACHE
+
+    monkeypatch.setenv("EMOBENCH_CACHE", str(tmp_path))
+
+    def cross(p):
+        return [(c.counter, c.macs, c.macs_without_handles, c.by_operator, c.by_module) for c in p.counters[1:]]
+
+    first = profile_model("ffn", latency=False, memory=False)
+    assert not any(c.method.endswith(CACHED_NOTE) for c in first.counters)
+    assert len(read_cache(CROSSCHECK_CACHE)) == 1
+    again = profile_model("ffn", latency=False, memory=False)
+    assert [c.method for c in again.counters[1:]] == [c.method + CACHED_NOTE for c in first.counters[1:]]
+    assert cross(again) == cross(first) and again.layers.equals(first.layers)
+    assert not again.counters[0].method.endswith(CACHED_NOTE)  # emobench's own count always runs
+
+    for other in (profile_model("ffn@16", latency=False, memory=False),
+                  profile_model("ffn", latency=False, memory=False, fused=True)):
+        assert not any(c.method.endswith(CACHED_NOTE) for c in other.counters)
+    assert len(read_cache(CROSSCHECK_CACHE)) == 3
+
+    (tmp_path / CROSSCHECK_CACHE).write_text('{"broken": ')
+    assert cross(profile_model("ffn", latency=False, memory=False)) == cross(first)
+
+    module = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())
+    for _ in range(2):
+        p = profile_model(module, input_size=(3, 8, 8), latency=False, memory=False)
+        assert not any(c.method.endswith(CACHED_NOTE) for c in p.counters)

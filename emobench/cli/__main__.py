@@ -1,3 +1,3 @@
-from emobench.cli.app import main
+from emobench.cli.app import run
 
-main()
+run()

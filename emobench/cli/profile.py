@@ -42,7 +42,9 @@ def profile(
     a quick latency figure and a per-layer table.
 
     MACs count one multiply-accumulate as 1 (FLOPs = 2 × MACs); emobench registers handles for what fvcore and
-    ptflops skip (scaled_dot_product_attention, norms) and reports their own figures too. JSON schema:
+    ptflops skip (scaled_dot_product_attention, norms) and reports their own figures too; their counts of a zoo
+    model counted before (same configuration, input, form, code and versions) are reused, and their method says
+    so. The latency figure is 0.2 s of bench's timing loop (see `emobench bench` for the methodology). JSON schema:
     emobench.profile/3 (every metric has value, unit, method, status). Inputs the machine cannot hold are
     refused before anything is allocated."""
     from emobench.environment import environment

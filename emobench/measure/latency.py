@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.utils import benchmark
+
+from emobench.measure.timing import time_calls
 
 
 @dataclass(frozen=True)
@@ -16,14 +18,23 @@ class QuickTiming:
     runs: int
     threads: int
     device: str
+    warmup: int
+    min_time: float
 
 
-def quick_latency(model: nn.Module, x: torch.Tensor, threads: int | None = None, min_run_time: float = 0.5) -> QuickTiming:
-    """Median of ``torch.utils.benchmark``'s ``blocked_autorange`` after 3 warm-up calls (CUDA: synchronised)."""
-    threads = threads or torch.get_num_threads()
-    timer = benchmark.Timer(stmt="model(x)", globals={"model": model, "x": x}, num_threads=threads)
-    with torch.inference_mode():
-        for _ in range(3):
-            model(x)
-        m = timer.blocked_autorange(min_run_time=min_run_time)
-    return QuickTiming(m.median, m.iqr, len(m.times) * m.number_per_run, threads, x.device.type)
+def quick_latency(model: nn.Module, x: torch.Tensor, threads: int | None = None, min_time: float = 0.2,
+                  warmup: int = 1, min_runs: int = 5) -> QuickTiming:
+    """Median and IQR of ``model(x)`` timed by bench's own loop (:func:`~emobench.measure.timing.time_calls`) for
+    ``min_time`` seconds and at least ``min_runs`` calls after ``warmup`` (CUDA: synchronised), in ``threads``
+    (the caller's setting is restored)."""
+    previous = torch.get_num_threads()
+    threads = threads or previous
+    sync = torch.cuda.synchronize if x.device.type == "cuda" else None
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            times = time_calls(lambda: model(x), warmup=warmup, min_time=min_time, min_runs=min_runs, sync=sync)
+    finally:
+        torch.set_num_threads(previous)
+    q1, _, q3 = statistics.quantiles(times, n=4)
+    return QuickTiming(statistics.median(times), q3 - q1, len(times), threads, x.device.type, warmup, min_time)

@@ -521,17 +521,33 @@ def _breakdown(slot: _Slot, threads: int, workdir: Path, headline_ms: float | No
                                    profile_runs=max(plan.min_runs, 10))
         return run_worker(spec, workdir, plan.timeout)
 
+    folder = Path(tempfile.mkdtemp(prefix="cuts-", dir=workdir))
+
+    def export(cut: torch.nn.Module, identity: dict, shape: tuple[int, ...] | None) -> Artifact:
+        """A cut for the slot's backend: its export (cached), or for eager torch its ``torch.export`` program."""
+        if slot.backend.suffix is not None:
+            return _export_module(slot, cut, slot.chosen, {**slot.entry, **identity}, shape)
+        x = torch.randn(tuple(shape or slot.shape), generator=torch.Generator().manual_seed(1))
+        path = folder / f"cut-{len(list(folder.glob('cut-*.pt2')))}.pt2"
+        start = time.perf_counter()
+        program = _program_for_worker(cut, x, str(path))
+        if "program_error" in program:
+            raise RuntimeError(program["program_error"])
+        return Artifact(None, path, time.perf_counter() - start, False)
+
     def time_prefixes(cuts: list[tuple[Artifact | None, np.ndarray | None]]) -> dict:
         """The cuts (None: the measured network) timed in interleaved passes, each on its input (None: the network's)."""
-        folder = Path(tempfile.mkdtemp(prefix="cuts-", dir=workdir))
+        whole = slot.artifact or export(formulate(slot.reference, slot.chosen), {}, None)
         specs, saved = [], {}
         for artifact, x in cuts:
-            spec = _artifact_spec(artifact or slot.artifact)
+            spec = _artifact_spec(artifact or whole)
             if x is not None:  # the cuts of one block share its input: one file
                 if id(x) not in saved:
                     saved[id(x)] = str(folder / f"input-{len(saved)}.npy")
                     np.save(saved[id(x)], x, allow_pickle=False)
                 spec.input = saved[id(x)]
+            elif slot.backend.suffix is None:  # a program is prepared on its input: the network's
+                spec.input = slot.inputs["input"]
             specs.append(spec)
         # the time of the old `rounds` passes of min_time / 2 in PASSES_PER_ROUND × as many shorter ones: the
         # host's slow spells last seconds, and a cut's median over many short passes sits outside them
@@ -542,9 +558,7 @@ def _breakdown(slot: _Slot, threads: int, workdir: Path, headline_ms: float | No
         return run_worker(spec, workdir, plan.timeout * plan.rounds)
 
     return breakdowns.measure(plan.breakdown, slot.backend, slot.reference, slot.chosen, slot.inputs["input"],
-                              headline_ms, profile=profile, time_prefixes=time_prefixes,
-                              export=lambda cut, identity, shape: _export_module(slot, cut, slot.chosen,
-                                                                                 {**slot.entry, **identity}, shape))
+                              headline_ms, profile=profile, time_prefixes=time_prefixes, export=export)
 
 
 @dataclass

@@ -34,9 +34,7 @@ def check_method(method: str | None) -> None:
 def methods_for(method: str, backend: Backend, form: torch.nn.Module) -> dict[str, str | None]:
     """The methods ``method`` asks for on ``backend``: name → None when it can run, else why not."""
     profiler = None if backend.profiler else f"{backend.name} has no per-operator profiler emobench reads"
-    if backend.suffix is None:
-        prefix = f"{backend.name} exports no file to cut (prefix differencing needs a file artifact)"
-    elif block_count(form) is None:
+    if block_count(form) is None:
         prefix = f"the {type(form).__name__} module has no stem and block sequence to cut"
     else:
         prefix = None
@@ -83,6 +81,9 @@ def measure(method: str, backend: Backend, reference: torch.nn.Module, form_name
                              for tap in range(1, len(g.parts) + 1)]
                 out[name] = prefix_summary(_ok(time_prefixes(cuts))["prefix_times"], form, x, headline_ms=headline_ms,
                                            reference=reference, parts=[(g.blocks, g.parts) for g in groups])
+                if backend.suffix is None:  # no file of its own: the worker runs torch.export programs of the cuts
+                    out[name]["source"] = out[name]["source"][:-1] + "; eager: the cuts and the whole network " \
+                        "as torch.export programs)"
         except Exception as err:  # noqa: BLE001 - a failed breakdown is said in the record, never a crash
             out[name] = {"error": first_line(err)}
     return out

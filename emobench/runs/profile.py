@@ -18,7 +18,7 @@ from emobench.columns import Column, machine_frame
 from emobench.environment import check_thread_counts
 from emobench.errors import EmobenchError
 from emobench.nn.registry import family_of
-from emobench.measure.counters import CountResult, ModuleRecord, count_all
+from emobench.measure.counters import CountResult, ModuleRecord, count_emobench
 
 #: /2: layer keys snake_case (macs, fvcore_macs); schema in "meta". /3: the layers' ``output`` text ("1x24x112x112")
 #: became the numbers ``output_c``, ``output_h``, ``output_w``
@@ -202,6 +202,51 @@ def _warnings(counters: list[CountResult]) -> list[str]:
     return out
 
 
+#: fvcore's and ptflops' counts of zoo models, by configuration, input shape, form, model and counter code and
+#: the counters' versions: their jit trace and hooked forward are most of ``profile``'s counting time, and the
+#: same model counts the same. emobench's own count, whose per-module records the tables read, is always run.
+CROSSCHECK_CACHE = "crosscheck_counts.json"
+CACHED_NOTE = " (cached: the same model code, configuration, input and counter versions counted before)"
+
+
+def _crosscheck_key(ref, shape: tuple[int, ...], fused: bool) -> str | None:
+    """The cache key of a zoo model's cross-check counts (None for anything else: a factory's code is not hashed,
+    so its counts are never reused)."""
+    if getattr(ref, "entry", None) is None:
+        return None
+    import hashlib
+    import json
+    from importlib.metadata import PackageNotFoundError, version
+
+    from emobench.paths import source_fingerprint
+
+    try:
+        versions = {name: version(name) for name in ("fvcore", "ptflops")}
+    except PackageNotFoundError:
+        return None
+    blob = json.dumps({"model": ref.identity(), "shape": list(shape), "fused": fused, "torch": torch.__version__,
+                       **versions}, sort_keys=True, default=str)
+    return hashlib.sha256((blob + source_fingerprint("nn", "measure")).encode()).hexdigest()
+
+
+def _crosscheck_counts(model: torch.nn.Module, x: torch.Tensor, key: str | None) -> list[CountResult]:
+    """fvcore's and ptflops' counts, from the cache when ``key`` was counted before (their method says so);
+    a count that failed is never cached (the next run tries again)."""
+    from emobench.measure.counters import count_fvcore, count_ptflops
+    from emobench.paths import read_cache, update_cache
+
+    if key is not None:
+        cached = read_cache(CROSSCHECK_CACHE).get(key)
+        try:
+            return [CountResult(**{**c, "method": c["method"] + CACHED_NOTE}) for c in cached]
+        except (TypeError, KeyError):  # missing or from another layout: counted again
+            pass
+    counts = [count_fvcore(model, x), count_ptflops(model, x)]
+    if key is not None and all(c.macs is not None for c in counts):
+        update_cache(CROSSCHECK_CACHE, {key: [asdict(c) for c in counts]})
+    return counts
+
+
 def profile_model(
     name: "str | torch.nn.Module",
     resolution: tuple[int, int] | None = None,
@@ -234,6 +279,7 @@ def profile_model(
         if len(input_size) not in (2, 3) or min(input_size) < 1:
             raise EmobenchError(f"input_size is (C, H, W) or (H, W), positive; got {tuple(input_size)}")
         resolution = tuple(input_size[-2:])
+    ref = None
     if isinstance(name, torch.nn.Module):
         model = name
         (c, h, w), size_source = module_input_size(model)
@@ -272,7 +318,8 @@ def profile_model(
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
 
     try:
-        counters, records = count_all(model, x)
+        own, records = count_emobench(model, x)
+        counters = [own, *_crosscheck_counts(model, x, None if checkpoint else _crosscheck_key(ref, shape, fused))]
     except (Exception, SystemExit):  # KeyboardInterrupt propagates
         from emobench.models.forward import forward
 
@@ -282,7 +329,6 @@ def profile_model(
     n_params = sum(p.numel() for p in model.parameters())
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     form = "fused" if fused else "reference"
-    own = counters[0]
     count_method = own.method
     metrics: dict[str, Metric] = {
         "params": Metric(n_params, "count", "sum of parameter numel" + (" (derived by fusion)" if fused else "")),
@@ -315,7 +361,8 @@ def profile_model(
 
         t = quick_latency(model, x, threads)
         metrics["latency_cpu"] = Metric(
-            t.median_s * 1e3, "ms", f"eager {form}, median of {t.runs} runs (torch.utils.benchmark), {t.threads} threads",
+            t.median_s * 1e3, "ms", f"eager {form}, median of {t.runs} calls in {t.min_time:g} s after {t.warmup} warm-up calls "
+            f"(bench's timing loop), {t.threads} threads",
             note=f"IQR {t.iqr_s * 1e3:.3f} ms; quick figure, see `emobench bench`",
         )
     layers = _layers(model, records, counters, depth)
