@@ -4,6 +4,7 @@ with workers that report known per-call times, and the sentinel's record fields 
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 
@@ -50,6 +51,15 @@ def test_steady_rounds_stop_as_soon_as_the_interval_is_tight(monkeypatch):
     assert rec.sentinel_ms > 0 and rec.sentinel_spread >= 0 and isinstance(rec.host_varied, bool)
 
 
+def test_each_round_samples_the_sentinel_at_its_measurement_threads(monkeypatch):
+    threads = min(2, os.cpu_count() or 1)
+    asked, real = [], sentinel.sample
+    monkeypatch.setattr(sentinel, "sample", lambda **kw: asked.append(kw.get("threads")) or real(min_time=0.01, **kw))
+    with_rounds(monkeypatch, [5.0] * 4)
+    run_bench(BenchPlan(["irmb"], ["torch"], threads=sorted({1, threads}), rounds=2, **FAST))
+    assert sorted(asked) == [t for t in sorted({1, threads}) for _ in range(2)]  # two rounds each
+
+
 def test_unsteady_rounds_run_to_the_cap(monkeypatch):
     with_rounds(monkeypatch, [5.0, 10.0] * 10)
     (rec,) = run_bench(BenchPlan(["irmb"], ["torch"], threads=[1], rounds=2, until_stable=3.0, max_rounds=4, **FAST))
@@ -76,3 +86,12 @@ def test_fixed_rounds_say_so(monkeypatch):
 def test_bad_stability_options(capsys, monkeypatch, args, needle):
     code, _, err = run(capsys, monkeypatch, "bench", "irmb", *args)
     assert_user_error(code, err, needle)
+
+
+def test_the_sentinel_runs_at_the_threads_asked_and_restores_the_setting():
+    import torch
+
+    before = torch.get_num_threads()
+    for threads in {1, min(2, os.cpu_count() or 1)}:
+        assert sentinel.sample(min_time=0.01, threads=threads) > 0
+        assert torch.get_num_threads() == before

@@ -505,7 +505,7 @@ def host_line(records) -> str | None:
         return None
     spreads = [r["sentinel_spread"] for r in rows if r.get("sentinel_spread") is not None]
     flagged = [f"{r['model']} · {r['backend']} · t{r['threads']}" for r in rows if r.get("host_varied")]
-    line = (f"host sentinel (one-thread 256x256 GEMM before each round): {min(r['sentinel_ms'] for r in rows):.3f}–"
+    line = (f"host sentinel (256x256 GEMM at the measurement's threads before each round): {min(r['sentinel_ms'] for r in rows):.3f}–"
             f"{max(r['sentinel_ms'] for r in rows):.3f} ms across measurements")
     if spreads:
         line += f", spread within a measurement up to {100 * max(spreads):.1f} %"

@@ -209,7 +209,7 @@ UNITS = {"median_ms": "ms", "mean_ms": "ms", "p10_ms": "ms", "p90_ms": "ms", "iq
          "top1_agreement": "fraction of images (same top-1 class as eager fp32 torch)",
          "logit_cosine": "mean cosine similarity to eager fp32 torch's logits",
          "ratio_to_fp32": "median_ms / the fp32 record's", "size_ratio_to_fp32": "artifact_bytes / the fp32 record's",
-         "sentinel_ms": "ms (median of a one-thread 256x256 fp32 GEMM before each round)",
+         "sentinel_ms": "ms (median of a 256x256 fp32 GEMM at the measurement's threads before each round)",
          "sentinel_spread": "(max - min) / median of the sentinel samples", "ci_pct": "% of the mean of round medians"}
 
 

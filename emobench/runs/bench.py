@@ -820,7 +820,7 @@ def run_bench(plan: BenchPlan, store: ResultStore | None = None, progress: Progr
                     report(label, done, total)
                     done += 1
                     if plan.timed:  # how fast the host itself is, just before this measurement
-                        slot.sentinel.setdefault(threads, []).append(sentinel.sample())
+                        slot.sentinel.setdefault(threads, []).append(sentinel.sample(threads=threads))
                     if slot.chosen is None:
                         result = _resolve(slot, threads, workdir)
                         if result is None:  # every candidate failed: the slot is done at every thread count
