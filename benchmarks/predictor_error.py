@@ -3,7 +3,7 @@ sweep spec, predicted from block tables and measured whole, per backend and pred
 
     python benchmarks/predictor_error.py [--backends torch,onnxruntime,openvino,executorch,litert] [--random 20]
         [--spec examples/sweep_emo1m.toml] [--threads 2] [--rounds 10] [--min-time 0.05] [--store PATH] [--repeat]
-        [--methods pairs,isolated]
+        [--methods pairs,isolated] [--json PATH]
 
 Per backend, every table row both methods need and every whole network (in the formulation its prediction
 uses) are timed in ONE worker's interleaved passes (``emobench predict --measure``), so a prediction and the
@@ -17,6 +17,7 @@ noise, which no predictor can beat. Tables go to the store (default: a fresh tem
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import statistics
 import sys
@@ -53,6 +54,7 @@ def main() -> int:
     parser.add_argument("--store")
     parser.add_argument("--repeat", action="store_true", help="measure everything twice (the host's noise)")
     parser.add_argument("--methods", default="pairs,isolated", help="prediction methods (emobench predict --method)")
+    parser.add_argument("--json", help="also write every prediction (with its pieces) to this JSON file")
     args = parser.parse_args()
 
     from emobench.results.store import ResultStore
@@ -68,8 +70,10 @@ def main() -> int:
             for attempt in range(2 if args.repeat else 1):
                 preds = predict(refs, [backend], args.threads, db, method=",".join(methods), rounds=args.rounds,
                                 min_time=args.min_time, progress=say, measure=True)
-                runs.append([{**r, "run": attempt} for r in prediction_errors(preds)])
+                runs.append([{**r, "run": attempt, "piece_rows": p.rows} for r, p in zip(prediction_errors(preds), preds)])
     rows = [r for run in runs for r in run if r["run"] == 0]
+    if args.json:
+        Path(args.json).write_text(json.dumps([r for run in runs for r in run], indent=1))
     for r in rows:
         err = "–" if r["error"] is None else f"{r['error']:+.1%}"
         measured = "–" if r["measured_ms"] is None else f"{r['measured_ms']:.2f}"

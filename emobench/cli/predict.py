@@ -48,8 +48,6 @@ def predict(
     import pandas as pd
 
     rows = prediction_errors(preds)
-    for row, p in zip(rows, preds):
-        row.update(pieces=p.pieces, overhead_ms=p.overhead_ms, measured_now=p.measured_now)
     df = pd.DataFrame(rows)
     meta = {"schema": SCHEMA, "threads": threads, "summary": error_summary(rows) if measure else None,
             "pieces": {f"{p.model} {p.backend}": p.rows for p in preds}}

@@ -275,7 +275,8 @@ def _overheads(specs: list[PieceSpec]) -> list[PieceSpec]:
 
 def prediction_errors(predictions: list[Prediction], records=()) -> list[dict[str, Any]]:
     """Each prediction beside the whole network measured in the same formulation (its own ``measured``, timed in
-    the passes of its table, else the one of ``records``): the relative error."""
+    the passes of its table, else the one of ``records``): the relative error, with the prediction's pieces and
+    (isolated) the empty calls taken off."""
     measured = {(r.model, r.backend, r.form): r for r in records if r.status == "ok"}
     rows = []
     for p in predictions:
@@ -284,7 +285,8 @@ def prediction_errors(predictions: list[Prediction], records=()) -> list[dict[st
         rows.append({"model": p.model, "backend": p.backend, "form": p.form, "method": p.method,
                      "predicted_ms": p.predicted_ms,
                      "measured_ms": None if rec is None else rec.median_ms, "error": error,
-                     "round_spread": None if rec is None else rec.round_spread, "note": p.error})
+                     "round_spread": None if rec is None else rec.round_spread, "note": p.error,
+                     "pieces": p.pieces, "overhead_ms": p.overhead_ms, "measured_now": p.measured_now})
     return rows
 
 
