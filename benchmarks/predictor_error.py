@@ -3,7 +3,7 @@ sweep spec, predicted from block tables and measured whole, per backend and pred
 
     python benchmarks/predictor_error.py [--backends torch,onnxruntime,openvino,executorch,litert] [--random 20]
         [--spec examples/sweep_emo1m.toml] [--threads 2] [--rounds 10] [--min-time 0.05] [--store PATH] [--repeat]
-        [--methods pairs,isolated] [--json PATH]
+        [--methods isolated,calibrated] [--json PATH]
 
 Per backend, every table row both methods need and every whole network (in the formulation its prediction
 uses) are timed in ONE worker's interleaved passes (``emobench predict --measure``), so a prediction and the
@@ -53,7 +53,7 @@ def main() -> int:
     parser.add_argument("--min-time", type=float, default=0.05, help="seconds per module and pass")
     parser.add_argument("--store")
     parser.add_argument("--repeat", action="store_true", help="measure everything twice (the host's noise)")
-    parser.add_argument("--methods", default="pairs,isolated", help="prediction methods (emobench predict --method)")
+    parser.add_argument("--methods", default="isolated,calibrated", help="prediction methods (emobench predict --method)")
     parser.add_argument("--json", help="also write every prediction (with its pieces) to this JSON file")
     args = parser.parse_args()
 
@@ -88,15 +88,16 @@ def main() -> int:
             print(f"{backend} [{m}]: {s['within']} of {s['n']} within 10 % ({s['share_within'] or 0:.0%}); median "
                   f"|error| {s['median_abs_error'] or 0:.1%}; {sum(e > 0 for e in errs)} of {len(errs)} over-predicted; "
                   f"the networks' own pass-to-pass spread: median {statistics.median(spreads) if spreads else 0:.1%}")
-    if len(methods) > 1:  # the methods share their single-piece rows with opposite signs (pairs subtract them)
+    pair = ["isolated", "pairs"]
+    if set(pair) <= set(methods):  # the two share their single-piece rows with opposite signs (pairs subtract them)
         for backend in args.backends.split(","):
             by = {}
             for r in rows:
-                if r["backend"] == backend and r["error"] is not None:
+                if r["backend"] == backend and r["method"] in pair and r["error"] is not None:
                     by.setdefault(r["model"], []).append(r["error"])
-            both = [statistics.mean(e) for e in by.values() if len(e) == len(methods)]
+            both = [statistics.mean(e) for e in by.values() if len(e) == len(pair)]
             if both:
-                print(f"{backend} [mean of {', '.join(methods)}]: {sum(abs(e) <= 0.10 for e in both)} of {len(both)} "
+                print(f"{backend} [mean of isolated, pairs]: {sum(abs(e) <= 0.10 for e in both)} of {len(both)} "
                       f"within 10 %; median |error| {statistics.median(abs(e) for e in both):.1%}")
     if args.repeat:
         first = {(r["backend"], r["method"], r["model"]): r for r in rows}

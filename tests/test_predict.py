@@ -13,7 +13,8 @@ from emobench.models.references import resolve
 from emobench.nn.forms import FORMULATIONS, formulate
 from emobench.nn.forms.prefix import Piece, Prefix, Tail, block_count
 from emobench.results.store import ResultStore
-from emobench.runs.predict import OVERHEAD, error_summary, pair_piece, pieces_of, predict, rows_needed
+from emobench.runs.predict import (OVERHEAD, calibration_factor, error_summary, pair_piece, pieces_of, predict,
+                                   rows_needed, whole_key)
 from emobench.runtimes.backends import BACKENDS
 from tests.test_cli import assert_user_error, run
 
@@ -91,7 +92,7 @@ def test_cli_prediction_error_and_bad_backend(capsys, monkeypatch, tmp_path, tab
     (row,) = doc["rows"]
     # --measure re-times every row the network needs in the same passes as the network, stored ones included
     assert row["measured_now"] == len({s.name for s in rows_needed(pieces_of("emo_tiny@32", "cpu-ort"), "isolated")})
-    assert doc["meta"]["schema"] == "emobench.predict/2" and row["method"] == "isolated"
+    assert doc["meta"]["schema"] == "emobench.predict/3" and row["method"] == "isolated"
     assert row["measured_ms"] > 0 and row["error"] == pytest.approx(row["predicted_ms"] / row["measured_ms"] - 1)
     assert doc["meta"]["summary"]["onnxruntime"]["n"] == 1
     code, _, err = run(capsys, monkeypatch, "predict", "emo_tiny@32", "-B", "nosuch", "--store", str(store))
@@ -99,6 +100,32 @@ def test_cli_prediction_error_and_bad_backend(capsys, monkeypatch, tmp_path, tab
     code, _, err = run(capsys, monkeypatch, "predict", "emo_tiny@32", "-B", "onnxruntime", "--method", "nosuch",
                        "--store", str(store))
     assert_user_error(code, err, "unknown prediction method 'nosuch'")
+
+
+def test_calibrated_is_the_isolated_estimate_times_the_factor_of_the_other_networks(table_store):
+    nets = ["emo_tiny@32", "emo_tiny,depths=[1, 1, 3, 2]@32"]
+    with ResultStore(table_store[0]) as db:
+        preds = predict(nets, ["onnxruntime"], 1, db, rounds=1, min_time=0.02, method="isolated,calibrated",
+                        calibration=nets)
+        medians = dict(zip(db.records()["model"], db.records()["median_ms"]))
+        (alone,) = predict(nets[:1], ["onnxruntime"], 1, db, method="calibrated", calibration=nets[:1])
+    iso = {p.model: p for p in preds if p.method == "isolated"}
+    cal = {p.model: p for p in preds if p.method == "calibrated"}
+    for net, other in (nets, nets[::-1]):
+        whole = medians[f"piece:whole:{whole_key(pieces_of(other, iso[other].form))}"]  # measured whole, stored
+        pieces, calls = sum(r["ms"] for r in iso[other].rows), iso[other].overhead_ms
+        # predicting one, the other is the only calibration network: S − k·O = W exactly on it
+        assert cal[net].calibrated_on == [other] and cal[net].factor == pytest.approx((pieces - whole) / calls)
+        assert cal[net].rows == iso[net].rows and cal[net].overhead_ms == pytest.approx(cal[net].factor * iso[net].overhead_ms)
+        assert cal[net].predicted_ms == pytest.approx(sum(r["ms"] for r in cal[net].rows) - cal[net].overhead_ms)
+    # a network is never its own calibration
+    assert alone.predicted_ms is None and "no calibration network" in alone.error
+
+
+def test_calibration_factor_by_hand():
+    # (S, O, W) = (10, 1, 8), (20, 2, 17): k = Σ (S − W)·O / Σ O² = (2·1 + 3·2) / (1 + 4)
+    assert calibration_factor([(10.0, 1.0, 8.0), (20.0, 2.0, 17.0)]) == pytest.approx(1.6)
+    assert calibration_factor([(10.0, 2.0, 7.0)]) == pytest.approx(1.5)  # one network: S − k·O = W exactly
 
 
 def test_error_summary():

@@ -309,16 +309,18 @@ SCHEMA_2_COLUMNS = ["images", "images_skipped", "image_source", "top1", "top5", 
 SCHEMA_3_COLUMNS = ["breakdown", "crosscheck", "sentinel_ms", "sentinel_spread", "host_varied", "ci_pct", "stop"]
 #: the column schema 4 added (the cost of a training step)
 SCHEMA_4_COLUMNS = ["train"]
+#: the column schema 6 added (the median in units of the run's host sentinel)
+SCHEMA_6_COLUMNS = ["sentinel_ratio"]
 
 
 def test_a_version_1_store_gains_the_accuracy_columns_and_keeps_its_rows(tmp_path):
     path = tmp_path / "v1.sqlite"
     from emobench.results.store import _TYPES
 
-    columns = ", ".join(f"{name} {kind}" for name, kind in _TYPES.items() if name not in SCHEMA_2_COLUMNS + SCHEMA_3_COLUMNS + SCHEMA_4_COLUMNS)
+    columns = ", ".join(f"{name} {kind}" for name, kind in _TYPES.items() if name not in SCHEMA_2_COLUMNS + SCHEMA_3_COLUMNS + SCHEMA_4_COLUMNS + SCHEMA_6_COLUMNS)
     make_store(path, columns, [row("a", 1.0)], version=1)
     with ResultStore(path) as db:
-        assert db.version == SCHEMA_VERSION == 5
+        assert db.version == SCHEMA_VERSION == 6
         assert db.add(record("new", dtype="int8", top1_agreement=0.97, logit_cosine=0.995, calibration="random (32 inputs)"))
         df = db.records().set_index("uuid")
     assert stored(path) == [("a", 10.0), ("new", 5.0)]
@@ -330,7 +332,7 @@ def test_a_version_2_store_gains_the_breakdown_columns_and_keeps_its_rows(tmp_pa
     path = tmp_path / "v2.sqlite"
     from emobench.results.store import _TYPES
 
-    columns = ", ".join(f"{name} {kind}" for name, kind in _TYPES.items() if name not in SCHEMA_3_COLUMNS + SCHEMA_4_COLUMNS)
+    columns = ", ".join(f"{name} {kind}" for name, kind in _TYPES.items() if name not in SCHEMA_3_COLUMNS + SCHEMA_4_COLUMNS + SCHEMA_6_COLUMNS)
     make_store(path, columns, [row("a", 1.0)], version=2)
     breakdown = {"profiler": {"schema": "breakdown/1", "closure": 0.97, "rows": [{"block": "stage1.0", "ms": 0.5}]}}
     with ResultStore(path) as db:
@@ -346,13 +348,27 @@ def test_a_version_3_store_gains_the_train_column_and_keeps_its_rows(tmp_path):
     path = tmp_path / "v3.sqlite"
     from emobench.results.store import _TYPES
 
-    columns = ", ".join(f"{name} {kind}" for name, kind in _TYPES.items() if name not in SCHEMA_4_COLUMNS)
+    columns = ", ".join(f"{name} {kind}" for name, kind in _TYPES.items() if name not in SCHEMA_4_COLUMNS + SCHEMA_6_COLUMNS)
     make_store(path, columns, [row("a", 1.0)], version=3)
     train = {"model": "m", "metrics": {"step_macs": {"value": 10, "unit": "MACs"}}}
     with ResultStore(path) as db:
-        assert db.version == SCHEMA_VERSION == 5
+        assert db.version == SCHEMA_VERSION == 6
         assert db.add(record("new", form="train:adamw", form_requested="train", train=train))
         df = db.records().set_index("uuid")
     assert stored(path) == [("a", 10.0), ("new", 5.0)]
     assert df.loc["a", "train"] == {} and df.loc["new", "train"] == train
     assert set(headline(df.reset_index())["uuid"]) == {"a"}  # a training step never stands for inference latency
+
+
+def test_a_version_5_store_gains_the_sentinel_ratio_column_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "v5.sqlite"
+    from emobench.results.store import _TYPES
+
+    columns = ", ".join(f"{name} {kind}" for name, kind in _TYPES.items() if name not in SCHEMA_6_COLUMNS)
+    make_store(path, columns, [row("a", 1.0)], version=5)
+    with ResultStore(path) as db:
+        assert db.version == SCHEMA_VERSION == 6
+        assert db.add(record("new", sentinel_ms=0.1, sentinel_ratio=50.0))
+        df = db.records().set_index("uuid")
+    assert stored(path) == [("a", 10.0), ("new", 5.0)]
+    assert pd.isna(df.loc["a", "sentinel_ratio"]) and df.loc["new", "sentinel_ratio"] == 50.0

@@ -60,6 +60,17 @@ def test_each_round_samples_the_sentinel_at_its_measurement_threads(monkeypatch)
     assert sorted(asked) == [t for t in sorted({1, threads}) for _ in range(2)]  # two rounds each
 
 
+def test_the_sentinel_ratio_is_the_median_over_the_runs_sentinel_so_far(monkeypatch):
+    # two measurements, three rounds each, interleaved: a1 b1 a2 b2 a3 b3; the sentinel reads 0.4 0.6 0.5 ... ms
+    samples = iter([0.4, 0.6, 0.5, 0.5, 0.3, 0.7])
+    monkeypatch.setattr(sentinel, "sample", lambda **kw: next(samples))
+    with_rounds(monkeypatch, [5.0] * 6)
+    first, second = run_bench(BenchPlan(["irmb", "irmb@64"], ["torch"], threads=[1], rounds=3, **FAST))
+    # a ends after a3 (0.4 0.6 0.5 0.5 0.3: median 0.5); b after b3, all six samples: median 0.5
+    assert first.sentinel_ratio == pytest.approx(5.0 / 0.5) and second.sentinel_ratio == pytest.approx(5.0 / 0.5)
+    assert first.sentinel_ms == pytest.approx(0.4) and second.sentinel_ms == pytest.approx(0.6)  # each its own rounds'
+
+
 def test_unsteady_rounds_run_to_the_cap(monkeypatch):
     with_rounds(monkeypatch, [5.0, 10.0] * 10)
     (rec,) = run_bench(BenchPlan(["irmb"], ["torch"], threads=[1], rounds=2, until_stable=3.0, max_rounds=4, **FAST))

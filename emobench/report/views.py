@@ -325,7 +325,8 @@ def records_frame(records: list[BenchRecord] | pd.DataFrame, history: pd.DataFra
             "model": df["model"], "backend": df["backend"], "form": df["form"], "batch": df["batch"],
             "threads": df["threads"], "res": df["resolution"], "median ms": df["median_ms"], "p10 ms": df["p10_ms"],
             "p90 ms": df["p90_ms"], "spread": df["round_spread"], "±CI %": df["ci_pct"], "rounds": df["rounds"],
-            "host spread": df["sentinel_spread"], "host varied": df["host_varied"], "CV": df["cv"], "noisy": df["noisy"],
+            "host spread": df["sentinel_spread"], "host varied": df["host_varied"], "× sentinel": df["sentinel_ratio"],
+            "CV": df["cv"], "noisy": df["noisy"],
             "img/s": df["throughput"], "× torch": df["ratio_to_torch"], "× official": df["ratio_to_official"],
             "max |Δ|": df["parity_max_abs"], "precision": df["precision"], "load s": df["load_s"],
             "first ms": df["first_ms"], "RSS MB": df["peak_rss_mb"], "export s": df["export_s"],
@@ -334,7 +335,8 @@ def records_frame(records: list[BenchRecord] | pd.DataFrame, history: pd.DataFra
             "status": df["status"], "note": df["error"],
         }
     )
-    for optional in ("× official", "× fp32", "size × fp32", "agreement", "cosine", "±CI %", "host spread", "host varied"):
+    for optional in ("× official", "× fp32", "size × fp32", "agreement", "cosine", "±CI %", "host spread", "host varied",
+                     "× sentinel"):
         if out[optional].isna().all():
             out = out.drop(columns=[optional])
     return out
@@ -342,7 +344,7 @@ def records_frame(records: list[BenchRecord] | pd.DataFrame, history: pd.DataFra
 
 #: the columns of the screen table (files and JSON keep every column)
 SCREEN_COLUMNS = ["model", "backend", "form", "batch", "threads", "median ms", "p10 ms", "p90 ms", "spread", "±CI %",
-                  "rounds", "host spread",
+                  "rounds", "host spread", "× sentinel",
                   "× torch", "× official", "× fp32", "size × fp32", "agreement", "cosine", "max |Δ|", "precision",
                   "load s", "first ms", "RSS MB", "status", "note"]
 

@@ -89,6 +89,10 @@ class BenchRecord:
     # of round medians (% of it), and why the rounds stopped (rounds, stable, max rounds, budget, failed)
     sentinel_ms: float | None = None
     sentinel_spread: float | None = None
+    # the median in units of the run's sentinel (schema 6): median_ms / the median of every sentinel sample at
+    # these threads in the run up to this record. A ratio measured in one run: the host's drift between
+    # invocations, which moves ms and sentinel alike, largely cancels in it
+    sentinel_ratio: float | None = None
     host_varied: bool | None = None
     ci_pct: float | None = None
     stop: str | None = None
@@ -210,7 +214,9 @@ UNITS = {"median_ms": "ms", "mean_ms": "ms", "p10_ms": "ms", "p90_ms": "ms", "iq
          "logit_cosine": "mean cosine similarity to eager fp32 torch's logits",
          "ratio_to_fp32": "median_ms / the fp32 record's", "size_ratio_to_fp32": "artifact_bytes / the fp32 record's",
          "sentinel_ms": "ms (median of a 256x256 fp32 GEMM at the measurement's threads before each round)",
-         "sentinel_spread": "(max - min) / median of the sentinel samples", "ci_pct": "% of the mean of round medians"}
+         "sentinel_spread": "(max - min) / median of the sentinel samples",
+         "sentinel_ratio": "median_ms / the run's sentinel ms (its samples at these threads, every measurement so far)",
+         "ci_pct": "% of the mean of round medians"}
 
 
 

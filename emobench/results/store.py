@@ -33,8 +33,9 @@ ENV_STORE = "EMOBENCH_STORE"
 #: 3: ``breakdown`` and ``crosscheck`` (JSON objects), the host sentinel and the rounds' interval
 #:    (``sentinel_ms`` … ``stop``), added likewise;
 #: 4: ``train`` (JSON: a training step's cost from ``emobench train-cost``), added likewise;
-#: 5: the ``sweep_points`` table (``emobench sweep``: one row per design point of a sweep, written once).
-SCHEMA_VERSION = 5
+#: 5: the ``sweep_points`` table (``emobench sweep``: one row per design point of a sweep, written once);
+#: 6: ``sentinel_ratio`` (the median in units of the run's host sentinel), added likewise.
+SCHEMA_VERSION = 6
 
 #: a sweep's points: counted once (the primary key refuses a second row), predicted and measured filled in later
 SWEEP_COLUMNS = {

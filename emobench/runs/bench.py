@@ -753,6 +753,7 @@ def run_bench(plan: BenchPlan, store: ResultStore | None = None, progress: Progr
                                                accuracy=scored.fields))
 
         done_records: dict[tuple[int, int], BenchRecord] = {}
+        host_samples: dict[int, list[float]] = {}  # threads → every sentinel sample of the run so far
 
         def record(order: tuple[int, int], slot_like: dict, threads: int, **kw) -> None:
             backend, at_dtype = slot_like["backend"], slot_like["plan"]
@@ -789,6 +790,8 @@ def run_bench(plan: BenchPlan, store: ResultStore | None = None, progress: Progr
                        cached=art.cached if art else None)
                 return
             measured = _aggregate(runs, slot, threads)
+            if measured.get("median_ms") is not None and host_samples.get(threads):
+                measured["sentinel_ratio"] = measured["median_ms"] / statistics.median(host_samples[threads])
             if plan.crosscheck and measured["status"] == "ok":
                 why = crosschecks.available(slot.backend.name)
                 measured["crosscheck"] = {"error": why} if why else crosschecks.summarise(
@@ -820,7 +823,9 @@ def run_bench(plan: BenchPlan, store: ResultStore | None = None, progress: Progr
                     report(label, done, total)
                     done += 1
                     if plan.timed:  # how fast the host itself is, just before this measurement
-                        slot.sentinel.setdefault(threads, []).append(sentinel.sample(threads=threads))
+                        host_ms = sentinel.sample(threads=threads)
+                        slot.sentinel.setdefault(threads, []).append(host_ms)
+                        host_samples.setdefault(threads, []).append(host_ms)
                     if slot.chosen is None:
                         result = _resolve(slot, threads, workdir)
                         if result is None:  # every candidate failed: the slot is done at every thread count

@@ -7,12 +7,16 @@ A piece's key is what decides its latency: a block's configuration (without its 
 input shape and the formulation; a stem's or tail's parameter shapes and input/output shapes. Networks that
 share blocks share table rows.
 
-Two estimators. ``isolated`` (the default): each piece alone, the network the sum of its pieces less one empty
+Three estimators. ``isolated`` (the default): each piece alone, the network the sum of its pieces less one empty
 call (``x + 1`` on the piece's input) per piece after the first. ``pairs``: each piece is timed followed by the
 next one and the next one alone; the difference is the piece's cost *inside a chain* — the call, the input
 handed in, the output handed back and any layout conversion at the call's borders cancel — and the sum over the
 network telescopes to exactly one call: ``Σ_i [T(p_i → p_i+1) − T(p_i+1)] + T(tail)``. It subtracts a measured
-row per piece, so a row's noise enters the prediction with both signs. Measured on the five runtimes
+row per piece, so a row's noise enters the prediction with both signs. ``calibrated``: the isolated estimate
+with each empty call counted ``k`` times, ``k`` fitted per runtime on calibration networks (the zoo's EMO
+variants) measured whole in the same passes — where a piece's call pays more at its borders than an empty call
+(ExecuTorch's delegate layout conversions, OpenVINO's infer requests), the isolated sum over-predicts by about
+the same multiple of the empty calls on every network, which ``k`` takes out. Measured on the five runtimes
 (docs/sweeps.md), ``isolated`` put 91 of 150 predictions within 10 %, ``pairs`` 73 (better on eager torch and
 ONNX Runtime, far worse on OpenVINO and ExecuTorch, where it over-predicted 30 and 28 of 30).
 """
@@ -32,10 +36,12 @@ from torch import nn
 from emobench.errors import EmobenchError
 from emobench.nn.forms.prefix import CallOverhead, inference_config
 
-#: /2: ``method`` (pairs, isolated) per prediction
-SCHEMA = "emobench.predict/2"
+#: /2: ``method`` (pairs, isolated) per prediction; /3: ``calibrated``, its ``factor`` k and ``calibrated_on``
+SCHEMA = "emobench.predict/3"
 OVERHEAD = "piece:overhead"
-METHODS = ("isolated", "pairs")
+METHODS = ("isolated", "pairs", "calibrated")
+#: the networks ``calibrated`` measures whole on each runtime: the zoo's EMO variants
+CALIBRATION = ("emo_1m", "emo_2m", "emo_5m", "emo_6m")
 
 
 @dataclass
@@ -77,8 +83,20 @@ def pair_piece(first: PieceSpec, then: PieceSpec) -> PieceSpec:
                                     f"{first.label} → {then.label}", module, first.input_shape))
 
 
+def whole_key(specs: list[PieceSpec]) -> str:
+    """The key of the whole network that ``specs`` cut: its pieces' keys in order."""
+    return _key({"kind": "whole", "pieces": [s.key for s in specs]})
+
+
+def whole_piece(specs: list[PieceSpec], module: nn.Module) -> PieceSpec:
+    """The whole network that ``specs`` cut, as one table row (``calibrated`` measures its calibration networks
+    whole)."""
+    return _named(module, PieceSpec(whole_key(specs), "whole", "whole network", module, specs[0].input_shape))
+
+
 def rows_needed(specs: list[PieceSpec], method: str) -> list[PieceSpec]:
-    """The table rows ``method`` predicts the network of ``specs`` from."""
+    """The table rows ``method`` predicts the network of ``specs`` from (``calibrated``: the isolated ones; its
+    calibration networks' rows come besides)."""
     if method == "pairs":  # every piece but the stem alone, every piece but the tail followed by the next
         return [*specs[1:], *(pair_piece(a, b) for a, b in zip(specs, specs[1:]))]
     return [*specs, *_overheads(specs)]
@@ -175,11 +193,16 @@ class Prediction:
     method: str = "isolated"
     #: with ``measure``: the whole network timed in the same interleaved passes as its table rows
     measured: Any = None
+    #: calibrated: how many empty calls each piece's borders cost (``overhead_ms`` is that many), and the
+    #: calibration networks it was fitted on
+    factor: float | None = None
+    calibrated_on: list[str] = field(default_factory=list)
 
 
 def _estimate(specs: list[PieceSpec], table: dict[str, float], method: str) -> tuple[list[float], float | None]:
     """Each piece's share of the prediction under ``method`` (they sum to it), and for ``isolated`` the
-    overhead taken off (its shares are the pieces' isolated times, the overhead subtracted from their sum)."""
+    overhead taken off (its shares are the pieces' isolated times, the overhead subtracted from their sum);
+    ``calibrated`` is the isolated estimate before its factor (:func:`calibration_factor`)."""
     if method == "pairs":
         shares = [table[pair_piece(a, b).name] - table[b.name] for a, b in zip(specs, specs[1:])]
         return [*shares, table[specs[-1].name]], None
@@ -187,17 +210,29 @@ def _estimate(specs: list[PieceSpec], table: dict[str, float], method: str) -> t
     return [table[s.name] for s in specs], sum(table[overhead_piece(s.input_shape).name] for s in specs[1:])
 
 
+def calibration_factor(points: list[tuple[float, float, float]]) -> float:
+    """How many empty calls a piece's borders cost inside a network: the ``k`` that best maps each calibration
+    network's sum of isolated pieces ``S`` less ``k`` × its empty calls ``O`` onto the network measured whole ``W``
+    (least squares over ``(S, O, W)`` points): ``k = Σ (S − W)·O / Σ O²``."""
+    return sum((s - w) * o for s, o, w in points) / sum(o * o for _, o, _ in points)
+
+
 def predict(references: list[str], backends: list[str], threads: int, store=None, form: str = "auto",
             resolution: tuple[int, int] | None = None, rounds: int = 10, min_time: float = 0.05,
             progress: Callable[[str, int, int], None] | None = None, method: str = "isolated",
-            measure: bool = False) -> list[Prediction]:
+            measure: bool = False, calibration: list[str] | None = None) -> list[Prediction]:
     """Predicted latency of each reference on each backend (batch 1, fp32) by ``method`` (:data:`METHODS`, or
     several comma-separated: one prediction each, from one table),
     measuring the table rows the store does not have yet — per backend, all of them in one worker's
     interleaved passes (:func:`~emobench.runs.bench.time_together`), each stored as a ``piece:…`` record.
 
     ``measure``: each whole network too (``Prediction.measured``), in the same passes as every table row it
-    needs, all re-timed (rows already stored included), so that prediction and measurement are from one run."""
+    needs, all re-timed (rows already stored included), so that prediction and measurement are from one run.
+
+    ``calibrated``: the isolated estimate with each empty call taken off ``k`` times, ``k`` fitted per runtime
+    (:func:`calibration_factor`) on the ``calibration`` networks (default :data:`CALIBRATION`), each measured
+    whole as a table row in the same passes as the pieces; a calibration network itself is predicted from the
+    others' ``k`` (never its own)."""
     from emobench.models.references import build_reference, resolve
     from emobench.nn.forms import formulate
     from emobench.runs.bench import time_together
@@ -222,6 +257,15 @@ def predict(references: list[str], backends: list[str], threads: int, store=None
         for backend in backends:
             chosen = form_for(backend, model, form)
             plans[(ref_text, backend)] = (chosen, pieces_of(ref_text, chosen, resolution))
+    # calibrated: per backend, each calibration network's pieces and the network whole (a table row of its own)
+    calibrators: dict[str, list[tuple[str, list[PieceSpec], PieceSpec]]] = {b: [] for b in backends}
+    if "calibrated" in methods:
+        for ref_text in calibration or CALIBRATION:
+            model = build_reference(resolve(ref_text))
+            for backend in backends:
+                chosen = form_for(backend, model, form)
+                specs = pieces_of(ref_text, chosen, resolution)
+                calibrators[backend].append((ref_text, specs, whole_piece(specs, formulate(model, chosen))))
     measured_now: dict[str, int] = {}
     tables: dict[str, dict[str, float]] = {}
     failed: dict[tuple[str, str], str] = {}
@@ -236,6 +280,8 @@ def predict(references: list[str], backends: list[str], threads: int, store=None
                     wanted.update({s.name: s for s in rows_needed(specs, m) if s.name not in table})
                 if measure:
                     networks[f"whole:{ref_text}"] = (formulate(models[ref_text], chosen), specs[0].input_shape)
+        for _, specs, whole in calibrators[backend]:
+            wanted.update({s.name: s for s in [*rows_needed(specs, "isolated"), whole] if s.name not in table})
         if wanted or networks:
             say(f"measuring {len(wanted)} table row(s){f' and {len(networks)} network(s)' if networks else ''} "
                 f"on {backend} in one worker's interleaved passes", 0, len(wanted) + len(networks))
@@ -259,13 +305,35 @@ def predict(references: list[str], backends: list[str], threads: int, store=None
         for m in methods:
             missing = [f"{s.name} ({failed[(backend, s.name)]})" for s in rows_needed(specs, m)
                        if (backend, s.name) in failed]
+            factor, used = None, []
+            if m == "calibrated" and not missing:
+                own = whole_key(specs)  # a calibration network is never its own evidence
+                points = {ref: (*_isolated(cal_specs, table), table.get(cal_whole.name))
+                          for ref, cal_specs, cal_whole in calibrators[backend] if cal_whole.key != own}
+                used = [ref for ref, point in points.items() if None not in point]
+                if used:
+                    factor = calibration_factor([points[ref] for ref in used])
+                else:
+                    missing = [f"calibrated: no calibration network measured on {backend} "
+                               f"({', '.join(points) or 'the only one is this network'})"]
             shares, overhead = ([None] * len(specs), None) if missing else _estimate(specs, table, m)
+            if factor is not None:  # the pieces as measured, their borders k empty calls each
+                overhead = factor * overhead
             rows = [{"label": s.label, "kind": s.kind, "key": s.key, "ms": ms} for s, ms in zip(specs, shares)]
             total = None if missing else sum(shares) - (overhead or 0.0)
             out.append(Prediction(ref_text, backend, chosen, threads, total, len(rows), overhead,
                                   measured_now[backend], rows, "; ".join(dict.fromkeys(missing)) or None, m,
-                                  whole if whole is not None and whole.status == "ok" else None))
+                                  whole if whole is not None and whole.status == "ok" else None, factor, used))
     return out
+
+
+def _isolated(specs: list[PieceSpec], table: dict[str, float]) -> tuple[float | None, float | None]:
+    """The sum of the isolated pieces of ``specs`` and of the empty calls the isolated estimate takes off,
+    from ``table`` (None, None where a row is missing)."""
+    if any(s.name not in table for s in rows_needed(specs, "isolated")):
+        return None, None
+    shares, overhead = _estimate(specs, table, "isolated")
+    return sum(shares), overhead
 
 
 def _overheads(specs: list[PieceSpec]) -> list[PieceSpec]:
@@ -286,7 +354,8 @@ def prediction_errors(predictions: list[Prediction], records=()) -> list[dict[st
                      "predicted_ms": p.predicted_ms,
                      "measured_ms": None if rec is None else rec.median_ms, "error": error,
                      "round_spread": None if rec is None else rec.round_spread, "note": p.error,
-                     "pieces": p.pieces, "overhead_ms": p.overhead_ms, "measured_now": p.measured_now})
+                     "pieces": p.pieces, "overhead_ms": p.overhead_ms, "measured_now": p.measured_now,
+                     "factor": p.factor, "calibrated_on": ",".join(p.calibrated_on) or None})
     return rows
 
 

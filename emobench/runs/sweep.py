@@ -36,7 +36,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import Any, Callable, Iterator, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -100,6 +100,8 @@ class MeasureSpec(BaseModel):
     #: predict every valid point's latency on each backend from measured block tables (emobench predict), and
     #: take the front over predicted latency (first backend), MACs and params
     predict: bool = False
+    #: the estimator (emobench predict --method): isolated, pairs or calibrated
+    predict_method: Literal["isolated", "pairs", "calibrated"] = "isolated"
 
 
 class SweepSpec(BaseModel):
@@ -511,7 +513,7 @@ def _predict_points(spec: SweepSpec, sweep_id: str, store, say) -> None:
         return
     threads = m.threads or default_threads()
     by_ref = {r["reference"]: r for r in todo}
-    for p in predict(list(by_ref), m.backends, threads, store, m.form, progress=say):
+    for p in predict(list(by_ref), m.backends, threads, store, m.form, progress=say, method=m.predict_method):
         store.update_sweep_point(sweep_id, by_ref[p.model]["point"], predicted={p.backend: p.predicted_ms})
 
 
