@@ -17,8 +17,8 @@ with each empty call counted ``k`` times, ``k`` fitted per runtime on calibratio
 variants) measured whole in the same passes — where a piece's call pays more at its borders than an empty call
 (ExecuTorch's delegate layout conversions, OpenVINO's infer requests), the isolated sum over-predicts by about
 the same multiple of the empty calls on every network, which ``k`` takes out. Measured on the five runtimes
-(docs/sweeps.md), ``isolated`` put 91 of 150 predictions within 10 %, ``pairs`` 73 (better on eager torch and
-ONNX Runtime, far worse on OpenVINO and ExecuTorch, where it over-predicted 30 and 28 of 30).
+(docs/sweeps.md), ``calibrated`` put 145 and 149 of 150 predictions within 10 % in two runs (isolated 104 and 95;
+pairs, on another host, 73).
 """
 
 from __future__ import annotations
