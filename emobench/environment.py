@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import platform
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 
 def cpu_name() -> str:
@@ -89,6 +90,20 @@ def default_threads() -> int:
     import torch
 
     return min(torch.get_num_threads(), os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[int]:
+    """torch's intra-op threads set to ``threads`` (None: as they are) inside the block, the caller's setting
+    restored after; yields the count in effect."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads or previous)
+    try:
+        yield threads or previous
+    finally:
+        torch.set_num_threads(previous)
 
 
 def check_thread_counts(threads) -> None:

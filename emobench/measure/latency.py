@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from emobench.environment import torch_threads
 from emobench.measure.timing import time_calls
 
 
@@ -27,14 +28,8 @@ def quick_latency(model: nn.Module, x: torch.Tensor, threads: int | None = None,
     """Median and IQR of ``model(x)`` timed by bench's own loop (:func:`~emobench.measure.timing.time_calls`) for
     ``min_time`` seconds and at least ``min_runs`` calls after ``warmup`` (CUDA: synchronised), in ``threads``
     (the caller's setting is restored)."""
-    previous = torch.get_num_threads()
-    threads = threads or previous
     sync = torch.cuda.synchronize if x.device.type == "cuda" else None
-    torch.set_num_threads(threads)
-    try:
-        with torch.inference_mode():
-            times = time_calls(lambda: model(x), warmup=warmup, min_time=min_time, min_runs=min_runs, sync=sync)
-    finally:
-        torch.set_num_threads(previous)
+    with torch_threads(threads) as threads, torch.inference_mode():
+        times = time_calls(lambda: model(x), warmup=warmup, min_time=min_time, min_runs=min_runs, sync=sync)
     q1, _, q3 = statistics.quantiles(times, n=4)
     return QuickTiming(statistics.median(times), q3 - q1, len(times), threads, x.device.type, warmup, min_time)

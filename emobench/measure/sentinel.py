@@ -14,6 +14,7 @@ import statistics
 
 import torch
 
+from emobench.environment import torch_threads
 from emobench.measure.timing import time_calls
 
 #: the GEMM: SIZE×SIZE by SIZE×SIZE, fp32 (2·SIZE³ = 33.6 MFLOP)
@@ -24,12 +25,7 @@ HOST_VARIED = 0.10
 
 def sample(min_time: float = 0.05, threads: int = 1) -> float:
     """The sentinel's median ms per GEMM now, in ``threads`` threads (the caller's setting is restored)."""
-    previous = torch.get_num_threads()
     a = torch.randn(SIZE, SIZE, generator=torch.Generator().manual_seed(0))
     b = torch.randn(SIZE, SIZE, generator=torch.Generator().manual_seed(1))
-    torch.set_num_threads(threads)
-    try:
-        with torch.inference_mode():
-            return statistics.median(time_calls(lambda: torch.mm(a, b), warmup=3, min_time=min_time, min_runs=10)) * 1e3
-    finally:
-        torch.set_num_threads(previous)
+    with torch_threads(threads), torch.inference_mode():
+        return statistics.median(time_calls(lambda: torch.mm(a, b), warmup=3, min_time=min_time, min_runs=10)) * 1e3

@@ -16,6 +16,7 @@ import copy
 import ctypes
 import dataclasses
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -522,13 +523,14 @@ def _breakdown(slot: _Slot, threads: int, workdir: Path, headline_ms: float | No
         return run_worker(spec, workdir, plan.timeout)
 
     folder = Path(tempfile.mkdtemp(prefix="cuts-", dir=workdir))
+    programs = itertools.count()
 
     def export(cut: torch.nn.Module, identity: dict, shape: tuple[int, ...] | None) -> Artifact:
         """A cut for the slot's backend: its export (cached), or for eager torch its ``torch.export`` program."""
         if slot.backend.suffix is not None:
             return _export_module(slot, cut, slot.chosen, {**slot.entry, **identity}, shape)
         x = torch.randn(tuple(shape or slot.shape), generator=torch.Generator().manual_seed(1))
-        path = folder / f"cut-{len(list(folder.glob('cut-*.pt2')))}.pt2"
+        path = folder / f"cut-{next(programs)}.pt2"
         start = time.perf_counter()
         program = _program_for_worker(cut, x, str(path))
         if "program_error" in program:
@@ -753,7 +755,6 @@ def run_bench(plan: BenchPlan, store: ResultStore | None = None, progress: Progr
                                                accuracy=scored.fields))
 
         done_records: dict[tuple[int, int], BenchRecord] = {}
-        host_samples: dict[int, list[float]] = {}  # threads → every sentinel sample of the run so far
 
         def record(order: tuple[int, int], slot_like: dict, threads: int, **kw) -> None:
             backend, at_dtype = slot_like["backend"], slot_like["plan"]
@@ -790,8 +791,9 @@ def run_bench(plan: BenchPlan, store: ResultStore | None = None, progress: Progr
                        cached=art.cached if art else None)
                 return
             measured = _aggregate(runs, slot, threads)
-            if measured.get("median_ms") is not None and host_samples.get(threads):
-                measured["sentinel_ratio"] = measured["median_ms"] / statistics.median(host_samples[threads])
+            run_host = [ms for s in slots for ms in s.sentinel.get(threads, [])]  # the run's samples so far
+            if measured.get("median_ms") is not None and run_host:
+                measured["sentinel_ratio"] = measured["median_ms"] / statistics.median(run_host)
             if plan.crosscheck and measured["status"] == "ok":
                 why = crosschecks.available(slot.backend.name)
                 measured["crosscheck"] = {"error": why} if why else crosschecks.summarise(
@@ -823,9 +825,7 @@ def run_bench(plan: BenchPlan, store: ResultStore | None = None, progress: Progr
                     report(label, done, total)
                     done += 1
                     if plan.timed:  # how fast the host itself is, just before this measurement
-                        host_ms = sentinel.sample(threads=threads)
-                        slot.sentinel.setdefault(threads, []).append(host_ms)
-                        host_samples.setdefault(threads, []).append(host_ms)
+                        slot.sentinel.setdefault(threads, []).append(sentinel.sample(threads=threads))
                     if slot.chosen is None:
                         result = _resolve(slot, threads, workdir)
                         if result is None:  # every candidate failed: the slot is done at every thread count

@@ -261,10 +261,13 @@ def predict(references: list[str], backends: list[str], threads: int, store=None
     calibrators: dict[str, list[tuple[str, list[PieceSpec], PieceSpec]]] = {b: [] for b in backends}
     if "calibrated" in methods:
         for ref_text in calibration or CALIBRATION:
-            model = build_reference(resolve(ref_text))
+            model = models.get(ref_text) or build_reference(resolve(ref_text))  # a predicted one is cut already
             for backend in backends:
-                chosen = form_for(backend, model, form)
-                specs = pieces_of(ref_text, chosen, resolution)
+                if (ref_text, backend) in plans:
+                    chosen, specs = plans[(ref_text, backend)]
+                else:
+                    chosen = form_for(backend, model, form)
+                    specs = pieces_of(ref_text, chosen, resolution)
                 calibrators[backend].append((ref_text, specs, whole_piece(specs, formulate(model, chosen))))
     measured_now: dict[str, int] = {}
     tables: dict[str, dict[str, float]] = {}
